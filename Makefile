@@ -1,0 +1,30 @@
+# Two commands do the whole set-up on a fresh machine: `make quickstart` and `make test`.
+# Both create (or reuse) the virtual environment in .venv and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+WORLD ?= data/synthetic
+TFDS_DIR ?= data/tfds
+
+.PHONY: quickstart test bench install clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	$(PY) -m sslrs_tf.quickstart --world $(WORLD) --data-dir $(TFDS_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/input_pipeline.py
+
+clean:
+	rm -rf $(VENV) data
