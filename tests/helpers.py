@@ -1,0 +1,25 @@
+"""Helpers shared by the tests: paths to the committed and the real data."""
+
+import pathlib
+import shutil
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+REALDATA = ROOT.parent / "shared" / "realdata"
+SEN12MS_DUMMY = ROOT / "tfds_builders" / "sen12ms" / "dummy_data"
+DFC2020_DUMMY = ROOT / "tfds_builders" / "dfc2020" / "dummy_data"
+
+
+def realdata(*parts):
+    """Path below ../shared/realdata, or a skip (with the reason) where it is absent."""
+    path = REALDATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real Sentinel files not available here: {path} is absent")
+    return path
+
+
+def copy_tree(src, dst):
+    """Copies a dummy-data folder so a test can damage its copy."""
+    shutil.copytree(src, dst)
+    return dst

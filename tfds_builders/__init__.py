@@ -1,0 +1,1 @@
+"""TFDS builders of the datasets sslrs_tf trains on, one folder per dataset (TFDS layout)."""

@@ -1,0 +1,143 @@
+"""SEN12MS as a TFDS dataset, read with rasterio from the extracted archives."""
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from sslrs_tf.data import layout
+from sslrs_tf.data.tfds_common import SentinelBuilder, load_sample, raster_feature, unit_hash
+from sslrs_tf.errors import UserError
+
+_LAYOUT = "ROIs1158_spring/s1_<scene>/ROIs1158_spring_s1_<scene>_p<patch>.tif (and s2_, lc_; one folder per season)"
+
+
+class Sen12msConfig(tfds.core.BuilderConfig):
+    """Which part of SEN12MS to build, and how.
+
+    Args:
+        seasons: seasons to include (``spring``, ``summer``, ``fall``, ``winter``).
+        scene_fraction: fraction of each season's scenes to include, chosen by a
+            stable hash of (season, scene): a 10 % build is a subset of a 20 % build.
+        holdout_fraction: fraction of scenes put in the ``holdout`` split; no scene
+            is in both splits. Chosen by a stable hash, so a scene's split does not
+            depend on which other scenes are built.
+        patch_size: patch size in pixels (256 for the real data).
+        on_error: ``"raise"`` stops the build at a broken file; ``"skip"`` skips and counts it.
+
+    Example:
+    >>> # one flag on the command line:
+    >>> # tfds build tfds_builders/sen12ms --config '{"name": "spring_10", "seasons": ["spring"], "scene_fraction": 0.1}'
+    """
+
+    def __init__(self, *, seasons=layout.SEASONS, scene_fraction=1.0, holdout_fraction=0.1,
+                 patch_size=256, on_error="raise", **kwargs):
+        kwargs.setdefault("version", "1.0.0")
+        super().__init__(**kwargs)
+        self.seasons = tuple(seasons)
+        self.scene_fraction = scene_fraction
+        self.holdout_fraction = holdout_fraction
+        self.patch_size = patch_size
+        self.on_error = on_error
+        unknown = [s for s in self.seasons if s not in layout.SEASONS]
+        if unknown or not self.seasons:
+            raise UserError(f"config seasons must be a non-empty list of {list(layout.SEASONS)}. Received: seasons={list(self.seasons)}")
+        for key in ("scene_fraction", "holdout_fraction"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or not 0 <= value <= 1 or (key == "scene_fraction" and value == 0):
+                raise UserError(f"config {key} must be a number in {'(0, 1]' if key == 'scene_fraction' else '[0, 1]'}. Received: {key}={value!r}")
+
+
+class Builder(SentinelBuilder):
+    """SEN12MS (Schmitt et al. 2019): 180 662 Sentinel-1/Sentinel-2/MODIS triplets, 256 x 256 px.
+
+    Splits: ``train`` and ``holdout`` (whole scenes, see :class:`Sen12msConfig`).
+    Features: ``s1`` float32 dB [H, W, 2], ``s2`` uint16 [H, W, 13], ``lc`` uint8
+    [H, W, 4] — raw values, so normalisation and cropping stay runtime choices —
+    plus ``season``, ``scene``, ``patch`` and ``id``.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Raw s1/s2/lc as bytes-encoded HWC tensors; scene-grouped hold-out; skip report."}
+    BUILDER_CONFIGS = [Sen12msConfig(name="all", description="All four seasons.")] + [
+        Sen12msConfig(name=season, seasons=(season,), description=f"Only {layout.SEASON_FOLDERS[season]}.")
+        for season in layout.SEASONS
+    ]
+    DEFAULT_CONFIG_NAME = "all"
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """
+    Download SEN12MS from mediaTUM record 1474000 (https://mediatum.ub.tum.de/1474000):
+    the twelve archives ROIs<season>_{s1,s2,lc}.tar.gz, about 510 GB in all (a
+    single season is enough to start: build config `spring`, `summer`, `fall`
+    or `winter`). Extract them all into one folder, the manual_dir, so that it holds
+
+        ROIs1158_spring/s1_1/ROIs1158_spring_s1_1_p30.tif
+        ROIs1158_spring/s2_1/ROIs1158_spring_s2_1_p30.tif
+        ROIs1158_spring/lc_1/ROIs1158_spring_lc_1_p30.tif
+        ROIs1868_summer/...  ROIs1970_fall/...  ROIs2017_winter/...
+
+    then run `tfds build tfds_builders/sen12ms --manual_dir DIR --data_dir OUT`.
+    """
+
+    def _info(self):
+        size = self.builder_config.patch_size
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "s1": raster_feature("s1", size),
+                "s2": raster_feature("s2", size),
+                "lc": raster_feature("lc", size),
+                "season": tfds.features.ClassLabel(names=layout.SEASONS),
+                "scene": tfds.features.Scalar(np.int32),
+                "patch": tfds.features.Scalar(np.int32),
+                "id": tfds.features.Text(),
+            }),
+            metadata=tfds.core.MetadataDict(),
+            homepage="https://mediatum.ub.tum.de/1474000",
+        )
+
+    def _split_generators(self, dl_manager):
+        config = self.builder_config
+        root = self._manual_root(dl_manager, _LAYOUT)
+        scenes = []
+        for season in config.seasons:
+            folder = root / layout.SEASON_FOLDERS[season]
+            if not folder.is_dir():
+                present = sorted(p.name for p in root.iterdir())[:4]
+                raise UserError(
+                    f"manual_dir {root} has no folder {layout.SEASON_FOLDERS[season]} (season {season}); "
+                    f"it holds {present or 'nothing'}; expected {_LAYOUT}"
+                )
+            ids = sorted({int(p.name.split("_", 1)[1]) for p in folder.iterdir()
+                          if p.is_dir() and p.name.split("_", 1)[0] in layout.SEN12MS_KINDS and p.name.split("_", 1)[1].isdigit()})
+            if not ids:
+                raise UserError(f"{folder} has no scene folder (s1_<scene>, s2_<scene>, lc_<scene>); expected {_LAYOUT}")
+            chosen = [s for s in ids if unit_hash("subset", season, s) < config.scene_fraction]
+            # A tiny fraction of a small archive must still build something.
+            scenes += [(season, s) for s in chosen or ids[:1]]
+        # Scenes ranked by a stable hash: those below holdout_fraction are held out.
+        # With few scenes, the hold-out still gets one and train keeps at least one.
+        ranked = sorted(scenes, key=lambda s: unit_hash("holdout", *s))
+        n_holdout = sum(unit_hash("holdout", *s) < config.holdout_fraction for s in scenes)
+        if config.holdout_fraction > 0 and len(scenes) > 1:
+            n_holdout = min(max(n_holdout, 1), len(scenes) - 1)
+        else:
+            n_holdout = 0
+        holdout, train = ranked[:n_holdout], ranked[n_holdout:]
+        splits = {"train": self._generate_examples(root, train, "train")}
+        if holdout:
+            splits["holdout"] = self._generate_examples(root, holdout, "holdout")
+        return splits
+
+    def _generate_examples(self, root, scenes, split):
+        config = self.builder_config
+        for season, scene in scenes:
+            season_dir = root / layout.SEASON_FOLDERS[season]
+            patches = set()
+            for kind in layout.SEN12MS_KINDS:
+                kind_dir = season_dir / f"{kind}_{scene}"
+                if kind_dir.is_dir():
+                    patches.update(p for p in map(layout.patch_id, (f.name for f in kind_dir.iterdir())) if p is not None)
+            for patch in sorted(patches):
+                paths = {kind: root / layout.sen12ms_path(season, kind, scene, patch) for kind in layout.SEN12MS_KINDS}
+                sample = load_sample(paths, config.patch_size, config.on_error, self._report, split)
+                if sample is None:
+                    continue
+                key = f"{season}_{scene}_p{patch}"
+                yield key, dict(sample, season=season, scene=scene, patch=patch, id=key)

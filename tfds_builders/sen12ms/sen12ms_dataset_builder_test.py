@@ -1,0 +1,269 @@
+"""Tests of the SEN12MS builder: the TFDS harness on dummy_data, bad input, real files, the `tfds` CLI."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+import tensorflow_datasets as tfds
+
+from sslrs_tf.data import labels, layout, synthetic
+from sslrs_tf.errors import DataError, UserError
+from tests.helpers import ROOT, SEN12MS_DUMMY, copy_tree, realdata
+from tfds_builders.sen12ms import Builder, Sen12msConfig
+
+SIZE = 32
+
+
+class SmallBuilder(Builder, skip_registration=True):
+    """The real builder with the dummy data's 32 px patches in every config."""
+
+    BUILDER_CONFIGS = [Sen12msConfig(name="all", patch_size=SIZE)] + [
+        Sen12msConfig(name=s, seasons=(s,), patch_size=SIZE) for s in layout.SEASONS
+    ]
+
+
+class Sen12msTest(tfds.testing.DatasetBuilderTestCase):
+    """TFDS harness: every config builds from dummy_data with the expected split sizes."""
+
+    DATASET_CLASS = SmallBuilder
+    DUMMY_DATA = SEN12MS_DUMMY
+    BUILDER_CONFIG_NAMES_TO_TEST = ["all"]
+    # 12 triplets: one without s2 and one with NaN in S1 are skipped; the
+    # hold-out is the one scene (of four) with the smallest hash.
+    SPLITS = {"train": 7, "holdout": 3}
+    SKIP_CHECKSUMS = True
+
+    def test_registered(self):
+        # SmallBuilder is deliberately unregistered; the real builder must be.
+        self.assertIn(Builder.name, tfds.list_builders(with_community_datasets=False))
+
+
+def build(manual_dir, data_dir, **config):
+    """Builds SEN12MS with the Python API; returns the builder."""
+    config = {"name": "t", "patch_size": SIZE, **config}
+    builder = Builder(config=Sen12msConfig(**config), data_dir=str(data_dir))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+    return builder
+
+
+def examples(builder, split):
+    return list(tfds.as_numpy(builder.as_dataset(split=split)))
+
+
+def s2_of(rel_s1):
+    return rel_s1.replace("_s1_", "_s2_").replace("/s1_", "/s2_")
+
+
+def test_skipped_samples_are_counted_printed_and_kept(tmp_path, capsys):
+    builder = build(SEN12MS_DUMMY, tmp_path)
+    skipped = builder.info.metadata["skipped"]
+    assert sum(n for split in skipped.values() for n in split.values()) == 2
+    reasons = {r: n for split in skipped.values() for r, n in split.items()}
+    assert reasons == {"missing_s2": 1, "s1_nan": 1}
+    assert "skipped 2 sample(s)" in capsys.readouterr().out
+    # Kept with the dataset: a fresh reader sees the same counts.
+    reread = tfds.builder_from_directory(builder.data_dir)
+    assert reread.info.metadata["skipped"] == skipped
+    ids = {ex["id"].decode() for split in ("train", "holdout") for ex in examples(reread, split)}
+    assert len(ids) == 10
+    for ex in examples(reread, "train"):
+        assert np.isfinite(ex["s1"]).all()
+
+
+def test_stored_values_are_the_raw_file_values(tmp_path):
+    builder = build(SEN12MS_DUMMY, tmp_path)
+    ex = examples(builder, "train")[0]
+    season = layout.SEASONS[ex["season"]]
+    for kind in ("s1", "s2", "lc"):
+        path = SEN12MS_DUMMY / layout.sen12ms_path(season, kind, ex["scene"], ex["patch"])
+        with rasterio.open(path) as src:
+            np.testing.assert_array_equal(ex[kind], np.moveaxis(src.read(), 0, -1))
+    assert ex["s1"].dtype == np.float32 and ex["s2"].dtype == np.uint16 and ex["lc"].dtype == np.uint8
+
+
+def test_holdout_is_grouped_by_scene_and_keys_are_deterministic(tmp_path):
+    a = build(SEN12MS_DUMMY, tmp_path / "a")
+    b = build(SEN12MS_DUMMY, tmp_path / "b")
+    scenes = {split: {(ex["season"], ex["scene"]) for ex in examples(a, split)} for split in ("train", "holdout")}
+    assert scenes["holdout"] and not scenes["train"] & scenes["holdout"]
+    for split in ("train", "holdout"):
+        assert [ex["id"] for ex in examples(a, split)] == [ex["id"] for ex in examples(b, split)]
+
+
+def test_season_and_scene_fraction_subsets(tmp_path):
+    world = tmp_path / "world"
+    synthetic.generate_sen12ms(world, patches=160, size=SIZE, seed=1)
+    spring = build(world, tmp_path / "spring", seasons=["spring"], holdout_fraction=0.0)
+    got = examples(spring, "train")
+    assert got and {layout.SEASONS[ex["season"]] for ex in got} == {"spring"}
+    assert "holdout" not in spring.info.splits
+    full = build(world, tmp_path / "full", holdout_fraction=0.0)
+    half = build(world, tmp_path / "half", holdout_fraction=0.0, scene_fraction=0.4)
+    scenes = lambda b: {(ex["season"], ex["scene"]) for ex in examples(b, "train")}  # noqa: E731
+    assert scenes(half) and scenes(half) < scenes(full)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncate", "cannot be read as a GeoTIFF"),
+        ("three_bands", "has 3 band(s), expected 2 (VV, VH)"),
+        ("float_s2", "has dtype float32, expected uint16 or int16"),
+    ],
+)
+def test_broken_file_stops_the_build_with_one_line(tmp_path, damage, message):
+    manual = copy_tree(SEN12MS_DUMMY, tmp_path / "manual")
+    victim = next(manual.rglob("*_s2_*.tif" if damage != "three_bands" else "*_s1_*.tif"))
+    if damage == "truncate":
+        victim.write_bytes(victim.read_bytes()[:300])
+    elif damage == "three_bands":
+        synthetic.write_geotiff(victim, np.zeros((SIZE, SIZE, 3), np.float32), (0, 0), 32632)
+    else:
+        synthetic.write_geotiff(victim, np.zeros((SIZE, SIZE, 13), np.float32), (0, 0), 32632)
+    with pytest.raises(DataError) as err:
+        build(manual, tmp_path / "out")
+    text = str(err.value)
+    assert "\n" not in text and str(victim) in text and message in text
+    # A failed build leaves nothing that loads as a dataset.
+    assert not list((tmp_path / "out").rglob("dataset_info.json"))
+    with pytest.raises(Exception):
+        tfds.builder_from_directory(str(tmp_path / "out" / "sen12ms" / "t" / "1.0.0"))
+
+
+def test_on_error_skip_turns_a_broken_file_into_a_count(tmp_path):
+    manual = copy_tree(SEN12MS_DUMMY, tmp_path / "manual")
+    victim = next(manual.rglob("*_s2_*.tif"))
+    victim.write_bytes(b"not a tiff")
+    builder = build(manual, tmp_path / "out", on_error="skip")
+    reasons = {r: n for split in builder.info.metadata["skipped"].values() for r, n in split.items()}
+    assert reasons["bad_file"] == 1
+    assert sum(s.num_examples for s in builder.info.splits.values()) == 9
+
+
+def test_empty_and_misnamed_manual_dir_say_which_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"manual_dir .*empty.*expected ROIs1158_spring"):
+        build(tmp_path / "empty", tmp_path / "out")
+    (tmp_path / "misnamed" / "sen12ms_spring").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"has no folder ROIs1158_spring \(season spring\)"):
+        build(tmp_path / "misnamed", tmp_path / "out")
+    with pytest.raises(UserError, match="does not exist"):
+        build(tmp_path / "nowhere", tmp_path / "out")
+
+
+def test_a_split_with_no_usable_sample_is_a_clear_error(tmp_path):
+    manual = tmp_path / "manual"
+    s1 = manual / layout.sen12ms_path("spring", "s1", 1, 1)
+    synthetic.write_geotiff(s1, np.full((SIZE, SIZE, 2), np.nan, np.float32), (0, 0), 32632)
+    with pytest.raises(UserError, match=r"no usable sample .*missing_s2"):
+        build(manual, tmp_path / "out", seasons=["spring"])
+
+
+def test_bad_config_values_are_named():
+    with pytest.raises(UserError, match="seasons"):
+        Sen12msConfig(name="x", seasons=["autumn"])
+    with pytest.raises(UserError, match="scene_fraction"):
+        Sen12msConfig(name="x", scene_fraction=0)
+
+
+def test_real_sen12ms_patch_with_missing_s2(tmp_path):
+    real = realdata("sen12ms_p30")
+    manual = copy_tree(real, tmp_path / "manual")
+    # One complete synthetic triplet beside the real one, so the build has an example to write.
+    scene = synthetic.Scene(np.random.default_rng(0), "spring", 256).patch(0)
+    for kind in layout.SEN12MS_KINDS:
+        synthetic.write_geotiff(manual / layout.sen12ms_path("spring", kind, 2, 1), scene[kind], (5e5, 9e6), 32737)
+    builder = build(manual, tmp_path / "out", patch_size=256, holdout_fraction=0.0, seasons=["spring"])
+    assert builder.info.metadata["skipped"] == {"train": {"missing_s2": 1}}
+    assert builder.info.metadata["skipped_examples"]["missing_s2"][0].endswith("ROIs1158_spring_s2_1_p30.tif")
+    assert builder.info.splits["train"].num_examples == 1
+
+
+def test_real_lc_maps_to_the_eight_classes():
+    from sslrs_tf.data.geotiff import read_raster
+
+    lc = read_raster(realdata("sen12ms_p30", "ROIs1158_spring", "lc_1", "ROIs1158_spring_lc_1_p30.tif"), "lc", 256)
+    igbp = lc[..., 0]
+    classes = labels.igbp_to_classes(igbp).numpy()
+    assert set(np.unique(igbp)) == {4, 5, 8, 9}
+    assert (classes[np.isin(igbp, [4, 5])] == 0).all()  # forests -> Forest
+    assert (classes[np.isin(igbp, [8, 9])] == labels.IGNORE).all()  # savannas -> ignored
+
+
+def test_real_sen1floods11_chip_int16_s2_outliers_and_epsg4326(tmp_path):
+    chip = realdata("sen1floods11_chip")
+    manual = tmp_path / "manual"
+    sources = {"s1": "Spain_7370579_S1Hand.tif", "s2": "Spain_7370579_S2Hand.tif"}
+    # Cut the 512 px chip into four SEN12MS-sized patches, keeping its CRS, dtype and compression.
+    for kind, name in sources.items():
+        with rasterio.open(chip / name) as src:
+            for i in range(4):
+                window = rasterio.windows.Window((i % 2) * 256, (i // 2) * 256, 256, 256)
+                profile = dict(src.profile, width=256, height=256, transform=src.window_transform(window))
+                out = manual / layout.sen12ms_path("summer", kind, 7, i)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with rasterio.open(out, "w", **profile) as dst:
+                    dst.write(src.read(window=window))
+    for i in range(4):
+        lc = np.full((256, 256, 4), 10, np.uint8)
+        synthetic.write_geotiff(manual / layout.sen12ms_path("summer", "lc", 7, i), lc, (0, 0), 4326)
+    builder = build(manual, tmp_path / "out", patch_size=256, holdout_fraction=0.0, seasons=["summer"])
+    got = {ex["patch"]: ex for ex in examples(builder, "train")}
+    skipped = builder.info.metadata["skipped"].get("train", {})
+    assert len(got) + sum(skipped.values()) == 4
+    with rasterio.open(chip / sources["s2"]) as src:
+        assert src.dtypes[0] == "int16" and src.crs.to_epsg() == 4326
+        raw_s2 = np.moveaxis(src.read(), 0, -1)
+    with rasterio.open(chip / sources["s1"]) as src:
+        raw_s1 = np.moveaxis(src.read(), 0, -1)
+    for i, ex in got.items():
+        r, c = (i // 2) * 256, (i % 2) * 256
+        np.testing.assert_array_equal(ex["s2"], np.clip(raw_s2[r : r + 256, c : c + 256], 0, None).astype(np.uint16))
+        np.testing.assert_array_equal(ex["s1"], raw_s1[r : r + 256, c : c + 256])
+    # The +25 dB outliers are stored as they are: clipping is a runtime choice.
+    assert max(ex["s1"].max() for ex in got.values()) > 25
+
+
+def test_real_chip_of_the_wrong_size_is_refused(tmp_path):
+    chip = realdata("sen1floods11_chip")
+    manual = tmp_path / "manual"
+    target = manual / layout.sen12ms_path("spring", "s1", 1, 1)
+    target.parent.mkdir(parents=True)
+    target.write_bytes((chip / "Spain_7370579_S1Hand.tif").read_bytes())
+    for kind in ("s2", "lc"):
+        other = manual / layout.sen12ms_path("spring", kind, 1, 1)
+        other.parent.mkdir(parents=True)
+        other.write_bytes((chip / f"Spain_7370579_{'S2Hand' if kind == 's2' else 'S1Hand'}.tif").read_bytes())
+    with pytest.raises(DataError, match=r"is 512 x 512 px, expected 256 x 256"):
+        build(manual, tmp_path / "out", patch_size=256, seasons=["spring"], holdout_fraction=0.0)
+
+
+def test_dummy_data_is_what_the_generator_script_writes(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "tfds_builders" / "make_dummy_data.py"), "--root", str(tmp_path)], check=True)
+    fresh = sorted(p.relative_to(tmp_path / "sen12ms" / "dummy_data") for p in (tmp_path / "sen12ms" / "dummy_data").rglob("*.tif"))
+    committed = sorted(p.relative_to(SEN12MS_DUMMY) for p in SEN12MS_DUMMY.rglob("*.tif"))
+    assert fresh == committed
+    for rel in committed:
+        assert (tmp_path / "sen12ms" / "dummy_data" / rel).read_bytes() == (SEN12MS_DUMMY / rel).read_bytes(), rel
+
+
+@pytest.mark.slow
+def test_tfds_command_line_builds_a_subset_in_one_flag(tmp_path):
+    tfds_cli = pathlib.Path(sys.executable).with_name("tfds")
+    config = json.dumps({"name": "spring_small", "seasons": ["spring"], "patch_size": SIZE, "holdout_fraction": 0})
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run(
+        [str(tfds_cli), "build", str(ROOT / "tfds_builders" / "sen12ms"), "--manual_dir", str(SEN12MS_DUMMY),
+         "--data_dir", str(tmp_path), "--config", config],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "no sample skipped" in run.stdout or "skipped" in run.stdout
+    built = tfds.builder_from_directory(str(tmp_path / "sen12ms" / "spring_small" / "1.0.0"))
+    got = list(tfds.as_numpy(built.as_dataset(split="train")))
+    assert got and {layout.SEASONS[ex["season"]] for ex in got} == {"spring"}
