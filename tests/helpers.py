@@ -23,3 +23,18 @@ def copy_tree(src, dst):
     """Copies a dummy-data folder so a test can damage its copy."""
     shutil.copytree(src, dst)
     return dst
+
+
+def eager_and_in_tf_data(fn, *args):
+    """Runs `fn(*args)` eagerly and inside a tf.data map; returns both results as NumPy.
+
+    Data ops differ between the two more often than one expects (shapes, dtypes,
+    Python control flow), so each is checked in both.
+    """
+    import tensorflow as tf
+
+    eager = fn(*args)
+    ds = tf.data.Dataset.from_tensors(tuple(args)).map(lambda *a: fn(*a))
+    graph = next(iter(ds))
+    to_np = lambda x: x.numpy() if hasattr(x, "numpy") else x  # noqa: E731
+    return to_np(eager), to_np(graph)

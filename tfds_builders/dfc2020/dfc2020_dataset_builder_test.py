@@ -1,0 +1,103 @@
+"""Tests of the DFC2020 builder: the TFDS harness on dummy_data, both folder namings, bad input."""
+
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+import tensorflow_datasets as tfds
+
+from sslrs_tf.data import layout
+from sslrs_tf.errors import DataError, UserError
+from tests.helpers import DFC2020_DUMMY, copy_tree
+from tfds_builders.dfc2020 import Builder, Dfc2020Config
+
+SIZE = 32
+
+
+class SmallBuilder(Builder, skip_registration=True):
+    """The real builder with the dummy data's 32 px patches."""
+
+    BUILDER_CONFIGS = [Dfc2020Config(name="default", patch_size=SIZE)]
+
+
+class Dfc2020Test(tfds.testing.DatasetBuilderTestCase):
+    """TFDS harness: builds from dummy_data (validation in the `s1_0` naming; one S1 with NaN skipped)."""
+
+    DATASET_CLASS = SmallBuilder
+    DUMMY_DATA = DFC2020_DUMMY
+    SPLITS = {"validation": 5, "test": 4}
+    SKIP_CHECKSUMS = True
+
+    def test_registered(self):
+        # SmallBuilder is deliberately unregistered; the real builder must be.
+        self.assertIn(Builder.name, tfds.list_builders(with_community_datasets=False))
+
+
+def build(manual_dir, data_dir, **config):
+    """Builds DFC2020 with the Python API; returns the builder."""
+    builder = Builder(config=Dfc2020Config(**{"name": "t", "patch_size": SIZE, **config}), data_dir=str(data_dir))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+    return builder
+
+
+def rename_validation(manual, suffix):
+    roi = manual / "ROIs0000_validation"
+    for kind in layout.DFC2020_KINDS:
+        (roi / f"{kind}_0").rename(roi / f"{kind}_{suffix}")
+
+
+@pytest.mark.parametrize("suffix", ["validation", "0"])
+def test_both_validation_namings_give_the_same_dataset(tmp_path, suffix):
+    manual = copy_tree(DFC2020_DUMMY, tmp_path / "manual")
+    if suffix != "0":
+        rename_validation(manual, suffix)
+    builder = build(manual, tmp_path / "out")
+    got = list(tfds.as_numpy(builder.as_dataset(split="validation")))
+    assert sorted(ex["patch"] for ex in got) == [0, 1, 3, 4, 5]  # patch 2 has NaN in S1
+    assert builder.info.metadata["skipped"] == {"validation": {"s1_nan": 1}}
+    ex = got[0]
+    path = manual / layout.dfc2020_path("validation", "dfc", ex["patch"], suffix)
+    with rasterio.open(path) as src:
+        np.testing.assert_array_equal(ex["dfc"], src.read(1))
+    assert ex["dfc"].shape == (SIZE, SIZE) and ex["dfc"].dtype == np.uint8
+
+
+def test_missing_label_folder_is_named(tmp_path):
+    manual = copy_tree(DFC2020_DUMMY, tmp_path / "manual")
+    shutil.rmtree(manual / "ROIs0000_test" / "dfc_0")
+    with pytest.raises(UserError, match=r"has no folder ROIs0000_test/dfc_0 \(the labels\)"):
+        build(manual, tmp_path / "out")
+
+
+def test_missing_validation_folder_names_both_namings(tmp_path):
+    manual = copy_tree(DFC2020_DUMMY, tmp_path / "manual")
+    shutil.rmtree(manual / "ROIs0000_validation" / "s2_0")
+    with pytest.raises(UserError, match=r"ROIs0000_validation/s2_validation or ROIs0000_validation/s2_0"):
+        build(manual, tmp_path / "out")
+
+
+def test_missing_split_folder_is_named(tmp_path):
+    manual = copy_tree(DFC2020_DUMMY, tmp_path / "manual")
+    shutil.rmtree(manual / "ROIs0000_test")
+    with pytest.raises(UserError, match=r"has no folder ROIs0000_test \(DFC2020 test split\)"):
+        build(manual, tmp_path / "out")
+
+
+def test_missing_file_is_skipped_and_counted(tmp_path):
+    manual = copy_tree(DFC2020_DUMMY, tmp_path / "manual")
+    (manual / layout.dfc2020_path("test", "dfc", 1)).unlink()
+    builder = build(manual, tmp_path / "out")
+    assert builder.info.metadata["skipped"]["test"] == {"missing_dfc": 1}
+    assert builder.info.splits["test"].num_examples == 3
+
+
+def test_label_with_values_beyond_a_byte_is_refused(tmp_path):
+    manual = copy_tree(DFC2020_DUMMY, tmp_path / "manual")
+    victim = manual / layout.dfc2020_path("test", "dfc", 0)
+    with rasterio.open(victim) as src:
+        profile = dict(src.profile, dtype="uint16")
+    with rasterio.open(victim, "w", **profile) as dst:
+        dst.write(np.full((1, SIZE, SIZE), 300, np.uint16))
+    with pytest.raises(DataError, match=r"values in \[300, 300\], expected class codes in \[0, 255\]"):
+        build(manual, tmp_path / "out")
