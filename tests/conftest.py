@@ -1,0 +1,24 @@
+"""Fixtures shared by the tests: datasets built once per session from the builders' dummy data."""
+
+import pytest
+import tensorflow_datasets as tfds
+
+from tests.helpers import DFC2020_DUMMY, SEN12MS_DUMMY
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """{"sen12ms": builder, "dfc2020": builder}: the dummy data (32 px) built with the real builders."""
+    from tfds_builders.dfc2020 import Builder as Dfc2020, Dfc2020Config
+    from tfds_builders.sen12ms import Builder as Sen12ms, Sen12msConfig
+
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    out = {}
+    for name, cls, config, manual in (
+        ("sen12ms", Sen12ms, Sen12msConfig(name="dummy", patch_size=32), SEN12MS_DUMMY),
+        ("dfc2020", Dfc2020, Dfc2020Config(name="dummy", patch_size=32), DFC2020_DUMMY),
+    ):
+        builder = cls(config=config, data_dir=data_dir)
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+        out[name] = builder
+    return out
