@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from sslrs_tf.data import layout
-from sslrs_tf.data.tfds_common import SentinelBuilder, load_sample, raster_feature
+from sslrs_tf.data.tfds_common import SentinelBuilder, load_sample, raster_features
 from sslrs_tf.errors import UserError
 
 _LAYOUT = (
@@ -33,7 +33,8 @@ class Builder(SentinelBuilder):
 
     The papers fine-tune on ``validation`` and test on ``test``. Features:
     ``s1`` float32 dB [H, W, 2], ``s2`` uint16 [H, W, 13], ``lc`` uint8 [H, W, 4],
-    ``dfc`` uint8 [H, W] (DFC-10 classes 1-10, 0 = no data), ``patch``, ``id``.
+    ``dfc`` uint8 [H, W] (DFC-10 classes 1-10, 0 = no data), ``s1_max``, ``s2_max``
+    (per-channel maxima of the raw patch), ``patch``, ``id``.
     """
 
     VERSION = tfds.core.Version("1.0.0")
@@ -58,7 +59,7 @@ class Builder(SentinelBuilder):
         size = self.builder_config.patch_size
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict({
-                **{kind: raster_feature(kind, size) for kind in layout.DFC2020_KINDS},
+                **raster_features(layout.DFC2020_KINDS, size),
                 "patch": tfds.features.Scalar(np.int32),
                 "id": tfds.features.Text(),
             }),

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from sslrs_tf.data import layout
-from sslrs_tf.data.tfds_common import SentinelBuilder, load_sample, raster_feature, unit_hash
+from sslrs_tf.data.tfds_common import SentinelBuilder, load_sample, raster_features, unit_hash
 from sslrs_tf.errors import UserError
 
 _LAYOUT = "ROIs1158_spring/s1_<scene>/ROIs1158_spring_s1_<scene>_p<patch>.tif (and s2_, lc_; one folder per season)"
@@ -52,7 +52,8 @@ class Builder(SentinelBuilder):
     Splits: ``train`` and ``holdout`` (whole scenes, see :class:`Sen12msConfig`).
     Features: ``s1`` float32 dB [H, W, 2], ``s2`` uint16 [H, W, 13], ``lc`` uint8
     [H, W, 4] — raw values, so normalisation and cropping stay runtime choices —
-    plus ``season``, ``scene``, ``patch`` and ``id``.
+    ``s1_max``, ``s2_max`` (per-channel maxima of the raw patch), ``season``,
+    ``scene``, ``patch`` and ``id``.
     """
 
     VERSION = tfds.core.Version("1.0.0")
@@ -80,9 +81,7 @@ class Builder(SentinelBuilder):
         size = self.builder_config.patch_size
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict({
-                "s1": raster_feature("s1", size),
-                "s2": raster_feature("s2", size),
-                "lc": raster_feature("lc", size),
+                **raster_features(layout.SEN12MS_KINDS, size),
                 "season": tfds.features.ClassLabel(names=layout.SEASONS),
                 "scene": tfds.features.Scalar(np.int32),
                 "patch": tfds.features.Scalar(np.int32),
