@@ -1,0 +1,1 @@
+"""Data layer: bands, normalisation, labels, GeoTIFF reading, input pipelines, synthetic world."""

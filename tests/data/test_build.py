@@ -1,0 +1,53 @@
+"""`python -m sslrs_tf.data.build`: the real entry point, its output and its one-line errors."""
+
+import subprocess
+import sys
+
+import tensorflow_datasets as tfds
+
+from tests.helpers import SEN12MS_DUMMY, copy_tree
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "sslrs_tf.data.build", *map(str, args)], capture_output=True, text=True)
+
+
+def assert_one_line_error(result, *needles):
+    assert result.returncode == 2, result.stderr[-1000:]
+    lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_builds_a_subset_from_one_json_flag_and_reuses_it(tmp_path):
+    config = '{"name": "spring32", "seasons": ["spring"], "patch_size": 32, "holdout_fraction": 0}'
+    first = run("sen12ms", "--manual_dir", SEN12MS_DUMMY, "--data_dir", tmp_path, "--config", config)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "sen12ms/spring32/1.0.0 ready" in first.stdout
+    built = tfds.builder_from_directory(str(tmp_path / "sen12ms" / "spring32" / "1.0.0"))
+    assert built.info.splits["train"].num_examples == 2  # spring: 3 triplets, one without s2
+    again = run("sen12ms", "--manual_dir", tmp_path / "nowhere", "--data_dir", tmp_path, "--config", config)
+    assert again.returncode == 0 and "ready" in again.stdout  # already built: the manual folder is not needed
+
+
+def test_user_errors_are_one_line(tmp_path):
+    assert_one_line_error(run("sen12ms", "--manual_dir", tmp_path / "nowhere", "--data_dir", tmp_path,
+                              "--config", '{"patch_size": 32}'), "nowhere does not exist")
+    assert_one_line_error(run("sen99", "--manual_dir", tmp_path, "--data_dir", tmp_path), "unknown dataset 'sen99'")
+    assert_one_line_error(run("sen12ms", "--manual_dir", tmp_path, "--data_dir", tmp_path, "--config", "{oops"),
+                          "--config is not valid JSON")
+    assert_one_line_error(run("sen12ms", "--manual_dir", tmp_path, "--data_dir", tmp_path, "--config",
+                              '{"season": ["spring"]}'), "season")
+    assert_one_line_error(run("sen12ms", "--manual_dir", tmp_path, "--data_dir", tmp_path, "--config",
+                              '{"name": "spring", "patch_size": 32}'), "Cannot name a custom BuilderConfig")
+
+
+def test_a_broken_file_is_one_line_naming_it(tmp_path):
+    manual = copy_tree(SEN12MS_DUMMY, tmp_path / "manual")
+    # An s1 file of a complete triplet (the dummy data has one triplet without s2, skipped unread).
+    victim = next(p for p in sorted(manual.rglob("*_s1_*.tif"))
+                  if p.parent.parent.joinpath(p.parent.name.replace("s1_", "s2_"), p.name.replace("_s1_", "_s2_")).exists())
+    victim.write_bytes(victim.read_bytes()[:100])
+    result = run("sen12ms", "--manual_dir", manual, "--data_dir", tmp_path / "out", "--config", '{"patch_size": 32}')
+    assert_one_line_error(result, str(victim), "cannot be read as a GeoTIFF")

@@ -1,0 +1,99 @@
+"""Normalisations against a plain NumPy reference, eagerly and inside tf.data."""
+
+import numpy as np
+import pytest
+
+from sslrs_tf.data.bands import band_indices
+from sslrs_tf.data.normalization import CLIP_RANGES, ZSCORE_STATS, Normalization
+from tests.helpers import eager_and_in_tf_data
+
+
+def numpy_reference(x, modality, method, bands):
+    x = np.asarray(x, np.float64)
+    low, high = CLIP_RANGES[modality]
+    x = np.clip(np.where(np.isnan(x), low, x), low, high)
+    if method == "per_sample_max":
+        x = x - low
+        peak = x.max(axis=(-3, -2), keepdims=True)
+        return np.divide(x, peak, out=np.zeros_like(x), where=peak > 0)
+    if method == "fixed":
+        return x / 25 + 1 if modality == "s1" else x / 10000
+    mean = np.array([ZSCORE_STATS[modality][b][0] for b in bands])
+    std = np.array([ZSCORE_STATS[modality][b][1] for b in bands])
+    return (x - mean) / std
+
+
+def random_raw(rng, modality, shape):
+    if modality == "s1":
+        x = rng.uniform(-40, 30, shape).astype(np.float32)  # beyond both clip bounds
+        x[rng.random(shape) < 0.05] = np.nan
+        return x
+    return rng.integers(0, 14000, shape).astype(np.uint16)
+
+
+@pytest.mark.parametrize("method", ["per_sample_max", "zscore", "fixed"])
+@pytest.mark.parametrize("modality, bands", [("s1", None), ("s2", "s2_10")])
+@pytest.mark.parametrize("batched", [False, True])
+def test_matches_numpy_reference(method, modality, bands, batched):
+    rng = np.random.default_rng(0)
+    channels = len(band_indices(modality, bands))
+    shape = (3, 16, 16, channels) if batched else (16, 16, channels)
+    raw = random_raw(rng, modality, shape)
+    norm = Normalization(method)
+    eager, graph = eager_and_in_tf_data(lambda x: norm(x, modality, bands), raw)
+    from sslrs_tf.data.bands import resolve_bands
+
+    expected = numpy_reference(raw, modality, method, resolve_bands(modality, bands))
+    np.testing.assert_allclose(eager, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(graph, expected, rtol=1e-5, atol=1e-5)
+    assert eager.dtype == np.float32 and np.isfinite(eager).all()
+
+
+def test_per_sample_max_of_a_flat_channel_is_zero_not_nan():
+    flat = np.full((8, 8, 2), -30.0, np.float32)  # everything below the clip floor
+    out = Normalization("per_sample_max")(flat, "s1").numpy()
+    assert (out == 0).all()
+
+
+def test_fill_nan_false_keeps_nan_only_where_it_was():
+    x = np.random.default_rng(1).uniform(-20, -5, (8, 8, 2)).astype(np.float32)
+    x[2, 3, 0] = np.nan
+    x[..., 1] = np.nan  # a whole channel of NaN
+    out = Normalization("per_sample_max", fill_nan=False)(x, "s1").numpy()
+    assert np.isnan(out[2, 3, 0]) and np.isnan(out[..., 1]).all()
+    assert np.isnan(out).sum() == 1 + 64
+    valid = np.delete(out[..., 0].ravel(), 2 * 8 + 3)
+    assert np.isfinite(valid).all() and valid.max() == pytest.approx(1.0)
+
+
+def test_zscore_without_published_statistics_is_refused_unless_given():
+    with pytest.raises(ValueError, match="no statistics for s2 band.* B01, B09, B10"):
+        Normalization("zscore")(np.zeros((4, 4, 13), np.uint16), "s2")
+    stats = {"s2": {"B01": (1000.0, 500.0), "B09": (800.0, 400.0), "B10": (20.0, 10.0)}}
+    out = Normalization("zscore", stats=stats)(np.full((4, 4, 13), 1000, np.uint16), "s2").numpy()
+    assert out[0, 0, 0] == pytest.approx(0.0)
+
+
+def test_config_round_trip_and_description_for_weights():
+    norm = Normalization("zscore", fill_nan=False)
+    assert Normalization.from_config(norm.get_config()) == norm
+    assert Normalization.from_config("fixed") == Normalization("fixed")
+    card = norm.describe("s2", "rgb")
+    assert card["bands"] == ["B04", "B03", "B02"] and card["clip"] == [0.0, 10000.0]
+    assert card["mean"][0] == ZSCORE_STATS["s2"]["B04"][0]
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        Normalization("minmax")
+
+
+@pytest.mark.parametrize("modality", ["s1", "s2"])
+def test_crop_with_the_patch_maxima_equals_the_crop_of_the_normalised_patch(modality):
+    from sslrs_tf.data.normalization import raw_channel_max
+
+    rng = np.random.default_rng(4)
+    full = random_raw(rng, modality, (2, 20, 20, 2 if modality == "s1" else 13))
+    crop = full[:, 5:15, 3:13]
+    expected = numpy_reference(full, modality, "per_sample_max", None)[:, 5:15, 3:13]
+    for fn in (lambda c, m: Normalization()(c, modality, raw_max=m),):
+        eager, graph = eager_and_in_tf_data(fn, crop, raw_channel_max(full).numpy())
+        np.testing.assert_allclose(eager, expected, atol=1e-6)
+        np.testing.assert_allclose(graph, expected, atol=1e-6)

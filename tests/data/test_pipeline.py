@@ -1,0 +1,173 @@
+"""The input pipeline against NumPy references: alignment, normalisation, determinism, labels, fractions."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from sslrs_tf.data import labels
+from sslrs_tf.data.pipeline import label_subset, make_dataset, split_ids
+from sslrs_tf.errors import UserError
+from tests.data.test_labels import np_multi, np_single
+from tests.data.test_normalization import numpy_reference
+
+CROP = 24
+
+
+def raw_by_id(builder, split):
+    return {ex["id"].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split=split))}
+
+
+def np_mask(raw):
+    dfc10 = raw["dfc"]
+    table = np.full(256, 255, np.uint8)
+    table[[1, 2, 4, 5, 6, 7, 9, 10]] = np.arange(8)
+    return table[dfc10]
+
+
+def batches(ds, n=None):
+    out = []
+    for i, b in enumerate(ds):
+        if n is not None and i >= n:
+            break
+        out.append(tf.nest.map_structure(lambda t: t.numpy(), b))
+    return out
+
+
+def find_offset(crop, full):
+    """The (top, left) at which `crop` sits in `full`, by exhaustive search."""
+    c = crop.shape[0]
+    for top in range(full.shape[0] - c + 1):
+        for left in range(full.shape[1] - c + 1):
+            if np.allclose(full[top : top + c, left : left + c], crop, atol=1e-6):
+                return top, left
+    raise AssertionError("crop not found in its patch")
+
+
+def test_random_crops_are_aligned_across_s1_s2_and_mask_and_normalised_like_numpy(built):
+    raw = raw_by_id(built["dfc2020"], "validation")
+    ds = make_dataset(built["dfc2020"], "validation", crop_size=CROP, batch_size=5, label="segmentation",
+                      with_ids=True, seed=3)
+    (x, y), = batches(ds, 1)
+    offsets = set()
+    for i, key in enumerate(x["id"]):
+        r = raw[key.decode()]
+        s1_full = numpy_reference(r["s1"], "s1", "per_sample_max", None)  # maxima of the whole patch
+        s2_full = numpy_reference(r["s2"], "s2", "per_sample_max", None)
+        top, left = find_offset(x["s1"][i], s1_full)
+        offsets.add((top, left))
+        window = np.s_[top : top + CROP, left : left + CROP]
+        np.testing.assert_allclose(x["s2"][i], s2_full[window], atol=1e-6)
+        np.testing.assert_array_equal(y[i], np_mask(r)[window])
+    assert len(offsets) > 1  # crops really are random
+
+
+def test_same_seed_same_batches_and_epochs_differ(built):
+    kw = dict(crop_size=CROP, batch_size=4, seed=5, with_ids=True)
+    a = batches(make_dataset(built["sen12ms"], "train", **kw), 4)
+    b = batches(make_dataset(built["sen12ms"], "train", **kw), 4)
+    for u, v in zip(a, b):
+        for k in u:
+            np.testing.assert_array_equal(u[k], v[k])
+    # 7 training samples, batch 4, remainder dropped: one batch per epoch.
+    assert not np.array_equal(a[0]["s1"], a[1]["s1"])
+    other = batches(make_dataset(built["sen12ms"], "train", **dict(kw, seed=6)), 1)
+    assert not np.array_equal(a[0]["s1"], other[0]["s1"])
+
+
+def test_resuming_at_an_epoch_gives_the_data_of_an_uninterrupted_run(built):
+    kw = dict(crop_size=CROP, batch_size=2, seed=11, with_ids=True)
+    uninterrupted = batches(make_dataset(built["sen12ms"], "train", epochs=3, **kw))
+    per_epoch = len(uninterrupted) // 3
+    resumed = batches(make_dataset(built["sen12ms"], "train", start_epoch=2, epochs=1, **kw))
+    assert len(resumed) == per_epoch == 3
+    for u, v in zip(uninterrupted[2 * per_epoch :], resumed):
+        np.testing.assert_array_equal(u["id"], v["id"])
+        np.testing.assert_array_equal(u["s2"], v["s2"])
+
+
+def test_evaluation_centre_crop_is_deterministic_and_complete(built):
+    raw = raw_by_id(built["dfc2020"], "test")
+    kw = dict(crop_size=CROP, batch_size=3, training=False, label="multi", with_ids=True)
+    first = batches(make_dataset(built["dfc2020"], "test", **kw))
+    second = batches(make_dataset(built["dfc2020"], "test", **kw))
+    ids = [i.decode() for x, _ in first for i in x["id"]]
+    assert sorted(ids) == sorted(raw)
+    start = (32 - CROP) // 2
+    window = np.s_[start : start + CROP, start : start + CROP]
+    for (x, y), (x2, y2) in zip(first, second):
+        np.testing.assert_array_equal(x["s1"], x2["s1"])
+        for i, key in enumerate(x["id"]):
+            r = raw[key.decode()]
+            np.testing.assert_allclose(x["s1"][i], numpy_reference(r["s1"], "s1", "per_sample_max", None)[window], atol=1e-6)
+            np.testing.assert_array_equal(y[i], np_multi(np_mask(r)[window]))
+
+
+def test_evaluation_tiles_cover_the_patch(built):
+    raw = raw_by_id(built["dfc2020"], "test")
+    ds = make_dataset(built["dfc2020"], "test", crop_size=20, batch_size=5, training=False, eval_crop="tiles", label="segmentation",
+                      with_ids=True, normalization="fixed")
+    seen = {}
+    for x, y in batches(ds):
+        for i, key in enumerate(x["id"]):
+            seen.setdefault(key.decode(), []).append(y[i])
+    assert set(seen) == set(raw) and all(len(t) == 4 for t in seen.values())  # 2 x 2 tiles of 20 in 32
+    for key, tiles in seen.items():
+        mask = np_mask(raw[key])
+        for tile, (top, left) in zip(tiles, [(0, 0), (0, 12), (12, 0), (12, 12)]):
+            np.testing.assert_array_equal(tile, mask[top : top + 20, left : left + 20])
+
+
+def test_single_label_drops_samples_without_a_valid_pixel(built):
+    raw = raw_by_id(built["dfc2020"], "validation")
+    ds = make_dataset(built["dfc2020"], "validation", batch_size=4, training=False, label="single", with_ids=True)
+    got = {k.decode(): int(v) for x, y in batches(ds) for k, v in zip(x["id"], y)}
+    expected = {k: np_single(np_mask(r)) for k, r in raw.items()}
+    assert got == {k: v for k, v in expected.items() if v >= 0}
+    # And a mask of only ignored classes really is dropped.
+    assert int(labels.single_label(np.full((4, 4), 255, np.uint8))) == -1
+
+
+def test_label_fractions_are_fixed_nested_and_exact(built):
+    ids = split_ids(built["dfc2020"], "validation")
+    assert len(ids) == 5
+    ten = label_subset([f"p{i}" for i in range(1000)], 0.1)
+    one = label_subset([f"p{i}" for i in range(1000)], 0.01)
+    assert len(ten) == 100 and len(one) == 10 and set(one) <= set(ten)
+    assert ten == label_subset([f"p{i}" for i in reversed(range(1000))], 0.1)
+    ds = make_dataset(built["dfc2020"], "validation", batch_size=8, training=False, label="segmentation",
+                      label_fraction=0.5, with_ids=True)
+    got = sorted(k.decode() for x, _ in batches(ds) for k in x["id"])
+    assert got == label_subset(ids, 0.5) and len(got) == round(0.5 * 5)
+
+
+def test_band_selection_by_name(built):
+    raw = raw_by_id(built["dfc2020"], "test")
+    ds = make_dataset(built["dfc2020"], "test", modalities=["s2"], bands={"s2": "rgb"}, batch_size=1,
+                      training=False, normalization="fixed", with_ids=True)
+    (x,) = batches(ds, 1)
+    r = raw[x["id"][0].decode()]
+    assert set(x) == {"s2", "id"} and x["s2"].shape == (1, 32, 32, 3)
+    np.testing.assert_allclose(x["s2"][0], np.clip(r["s2"][..., [3, 2, 1]], 0, 10000) / 10000, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(crop_size=64), "crop_size 64 is larger than the dataset's 32 px patches"),
+        (dict(split="valid"), "has no split 'valid'"),
+        (dict(label="pixels"), "label must be one of"),
+        (dict(label_fraction=0.0), r"label_fraction must be in \(0, 1\]"),
+        (dict(bands={"s2": ["B13"]}), "s2 has no band 'B13'"),
+        (dict(modalities=["s3"]), "unknown modality 's3'"),
+    ],
+)
+def test_bad_arguments_are_user_errors(built, kwargs, message):
+    kwargs = dict({"split": "validation"}, **kwargs)
+    with pytest.raises(UserError, match=message):
+        make_dataset(built["dfc2020"], kwargs.pop("split"), **kwargs)
+
+
+def test_unbuilt_dataset_says_how_to_build_it(tmp_path):
+    with pytest.raises(UserError, match=r"is not built in .*tfds build tfds_builders/dfc2020"):
+        make_dataset("dfc2020", "test", data_dir=str(tmp_path))
