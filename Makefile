@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/input_pipeline.py
+	$(PY) bench/input_steps.py
 
 clean:
 	rm -rf $(VENV) data
