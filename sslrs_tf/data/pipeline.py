@@ -203,7 +203,7 @@ def make_dataset(
     label_fraction=1.0,
     batch_size=32,
     drop_remainder=None,
-    shuffle_buffer=1024,
+    shuffle_buffer=512,
     seed=0,
     start_epoch=0,
     epochs=None,
@@ -226,7 +226,8 @@ def make_dataset(
         label_fraction: share of the split's samples used, drawn once with a fixed seed.
         batch_size: samples per batch (global batch under a distribution strategy).
         drop_remainder: drop the last incomplete batch (default: when training).
-        shuffle_buffer: examples in the shuffle buffer (training).
+        shuffle_buffer: records shuffled together (training): memory is about this many
+            serialized samples (2.6 MB each at 256 px).
         seed: seed of shuffling and crops.
         start_epoch: first epoch to produce (for resuming: the same data as an uninterrupted run).
         epochs: number of epochs to produce while training (default: endless).
@@ -280,17 +281,26 @@ def make_dataset(
     finish = _finisher(label, batch_size, drop_remainder, rebatch=len(parser.tiles) > 1 and not training)
 
     def one_epoch(epoch):
-        epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch
-        names = tf.data.Dataset.from_tensor_slices(files)
+        # Stateless permutations seeded by (seed, epoch, block): the order of an
+        # epoch does not depend on what ran before it, nor on TF's global seed
+        # (Dataset.shuffle with a tensor seed fails when the global seed is 0).
+        epoch_seed = tf.stack([tf.cast(seed, tf.int64), epoch])
+        names = tf.constant(files)
         if training:
-            names = names.shuffle(len(files), seed=epoch_seed)
-        records = names.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
-                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            names = tf.gather(names, tf.random.experimental.stateless_shuffle(tf.range(len(files)), epoch_seed))
+        records = tf.data.Dataset.from_tensor_slices(names).interleave(
+            tf.data.TFRecordDataset, cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True)
         if keep is not None:
             records = records.filter(lambda r: keep.lookup(
                 tf.io.parse_single_example(r, {"id": tf.io.FixedLenFeature([], tf.string)})["id"]) > 0)
         if training:
-            records = records.shuffle(shuffle_buffer, seed=epoch_seed + 7, reshuffle_each_iteration=False)
+            # Shuffle within blocks of `shuffle_buffer` records (on top of the shuffled
+            # file order and the global shuffle TFDS applies when writing).
+            records = records.batch(shuffle_buffer).enumerate().flat_map(
+                lambda block, rs: tf.data.Dataset.from_tensor_slices(tf.gather(
+                    rs, tf.random.experimental.stateless_shuffle(
+                        tf.range(tf.shape(rs)[0]), epoch_seed * 1_000_003 + tf.stack([0, block])))))
         batches = records.batch(batch_size, drop_remainder=drop_remainder and label != "single")
         batches = batches.enumerate().map(lambda i, r: parser(epoch, i, r), num_parallel_calls=tf.data.AUTOTUNE,
                                           deterministic=True)

@@ -1,0 +1,76 @@
+"""Contrastive losses, as pure functions, written for a global batch split across replicas.
+
+A replica holds `n` local pairs ``(a_i, b_i)``; the global batch of ``N`` pairs
+is the concatenation of all replicas' local pairs (``all_a``, ``all_b``), and
+this replica's pairs start at global index ``offset``. Each function returns
+the mean over this replica's anchors; the mean of those over replicas is the
+loss of the global batch. With one replica (the defaults) it is the usual loss.
+"""
+
+import keras
+from keras import ops
+
+
+def l2_normalize(x, axis=-1, epsilon=1e-12):
+    """x / ||x||, in float32 (mixed precision keeps the similarities in full precision)."""
+    x = ops.cast(x, "float32")
+    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=axis, keepdims=True), epsilon))
+
+
+def nt_xent(a, b, temperature, all_a=None, all_b=None, offset=0):
+    """NT-Xent (SimCLR) over the 2N projections of N pairs.
+
+    For each of the 2N vectors the single positive is the other member of its
+    pair; the other 2N - 2 vectors are negatives; the vector itself is excluded.
+
+    Args:
+        a, b: ``[n, d]`` this replica's projections of the two views (e.g. S1 and S2).
+        temperature: softmax temperature.
+        all_a, all_b: ``[N, d]`` the global batch (default: `a`, `b`).
+        offset: global index of this replica's first pair.
+
+    Returns:
+        Scalar float32: mean cross-entropy over this replica's 2n anchors.
+    """
+    all_a = a if all_a is None else all_a
+    all_b = b if all_b is None else all_b
+    n, big_n = ops.shape(a)[0], ops.shape(all_a)[0]
+    queries = ops.concatenate([l2_normalize(a), l2_normalize(b)], axis=0)  # [2n, d]
+    keys = ops.concatenate([l2_normalize(all_a), l2_normalize(all_b)], axis=0)  # [2N, d]
+    logits = ops.matmul(queries, ops.transpose(keys)) / temperature
+    local = ops.arange(n) + offset
+    self_index = ops.concatenate([local, local + big_n], axis=0)
+    positive = ops.concatenate([local + big_n, local], axis=0)
+    # A large negative, not -inf: exp underflows to 0 and no NaN can appear.
+    logits = logits - 1e9 * ops.one_hot(self_index, 2 * big_n, dtype="float32")
+    losses = keras.losses.sparse_categorical_crossentropy(positive, logits, from_logits=True)
+    return ops.mean(losses)
+
+
+def retrieval_accuracy(a, b, all_a=None, all_b=None, offset=0, k=1):
+    """Cross-modal top-`k` retrieval: how often the partner of a query is among its k most similar in the other modality.
+
+    Averaged over both directions (a -> b and b -> a) and this replica's queries.
+    """
+    all_a = a if all_a is None else all_a
+    all_b = b if all_b is None else all_b
+    local = ops.arange(ops.shape(a)[0]) + offset
+    hits = []
+    for query, keys in ((a, all_b), (b, all_a)):
+        sim = ops.matmul(l2_normalize(query), ops.transpose(l2_normalize(keys)))
+        target = ops.take_along_axis(sim, local[:, None], axis=1)
+        # Rank = number of keys more similar than the partner; a hit if rank < k.
+        rank = ops.sum(ops.cast(sim > target, "float32"), axis=1)
+        hits.append(ops.cast(rank < k, "float32"))
+    return ops.mean(ops.concatenate(hits, axis=0))
+
+
+def embedding_spread(z):
+    """Spread of L2-normalised embeddings: mean per-dimension std x sqrt(d).
+
+    About 1 for embeddings spread over the sphere, 0 when they collapse to one
+    point — collapse shows here while the loss can still be falling.
+    """
+    z = l2_normalize(z)
+    d = ops.cast(ops.shape(z)[-1], "float32")
+    return ops.mean(ops.std(z, axis=0)) * ops.sqrt(d)

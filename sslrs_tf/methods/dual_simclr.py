@@ -1,0 +1,69 @@
+"""Dual-SimCLR (ISPRS 2022): one encoder per sensor; the co-located S1/S2 patch is the positive pair."""
+
+import keras
+
+from sslrs_tf.losses.contrastive import nt_xent
+from sslrs_tf.methods.base import ContrastiveMethod, gather, pair_metrics
+from sslrs_tf.models.encoders import feature_dim, resnet_encoder
+from sslrs_tf.models.heads import projection_head
+
+
+@keras.saving.register_keras_serializable(package="sslrs_tf")
+class DualSimCLR(ContrastiveMethod):
+    """Two encoders (S1, S2), an MLP projection head each, NT-Xent over the 2N projections.
+
+    No image augmentation: the two views are the two sensors. Negatives come
+    from the global batch (all replicas).
+
+    Args:
+        backbone: ``"resnet18"`` (published), ``"resnet34"`` or ``"resnet50"``.
+        s1_channels: S1 input channels (2).
+        s2_channels: S2 input channels (13).
+        projection_dim: output width of the projection heads (128).
+        temperature: NT-Xent temperature (0.07 for ResNets).
+        sync_bn: BatchNorm statistics over the global batch.
+        width: base width of the ResNets (64 published; smaller for quick runs).
+
+    Example:
+    >>> model = DualSimCLR("resnet18")
+    >>> model.compile(optimizer=keras.optimizers.Adam(3e-5))
+    >>> model.fit(make_dataset("sen12ms", "train", crop_size=128, batch_size=200), steps_per_epoch=100)
+    """
+
+    METRICS = ("top1", "top5", "spread")
+
+    def __init__(self, backbone="resnet18", s1_channels=2, s2_channels=13, projection_dim=128,
+                 temperature=0.07, sync_bn=True, width=64, **kwargs):
+        super().__init__(**kwargs)
+        if temperature <= 0:
+            raise ValueError(f"`temperature` must be positive. Received: temperature={temperature}")
+        self.backbone, self.s1_channels, self.s2_channels = backbone, s1_channels, s2_channels
+        self.projection_dim, self.temperature, self.sync_bn = projection_dim, temperature, sync_bn
+        self.width = width
+        dim = feature_dim(backbone, width)
+        self.encoder_s1 = resnet_encoder(backbone, s1_channels, sync_bn, width, name="encoder_s1")
+        self.encoder_s2 = resnet_encoder(backbone, s2_channels, sync_bn, width, name="encoder_s2")
+        self.head_s1 = projection_head(dim, out_dim=projection_dim, name="head_s1")
+        self.head_s2 = projection_head(dim, out_dim=projection_dim, name="head_s2")
+
+    def call(self, inputs, training=False):
+        """Projections ``{"s1": [B, p], "s2": [B, p]}`` of a batch ``{"s1": ..., "s2": ...}``."""
+        return {
+            "s1": self.head_s1(self.encoder_s1(inputs["s1"], training=training)["pooled"], training=training),
+            "s2": self.head_s2(self.encoder_s2(inputs["s2"], training=training)["pooled"], training=training),
+        }
+
+    def contrastive_step(self, inputs, training):
+        z = self(inputs, training=training)
+        z1, all1, offset = gather(z["s1"])
+        z2, all2, _ = gather(z["s2"])
+        loss = nt_xent(z1, z2, self.temperature, all1, all2, offset)
+        return loss, pair_metrics(z1, z2, all1, all2, offset)
+
+    def encoders(self):
+        return {"s1": self.encoder_s1, "s2": self.encoder_s2}
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": self.backbone, "s1_channels": self.s1_channels,
+                "s2_channels": self.s2_channels, "projection_dim": self.projection_dim,
+                "temperature": self.temperature, "sync_bn": self.sync_bn, "width": self.width}

@@ -1,0 +1,65 @@
+"""Contrastive losses against plain NumPy references."""
+
+import numpy as np
+import pytest
+
+from sslrs_tf.losses.contrastive import embedding_spread, nt_xent, retrieval_accuracy
+
+
+def np_nt_xent(a, b, t):
+    z = np.concatenate([a, b]).astype(np.float64)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    n2 = len(z)
+    n = n2 // 2
+    total = 0.0
+    for i in range(n2):
+        pos = (i + n) % n2
+        sims = np.array([z[i] @ z[j] / t for j in range(n2) if j != i])
+        others = [j for j in range(n2) if j != i]
+        total += -(z[i] @ z[pos] / t) + np.log(np.exp(sims).sum())
+        assert pos in others
+    return total / n2
+
+
+def np_topk(a, b, k):
+    an = a / np.linalg.norm(a, axis=1, keepdims=True)
+    bn = b / np.linalg.norm(b, axis=1, keepdims=True)
+    sim = an @ bn.T
+    hits = []
+    for s in (sim, sim.T):
+        for i in range(len(s)):
+            hits.append(np.sum(s[i] > s[i, i]) < k)
+    return np.mean(hits)
+
+
+@pytest.mark.parametrize("t", [0.07, 0.2, 1.0])
+def test_nt_xent_matches_numpy(t):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(6, 5)).astype(np.float32), rng.normal(size=(6, 5)).astype(np.float32)
+    np.testing.assert_allclose(float(nt_xent(a, b, t)), np_nt_xent(a, b, t), rtol=1e-4)
+
+
+def test_replica_shards_average_to_the_global_loss():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(8, 4)).astype(np.float32), rng.normal(size=(8, 4)).astype(np.float32)
+    shards = [float(nt_xent(a[i:i + 4], b[i:i + 4], 0.1, all_a=a, all_b=b, offset=i)) for i in (0, 4)]
+    np.testing.assert_allclose(np.mean(shards), np_nt_xent(a, b, 0.1), rtol=1e-4)
+    acc = [float(retrieval_accuracy(a[i:i + 4], b[i:i + 4], a, b, offset=i, k=2)) for i in (0, 4)]
+    np.testing.assert_allclose(np.mean(acc), np_topk(a, b, 2), rtol=1e-6)
+
+
+def test_aligned_pairs_give_low_loss_and_perfect_retrieval():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(16, 32)).astype(np.float32)
+    assert float(retrieval_accuracy(a, a * 3.0, k=1)) == 1.0
+    assert float(nt_xent(a, a, 0.07)) < float(nt_xent(a, rng.normal(size=(16, 32)).astype(np.float32), 0.07))
+    for k in (1, 5):
+        b = rng.normal(size=(16, 32)).astype(np.float32)
+        np.testing.assert_allclose(float(retrieval_accuracy(a, b, k=k)), np_topk(a, b, k))
+
+
+def test_spread_is_one_when_spread_and_zero_when_collapsed():
+    rng = np.random.default_rng(3)
+    assert 0.8 < float(embedding_spread(rng.normal(size=(4000, 16)).astype(np.float32))) < 1.2
+    collapsed = np.ones((64, 16), np.float32) + 1e-4 * rng.normal(size=(64, 16)).astype(np.float32)
+    assert float(embedding_spread(collapsed)) < 0.01

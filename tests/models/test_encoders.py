@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+import keras
+
+from sslrs_tf.models.encoders import feature_dim, resnet_encoder
+from sslrs_tf.models.heads import projection_head
+
+
+@pytest.mark.parametrize("channels", [2, 13, 15])
+def test_resnet18_for_any_channel_count_gives_pooled_and_pyramid(channels):
+    encoder = resnet_encoder("resnet18", channels)
+    out = encoder(np.zeros((2, 64, 64, channels), np.float32))
+    assert out["pooled"].shape == (2, feature_dim("resnet18")) == (2, 512)
+    assert [out[k].shape[1] for k in ("P2", "P3", "P4", "P5")] == [16, 8, 4, 2]
+    bns = [l for l in encoder._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and all(l.synchronized for l in bns)
+
+
+def test_resnet50_width_and_head():
+    encoder = resnet_encoder("resnet50", 2, name="s1")
+    pooled = encoder(np.zeros((1, 32, 32, 2), np.float32))["pooled"]
+    assert pooled.shape == (1, 2048)
+    head = projection_head(2048)
+    assert head(pooled).shape == (1, 128)
+    assert [l.units for l in head.layers if isinstance(l, keras.layers.Dense)] == [2048, 128]
+
+
+def test_width_scales_every_stage():
+    encoder = resnet_encoder("resnet18", 2, width=8)
+    out = encoder(np.zeros((1, 32, 32, 2), np.float32))
+    assert out["pooled"].shape == (1, feature_dim("resnet18", 8)) == (1, 64)
+    assert [out[k].shape[-1] for k in ("P2", "P3", "P4", "P5")] == [8, 16, 32, 64]
+    assert encoder.count_params() < resnet_encoder("resnet18", 2).count_params() / 40
+
+
+def test_bad_arguments_quote_what_was_received():
+    with pytest.raises(ValueError, match="unknown backbone 'resnet19'"):
+        resnet_encoder("resnet19", 2)
+    with pytest.raises(ValueError, match="Received: in_channels=0"):
+        resnet_encoder("resnet18", 0)
