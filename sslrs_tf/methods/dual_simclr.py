@@ -16,13 +16,12 @@ class DualSimCLR(ContrastiveMethod):
     from the global batch (all replicas).
 
     Args:
-        backbone: ``"resnet18"`` (published), ``"resnet34"`` or ``"resnet50"``.
+        backbone: ``"resnet18"`` (published), ``"resnet34"``, ``"resnet50"`` or ``"resnet10"`` (quick runs).
         s1_channels: S1 input channels (2).
         s2_channels: S2 input channels (13).
         projection_dim: output width of the projection heads (128).
         temperature: NT-Xent temperature (0.07 for ResNets).
         sync_bn: BatchNorm statistics over the global batch.
-        width: base width of the ResNets (64 published; smaller for quick runs).
 
     Example:
     >>> model = DualSimCLR("resnet18")
@@ -33,16 +32,15 @@ class DualSimCLR(ContrastiveMethod):
     METRICS = ("top1", "top5", "spread")
 
     def __init__(self, backbone="resnet18", s1_channels=2, s2_channels=13, projection_dim=128,
-                 temperature=0.07, sync_bn=True, width=64, **kwargs):
+                 temperature=0.07, sync_bn=True, **kwargs):
         super().__init__(**kwargs)
         if temperature <= 0:
             raise ValueError(f"`temperature` must be positive. Received: temperature={temperature}")
         self.backbone, self.s1_channels, self.s2_channels = backbone, s1_channels, s2_channels
         self.projection_dim, self.temperature, self.sync_bn = projection_dim, temperature, sync_bn
-        self.width = width
-        dim = feature_dim(backbone, width)
-        self.encoder_s1 = resnet_encoder(backbone, s1_channels, sync_bn, width, name="encoder_s1")
-        self.encoder_s2 = resnet_encoder(backbone, s2_channels, sync_bn, width, name="encoder_s2")
+        dim = feature_dim(backbone)
+        self.encoder_s1 = resnet_encoder(backbone, s1_channels, sync_bn, name="encoder_s1")
+        self.encoder_s2 = resnet_encoder(backbone, s2_channels, sync_bn, name="encoder_s2")
         self.head_s1 = projection_head(dim, out_dim=projection_dim, name="head_s1")
         self.head_s2 = projection_head(dim, out_dim=projection_dim, name="head_s2")
 
@@ -66,4 +64,4 @@ class DualSimCLR(ContrastiveMethod):
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone, "s1_channels": self.s1_channels,
                 "s2_channels": self.s2_channels, "projection_dim": self.projection_dim,
-                "temperature": self.temperature, "sync_bn": self.sync_bn, "width": self.width}
+                "temperature": self.temperature, "sync_bn": self.sync_bn}

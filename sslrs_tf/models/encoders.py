@@ -12,10 +12,13 @@ import keras
 import keras_hub
 
 RESNETS = {
-    # depth: (block type, blocks per stage, output width / base width)
-    18: ("basic_block", [2, 2, 2, 2], 8),
-    34: ("basic_block", [3, 4, 6, 3], 8),
-    50: ("bottleneck_block", [3, 4, 6, 3], 32),
+    # depth: (block type, blocks per stage, output width)
+    # ResNet-10 is no published encoder: one block per stage, for quick runs and
+    # tests (keras-hub fixes the first stage at 64 filters, so depth is what can shrink).
+    10: ("basic_block", [1, 1, 1, 1], 512),
+    18: ("basic_block", [2, 2, 2, 2], 512),
+    34: ("basic_block", [3, 4, 6, 3], 512),
+    50: ("bottleneck_block", [3, 4, 6, 3], 2048),
 }
 BACKBONES = {f"resnet{depth}": depth for depth in RESNETS}
 
@@ -28,20 +31,18 @@ def synchronize_batch_norm(model):
     return model
 
 
-def resnet_encoder(backbone, in_channels, sync_bn=True, width=64, name=None):
+def resnet_encoder(backbone, in_channels, sync_bn=True, name=None):
     """A ResNet encoder for `in_channels` input channels.
 
     Args:
-        backbone: ``"resnet18"``, ``"resnet34"`` or ``"resnet50"``.
+        backbone: ``"resnet18"``, ``"resnet34"``, ``"resnet50"``, or ``"resnet10"`` (quick runs, tests).
         in_channels: input channels (2 for S1, 13 for S2, 15 for S1+S2 stacked).
         sync_bn: batch statistics over all replicas (see the module docstring).
-        width: filters of the first stage (64 in the published ResNets; smaller
-            for quick runs and tests); stages have width x 1, 2, 4, 8.
         name: the model's name.
 
     Returns:
         A functional ``keras.Model`` from ``[B, H, W, in_channels]`` to a dict:
-        ``pooled`` ``[B, D]`` (global average of the last stage; D = 512 or 2048 at width 64)
+        ``pooled`` ``[B, D]`` (global average of the last stage; D = 512 or 2048)
         and ``P2`` ... ``P5``, the stage outputs at strides 4, 8, 16, 32.
 
     Example:
@@ -53,13 +54,11 @@ def resnet_encoder(backbone, in_channels, sync_bn=True, width=64, name=None):
         raise ValueError(f"unknown backbone {backbone!r}; expected one of {sorted(BACKBONES)}")
     if not isinstance(in_channels, int) or in_channels < 1:
         raise ValueError(f"`in_channels` must be a positive integer. Received: in_channels={in_channels!r}")
-    if not isinstance(width, int) or width < 1:
-        raise ValueError(f"`width` must be a positive integer. Received: width={width!r}")
     block, blocks, _ = RESNETS[BACKBONES[backbone]]
     net = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[width],
+        input_conv_filters=[64],
         input_conv_kernel_sizes=[7],
-        stackwise_num_filters=[width, 2 * width, 4 * width, 8 * width],
+        stackwise_num_filters=[64, 128, 256, 512],
         stackwise_num_blocks=blocks,
         stackwise_num_strides=[1, 2, 2, 2],
         block_type=block,
@@ -76,6 +75,6 @@ def resnet_encoder(backbone, in_channels, sync_bn=True, width=64, name=None):
     return keras.Model(inputs, {"pooled": pooled, **features}, name=name or backbone)
 
 
-def feature_dim(backbone, width=64):
-    """Width of the pooled vector of `backbone` at base `width`."""
-    return RESNETS[BACKBONES[backbone]][2] * width
+def feature_dim(backbone):
+    """Width of the pooled vector of `backbone`."""
+    return RESNETS[BACKBONES[backbone]][2]

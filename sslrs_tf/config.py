@@ -1,0 +1,240 @@
+"""Run configurations: YAML validated into typed sections, with dotted overrides.
+
+    python train.py --config configs/dual_simclr.yaml train.epochs=5 data.source=synthetic
+
+Every mistake is a :class:`~sslrs_tf.errors.UserError` with one line that names
+the key and what it accepts: an unknown key names the closest valid one, a
+wrong type or an out-of-range value says what was expected and what was received.
+"""
+
+import dataclasses
+import difflib
+import typing
+
+import yaml
+
+from sslrs_tf.errors import UserError
+
+_REQUIRED = dataclasses.MISSING
+
+
+def option(default=_REQUIRED, *, doc="", choices=None, min=None, above=None):  # noqa: A002
+    """A config field: its default (none = required), documentation, allowed values or range."""
+    meta = {"doc": doc, "choices": choices, "min": min, "above": above}
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        factory = default if callable(default) else (lambda d=default: type(d)(d))
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Where the run lives."""
+
+    dir: str = option(doc="run directory: resolved config, TensorBoard logs, checkpoints, exported encoders")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The training loop."""
+
+    epochs: int = option(min=1, doc="epochs to train")
+    batch_size: int = option(min=1, doc="global batch size (all replicas together)")
+    seed: int = option(0, doc="seed of weights, data order and crops")
+    steps_per_epoch: typing.Optional[int] = option(None, min=1, doc="cap on steps per epoch (default: one pass over the data)")
+    distribution: str = option("auto", choices=("auto", "one_device", "mirrored", "multi_worker", "tpu"),
+                               doc="tf.distribute strategy")
+    mixed_precision: str = option("float32", choices=("float32", "mixed_float16", "mixed_bfloat16"))
+    checkpoint_every: int = option(50, min=1, doc="steps between checkpoints (also at every epoch end)")
+    log_every: int = option(10, min=1, doc="steps between TensorBoard scalars")
+    max_skipped: int = option(10, min=1, doc="consecutive batches with a non-finite loss before the run stops")
+    validation_steps: typing.Optional[int] = option(None, min=1, doc="cap on validation steps per epoch")
+    deterministic: bool = option(True, doc="deterministic TF ops, so a resumed run equals an uninterrupted one")
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    """Optimizer and learning-rate schedule."""
+
+    name: str = option("adam", choices=("adam", "adamw", "sgd", "lamb"))
+    lr: float = option(above=0.0, doc="peak learning rate")
+    weight_decay: float = option(0.0, min=0.0, doc="L2 penalty (adam, sgd) or decoupled decay (adamw, lamb)")
+    momentum: float = option(0.9, min=0.0, doc="sgd momentum")
+    schedule: str = option("constant", choices=("constant", "cosine"))
+    warmup_epochs: float = option(0.0, min=0.0, doc="linear warm-up before the cosine decay")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The pre-training method and its encoders."""
+
+    method: str = option("dual_simclr", choices=("dual_simclr",))
+    backbone: str = option("resnet18", choices=("resnet10", "resnet18", "resnet34", "resnet50"))
+    projection_dim: int = option(128, min=1)
+    temperature: float = option(0.07, above=0.0)
+    sync_bn: bool = option(True, doc="BatchNorm statistics over the global batch")
+
+
+@dataclasses.dataclass
+class SyntheticConfig:
+    """The synthetic world used when ``data.source: synthetic`` (generated once, cached)."""
+
+    dir: str = option("data/synthetic")
+    patches: int = option(400, min=1)
+    size: int = option(64, min=16)
+    seed: int = option(0)
+    dfc_validation: int = option(100, min=1)
+    dfc_test: int = option(100, min=1)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Which data, and how it is prepared."""
+
+    source: str = option("tfds", choices=("tfds", "synthetic"), doc="built TFDS datasets, or the synthetic world")
+    dataset: str = option("sen12ms", choices=("sen12ms",))
+    data_dir: str = option("data/tfds", doc="TFDS data folder")
+    config: str = option("all", doc="builder config (all, spring, summer, fall, winter, ...)")
+    split: str = option("train")
+    validation_split: typing.Optional[str] = option("holdout", doc="split evaluated after each epoch (null: none)")
+    crop_size: int = option(min=8, doc="random crop in pixels, aligned across S1 and S2")
+    normalization: str = option("per_sample_max", choices=("per_sample_max", "zscore", "fixed"))
+    s1_bands: typing.Optional[typing.List[str]] = option(None, doc="S1 bands (default: VV, VH)")
+    s2_bands: typing.Optional[typing.List[str]] = option(None, doc="S2 bands or a set name (default: all 13)")
+    shuffle_buffer: int = option(512, min=1)
+    synthetic: SyntheticConfig = option(SyntheticConfig)
+
+
+@dataclasses.dataclass
+class Config:
+    """A whole run."""
+
+    run: RunConfig = option(doc="")
+    train: TrainConfig = option(doc="")
+    optimizer: OptimizerConfig = option(doc="")
+    model: ModelConfig = option(ModelConfig)
+    data: DataConfig = option(doc="")
+
+    def to_dict(self):
+        """Plain dictionary (for YAML and run directories)."""
+        return dataclasses.asdict(self)
+
+
+def _describe(tp):
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union:
+        return " or ".join("null" if a is type(None) else _describe(a) for a in args)
+    if origin in (list, typing.List):
+        return f"a list of {_describe(args[0])}s"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, tp.__name__)
+
+
+def _coerce(value, tp, key):
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin in (list, typing.List):
+        if isinstance(value, str):  # a band-set name where a list of bands is allowed
+            return value
+        if not isinstance(value, list):
+            raise UserError(f"config: {key} must be {_describe(tp)} or a name; received {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"config: {key} must be a section (a mapping); received {value!r}")
+        return _from_dict(tp, value, key)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[tp]
+    if not ok:
+        raise UserError(f"config: {key} must be {_describe(tp)}; received {value!r}")
+    return float(value) if tp is float else value
+
+
+def _check_range(value, meta, key):
+    if value is None:
+        return
+    if meta["choices"] and value not in meta["choices"]:
+        close = difflib.get_close_matches(str(value), meta["choices"], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"config: {key} must be one of {', '.join(meta['choices'])}; received {value!r}{hint}")
+    if meta["min"] is not None and value < meta["min"]:
+        raise UserError(f"config: {key} must be >= {meta['min']}; received {value!r}")
+    if meta["above"] is not None and value <= meta["above"]:
+        raise UserError(f"config: {key} must be > {meta['above']}; received {value!r}")
+
+
+def _from_dict(cls, data, prefix=""):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            full = f"{prefix}.{key}" if prefix else key
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            known = ", ".join(f"{prefix}.{k}" if prefix else k for k in fields)
+            hint = f"did you mean {prefix + '.' if prefix else ''}{close[0]}?" if close else f"valid keys: {known}"
+            raise UserError(f"config: unknown key {full}; {hint}")
+    values = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            values[name] = _coerce(data[name], hints[name], key)
+        elif f.default is _REQUIRED and f.default_factory is _REQUIRED:
+            if dataclasses.is_dataclass(hints[name]):
+                values[name] = _from_dict(hints[name], {}, key)
+                continue
+            raise UserError(f"config: {key} is required ({_describe(hints[name])}{': ' + f.metadata['doc'] if f.metadata.get('doc') else ''})")
+        else:
+            continue
+        _check_range(values[name], f.metadata, key)
+    return cls(**values)
+
+
+def parse_override(text):
+    """``"train.epochs=5"`` -> ``(["train", "epochs"], 5)``; the value is read as YAML."""
+    if "=" not in text:
+        raise UserError(f"override {text!r} must look like key.path=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def load_config(path=None, overrides=(), data=None):
+    """Reads a YAML config (or takes `data`), applies dotted `overrides`, validates it.
+
+    Returns:
+        A :class:`Config`.
+    """
+    if data is None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except OSError as err:
+            raise UserError(f"config file {path}: {err.strerror}") from None
+        except yaml.YAMLError as err:
+            raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of sections (run, train, optimizer, model, data)")
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override {text!r}: {k} is not a section")
+        node[keys[-1]] = value
+    return _from_dict(Config, data)
+
+
+def dump_config(config):
+    """The config as YAML text."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
