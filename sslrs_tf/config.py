@@ -27,14 +27,14 @@ def option(default=_REQUIRED, *, doc="", choices=None, min=None, above=None):  #
     return dataclasses.field(default=default, metadata=meta)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class RunConfig:
     """Where the run lives."""
 
     dir: str = option(doc="run directory: resolved config, TensorBoard logs, checkpoints, exported encoders")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class TrainConfig:
     """The training loop."""
 
@@ -52,7 +52,7 @@ class TrainConfig:
     deterministic: bool = option(True, doc="deterministic TF ops, so a resumed run equals an uninterrupted one")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class OptimizerConfig:
     """Optimizer and learning-rate schedule."""
 
@@ -64,7 +64,7 @@ class OptimizerConfig:
     warmup_epochs: float = option(0.0, min=0.0, doc="linear warm-up before the cosine decay")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class ModelConfig:
     """The pre-training method and its encoders."""
 
@@ -75,7 +75,7 @@ class ModelConfig:
     sync_bn: bool = option(True, doc="BatchNorm statistics over the global batch")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class SyntheticConfig:
     """The synthetic world used when ``data.source: synthetic`` (generated once, cached)."""
 
@@ -87,7 +87,7 @@ class SyntheticConfig:
     dfc_test: int = option(100, min=1)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class DataConfig:
     """Which data, and how it is prepared."""
 
@@ -105,7 +105,7 @@ class DataConfig:
     synthetic: SyntheticConfig = option(SyntheticConfig)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Config:
     """A whole run."""
 
@@ -146,6 +146,12 @@ def _coerce(value, tp, key):
         if not isinstance(value, dict):
             raise UserError(f"config: {key} must be a section (a mapping); received {value!r}")
         return _from_dict(tp, value, key)
+    if tp is float and isinstance(value, str):
+        # PyYAML (YAML 1.1) reads `3e-5` without a dot as a string: accept any float literal.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),

@@ -1,0 +1,61 @@
+"""Config validation: one-line errors naming the key and what it accepts."""
+
+import pytest
+
+from sslrs_tf.config import dump_config, load_config
+from sslrs_tf.errors import UserError
+
+BASE = {
+    "run": {"dir": "runs/x"},
+    "train": {"epochs": 2, "batch_size": 8},
+    "optimizer": {"lr": 1e-3},
+    "data": {"crop_size": 32},
+}
+
+
+def test_defaults_overrides_and_round_trip(tmp_path):
+    cfg = load_config(data={k: dict(v) for k, v in BASE.items()},
+                      overrides=["train.epochs=5", "data.source=synthetic", "optimizer.lr=3e-5", "data.s2_bands=rgb"])
+    assert cfg.train.epochs == 5 and cfg.data.source == "synthetic" and cfg.optimizer.lr == 3e-5
+    assert cfg.model.backbone == "resnet18" and cfg.data.synthetic.patches == 400 and cfg.data.s2_bands == "rgb"
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(cfg))
+    assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epoch=3", "unknown key train.epoch; did you mean train.epochs?"),
+        ("trian.epochs=3", "unknown key trian; did you mean train?"),
+        ("train.epochs=three", "train.epochs must be an integer; received 'three'"),
+        ("train.epochs=0", "train.epochs must be >= 1; received 0"),
+        ("optimizer.lr=-0.1", "optimizer.lr must be > 0.0; received -0.1"),
+        ("model.backbone=resnet19", "model.backbone must be one of resnet10, resnet18, resnet34, resnet50; received 'resnet19' (did you mean 'resnet18'?)"),
+        ("model.method=simclr2", "model.method must be one of dual_simclr"),
+        ("train.deterministic=maybe", "train.deterministic must be true or false"),
+        ("data.synthetic=3", "data.synthetic must be a section"),
+    ],
+)
+def test_mistakes_name_the_key_and_what_it_accepts(override, message):
+    with pytest.raises(UserError) as err:
+        load_config(data={k: dict(v) for k, v in BASE.items()}, overrides=[override])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_yaml_exponent_without_a_dot_is_a_number(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("run: {dir: r}\ntrain: {epochs: 1, batch_size: 2}\noptimizer: {lr: 3e-5}\ndata: {crop_size: 32}\n")
+    assert load_config(path).optimizer.lr == pytest.approx(3e-5)
+    with pytest.raises(UserError, match="optimizer.lr must be a number; received 'fast'"):
+        load_config(path, ["optimizer.lr=fast"])
+
+
+def test_missing_required_key_and_bad_files(tmp_path):
+    with pytest.raises(UserError, match="config: train.batch_size is required"):
+        load_config(data={**BASE, "train": {"epochs": 1}})
+    with pytest.raises(UserError, match="No such file"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("train: [1, 2\n")
+    with pytest.raises(UserError, match="is not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
