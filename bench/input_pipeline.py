@@ -107,7 +107,7 @@ def main():
     parser.add_argument("--work", default=None, help="folder for the synthetic files (default: a temp folder)")
     args = parser.parse_args()
 
-    from sslrs_tf.quickstart import prepare_world
+    from sslrs_tf.data.build import prepare_world
 
     work = pathlib.Path(args.work or tempfile.mkdtemp(prefix="bench_input_"))
     params = {"patches": args.patches, "size": 256, "seed": 0, "dfc_validation": 1, "dfc_test": 1}

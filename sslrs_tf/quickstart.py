@@ -7,33 +7,12 @@ real Sentinel imagery.
 """
 
 import argparse
-import json
-import pathlib
 import sys
 import time
 
 from sslrs_tf.errors import UserError
 
 WORLD = {"patches": 400, "size": 64, "seed": 0, "dfc_validation": 100, "dfc_test": 100}
-
-
-def prepare_world(world_dir, data_dir, params=WORLD):
-    """Writes the synthetic world unless an identical one is there, then builds both datasets.
-
-    Returns:
-        ``{"sen12ms": builder, "dfc2020": builder}``.
-    """
-    from sslrs_tf.data import synthetic
-    from sslrs_tf.data.build import build
-
-    world_dir, data_dir = pathlib.Path(world_dir), pathlib.Path(data_dir)
-    manifest = world_dir / "world.json"
-    expected = {"synthetic": True, **params}
-    if not manifest.exists() or json.loads(manifest.read_text()) != expected:
-        print(f"writing the synthetic world to {world_dir} ...", flush=True)
-        synthetic.generate(world_dir, **params)
-    config = {"name": f"synthetic{params['size']}", "patch_size": params["size"]}
-    return {name: build(name, world_dir / name, data_dir, config) for name in ("sen12ms", "dfc2020")}
 
 
 def main(argv=None):
@@ -44,9 +23,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     start = time.time()
     try:
+        from sslrs_tf.data.build import prepare_world
         from sslrs_tf.data.pipeline import make_dataset
 
-        builders = prepare_world(args.world, args.data_dir)
+        builders = prepare_world(args.world, args.data_dir, WORLD)
         for name, builder in builders.items():
             splits = ", ".join(f"{k}: {v.num_examples}" for k, v in builder.info.splits.items())
             skipped = builder.info.metadata.get("skipped", {})

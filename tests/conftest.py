@@ -22,3 +22,17 @@ def built(tmp_path_factory):
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
         out[name] = builder
     return out
+
+
+SMALL_WORLD = {"patches": 96, "size": 48, "seed": 0, "dfc_validation": 16, "dfc_test": 16}
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """A small synthetic world built once; returns the train.py overrides that point a config at it."""
+    from sslrs_tf.data.build import prepare_world
+
+    root = tmp_path_factory.mktemp("world")
+    prepare_world(root / "synthetic", root / "tfds", SMALL_WORLD)
+    return ["data.source=synthetic", f"data.synthetic.dir={root / 'synthetic'}", f"data.data_dir={root / 'tfds'}",
+            *(f"data.synthetic.{k}={v}" for k, v in SMALL_WORLD.items())]

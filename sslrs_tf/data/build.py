@@ -10,6 +10,7 @@ of a traceback:
 
 import argparse
 import json
+import pathlib
 import sys
 
 import tensorflow_datasets as tfds
@@ -47,6 +48,27 @@ def build(name, manual_dir, data_dir, config=None):
     if not builder.is_prepared():
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
     return builder
+
+
+def prepare_world(world_dir, data_dir, params):
+    """Writes the synthetic world unless an identical one is there, then builds both datasets.
+
+    Args:
+        params: arguments of :func:`sslrs_tf.data.synthetic.generate` (patches, size, seed, ...).
+
+    Returns:
+        ``{"sen12ms": builder, "dfc2020": builder}``.
+    """
+    from sslrs_tf.data import synthetic
+
+    world_dir, data_dir = pathlib.Path(world_dir), pathlib.Path(data_dir)
+    manifest = world_dir / "world.json"
+    expected = {"synthetic": True, **params}
+    if not manifest.exists() or json.loads(manifest.read_text()) != expected:
+        print(f"writing the synthetic world to {world_dir} ...", flush=True)
+        synthetic.generate(world_dir, **params)
+    config = {"name": f"synthetic{params['size']}", "patch_size": params["size"]}
+    return {name: build(name, world_dir / name, data_dir, config) for name in ("sen12ms", "dfc2020")}
 
 
 def main(argv=None):

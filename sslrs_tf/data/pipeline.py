@@ -206,6 +206,7 @@ def make_dataset(
     shuffle_buffer=512,
     seed=0,
     start_epoch=0,
+    start_step=0,
     epochs=None,
     with_ids=False,
 ):
@@ -230,6 +231,8 @@ def make_dataset(
             serialized samples (2.6 MB each at 256 px).
         seed: seed of shuffling and crops.
         start_epoch: first epoch to produce (for resuming: the same data as an uninterrupted run).
+        start_step: batches of the first epoch already trained; they are skipped before
+            they are parsed, and the rest are the batches an uninterrupted run would see.
         epochs: number of epochs to produce while training (default: endless).
         with_ids: add the sample ``id`` to the inputs.
 
@@ -302,8 +305,11 @@ def make_dataset(
                     rs, tf.random.experimental.stateless_shuffle(
                         tf.range(tf.shape(rs)[0]), epoch_seed * 1_000_003 + tf.stack([0, block])))))
         batches = records.batch(batch_size, drop_remainder=drop_remainder and label != "single")
-        batches = batches.enumerate().map(lambda i, r: parser(epoch, i, r), num_parallel_calls=tf.data.AUTOTUNE,
-                                          deterministic=True)
+        batches = batches.enumerate()
+        if start_step:
+            batches = batches.skip(tf.where(tf.equal(epoch, start_epoch), tf.cast(start_step, tf.int64), 0))
+        batches = batches.map(lambda i, r: parser(epoch, i, r), num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=True)
         return finish(batches)
 
     if training:

@@ -43,6 +43,8 @@ class ContrastiveMethod(keras.Model):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        #: L2 penalty added to the gradients (PyTorch-style Adam/SGD weight decay; see training.optimizers)
+        self.l2_penalty = 0.0
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.value_trackers = {name: keras.metrics.Mean(name=name) for name in self.METRICS}
         self.skipped_tracker = keras.metrics.Sum(name="skipped_batches")
@@ -67,6 +69,7 @@ class ContrastiveMethod(keras.Model):
             self.value_trackers[name].update_state(tf.where(finite, value, 0.0), sample_weight=weight)
 
     def train_step(self, data):
+        data, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # pre-training has no labels
         ctx = tf.distribute.get_replica_context()
         replicas = ctx.num_replicas_in_sync
         saved = [tf.identity(v) for v in self.non_trainable_variables]
@@ -75,6 +78,10 @@ class ContrastiveMethod(keras.Model):
             scaled = self.optimizer.scale_loss(tf.cast(loss, "float32") / replicas)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
+        if self.l2_penalty:
+            # Scaled like the loss, so that the optimizer's unscaling and replica sum restore l2 * w.
+            factor = self.optimizer.scale_loss(tf.constant(self.l2_penalty / replicas, "float32"))
+            grads = [g + tf.cast(factor, g.dtype) * tf.cast(v, g.dtype) for g, v in zip(grads, variables)]
         bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(~tf.math.is_finite(loss), "float32"))
         finite = tf.equal(bad, 0.0)
         self._apply_or_restore(grads, variables, finite, saved)
@@ -114,6 +121,7 @@ class ContrastiveMethod(keras.Model):
         tf.distribute.get_replica_context().merge_call(cross_replica, args=(grads, finite, saved))
 
     def test_step(self, data):
+        data, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         loss, values = self.contrastive_step(data, training=False)
         self._record(loss, values, tf.math.is_finite(loss))
         return {m.name: m.result() for m in self.metrics if m is not self.skipped_tracker}

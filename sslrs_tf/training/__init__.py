@@ -1,0 +1,1 @@
+"""Training: distribution strategy, run directory, callbacks, the training driver."""

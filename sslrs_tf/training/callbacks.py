@@ -1,0 +1,123 @@
+"""Callbacks: exact-resume checkpoints, the non-finite guard, input images in TensorBoard."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves model, optimizer and the position in the data every `every` steps and at epoch ends.
+
+    Written here because ``keras.callbacks.BackupAndRestore`` restores only the
+    epoch: a mid-epoch backup resumes at the start of that epoch with mid-epoch
+    weights. This one records (epoch, step) so the pipeline can restart at the
+    next batch (``make_dataset(start_epoch=, start_step=)``), and a resumed run
+    ends with the weights of an uninterrupted one. ``tf.train.CheckpointManager``
+    updates its index only after a checkpoint is complete, so a kill during a
+    save falls back to the previous checkpoint.
+
+    Args:
+        directory: where checkpoints go.
+        every: steps between checkpoints.
+        start_step: batches of the first epoch already done (when resuming mid-epoch).
+    """
+
+    def __init__(self, directory, every, start_step=0):
+        super().__init__()
+        self.directory, self.every, self.start_step = str(directory), every, start_step
+        self.position = tf.Variable([0, 0], dtype=tf.int64, trainable=False, name="position")
+        self._manager = None
+        self._epoch = 0
+
+    def manager(self, model):
+        """The checkpoint manager of `model` (its variables must exist)."""
+        if self._manager is None:
+            checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, position=self.position)
+            self._manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=2)
+        return self._manager
+
+    def restore(self, model):
+        """Restores the latest checkpoint; returns (epoch, step) to resume from, (0, 0) if none."""
+        manager = self.manager(model)
+        if manager.latest_checkpoint is None:
+            return 0, 0
+        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        epoch, step = (int(v) for v in self.position.numpy())
+        return epoch, step
+
+    def _save(self, epoch, step):
+        self.position.assign([epoch, step])
+        self.manager(self.model).save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) % self.every == 0:
+            self._save(self._epoch, self.start_step + batch + 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.start_step = 0
+        self._save(epoch + 1, 0)
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stops the run when `limit` batches in a row had a non-finite loss (each was skipped).
+
+    Args:
+        limit: consecutive skipped batches tolerated.
+    """
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
+        self.consecutive = 0
+        self.total = 0
+        self.stopped = False
+        self._seen = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._seen = 0.0  # the skipped_batches metric restarts every epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        skipped = float((logs or {}).get("skipped_batches", 0.0))
+        if skipped > self._seen + 0.5:
+            self.consecutive += 1
+            self.total += 1
+        else:
+            self.consecutive = 0
+        self._seen = skipped
+        if self.consecutive >= self.limit:
+            self.stopped = True
+            self.model.stop_training = True
+
+
+class InputImages(keras.callbacks.Callback):
+    """Writes a few input patches to TensorBoard at the start: S2 as RGB (B04, B03, B02) and S1 VV.
+
+    Args:
+        log_dir: the TensorBoard folder.
+        batch: one batch of inputs (``{"s1": ..., "s2": ...}``), already normalised.
+        s2_bands: band names of the S2 channels.
+        count: how many patches.
+    """
+
+    def __init__(self, log_dir, batch, s2_bands, count=4):
+        super().__init__()
+        self.log_dir, self.batch, self.s2_bands, self.count = str(log_dir), batch, list(s2_bands), count
+
+    @staticmethod
+    def _stretch(x):
+        low, high = np.percentile(x, 2), np.percentile(x, 98)
+        return np.clip((x - low) / max(high - low, 1e-6), 0, 1)
+
+    def on_train_begin(self, logs=None):
+        writer = tf.summary.create_file_writer(self.log_dir + "/inputs")
+        with writer.as_default():
+            if "s2" in self.batch and all(b in self.s2_bands for b in ("B04", "B03", "B02")):
+                rgb = np.asarray(self.batch["s2"])[: self.count][..., [self.s2_bands.index(b) for b in ("B04", "B03", "B02")]]
+                tf.summary.image("s2_rgb", self._stretch(rgb), step=0, max_outputs=self.count)
+            if "s1" in self.batch:
+                vv = np.asarray(self.batch["s1"])[: self.count][..., :1]
+                tf.summary.image("s1_vv", self._stretch(vv), step=0, max_outputs=self.count)
+        writer.flush()

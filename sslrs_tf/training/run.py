@@ -1,0 +1,120 @@
+"""The training driver behind ``train.py``: config in, trained and exported encoders out."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sslrs_tf.data.bands import resolve_bands
+from sslrs_tf.data.build import prepare_world
+from sslrs_tf.data.pipeline import load_builder, make_dataset
+from sslrs_tf.errors import UserError
+from sslrs_tf.methods import get_method
+from sslrs_tf.training.callbacks import Checkpointer, InputImages, NonFiniteGuard
+from sslrs_tf.training.optimizers import make_optimizer
+from sslrs_tf.training.rundir import RunDir
+from sslrs_tf.training.strategy import make_strategy, set_precision
+
+
+class TrainingStopped(Exception):
+    """The run stopped itself (e.g. the loss kept being non-finite); the message says why."""
+
+
+def _bands(config):
+    try:
+        return {"s1": resolve_bands("s1", config.data.s1_bands), "s2": resolve_bands("s2", config.data.s2_bands)}
+    except ValueError as err:
+        raise UserError(f"config: data bands: {err}") from None
+
+
+def _builder(config):
+    data = config.data
+    if data.source == "synthetic":
+        syn = data.synthetic
+        params = {"patches": syn.patches, "size": syn.size, "seed": syn.seed,
+                  "dfc_validation": syn.dfc_validation, "dfc_test": syn.dfc_test}
+        return prepare_world(syn.dir, data.data_dir, params)[data.dataset]
+    return load_builder(data.dataset, data.data_dir, data.config)
+
+
+def train(config, verbose="auto"):
+    """Trains the configured method, resuming from the run directory if it holds a checkpoint.
+
+    Returns:
+        The exported card (a dict): bands, normalisation, final metrics, ...
+
+    Raises:
+        UserError: a config or data problem (one line).
+        TrainingStopped: the loss stayed non-finite for ``train.max_skipped`` batches.
+    """
+    run = RunDir(config.run.dir)
+    run.start(config)
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.train.seed)
+    set_precision(config.train.mixed_precision)
+    strategy = make_strategy(config.train.distribution)
+    bands = _bands(config)
+    builder = _builder(config)
+    for split in (config.data.split, config.data.validation_split):
+        if split and split not in builder.info.splits:
+            raise UserError(f"config: data split {split!r} is not in {builder.info.full_name} (it has {sorted(builder.info.splits)})")
+    examples = builder.info.splits[config.data.split].num_examples
+    per_pass = examples // config.train.batch_size
+    if per_pass == 0:
+        raise UserError(f"config: train.batch_size {config.train.batch_size} is larger than the {examples} samples of {config.data.split}")
+    steps = config.train.steps_per_epoch or per_pass
+    if steps > per_pass:
+        raise UserError(f"config: train.steps_per_epoch {steps} is more than one pass over the data ({per_pass} batches)")
+
+    def data(split, start_epoch=0, start_step=0, training=True):
+        return make_dataset(builder, split, bands=bands, normalization=config.data.normalization,
+                            crop_size=config.data.crop_size, batch_size=config.train.batch_size,
+                            training=training, seed=config.train.seed, shuffle_buffer=config.data.shuffle_buffer,
+                            start_epoch=start_epoch, start_step=start_step)
+
+    sample = next(iter(data(config.data.split).take(1)))
+    with strategy.scope():
+        model = get_method(config.model.method)(
+            backbone=config.model.backbone, s1_channels=len(bands["s1"]), s2_channels=len(bands["s2"]),
+            projection_dim=config.model.projection_dim, temperature=config.model.temperature,
+            sync_bn=config.model.sync_bn)
+        optimizer, model.l2_penalty = make_optimizer(config.optimizer, steps, config.train.epochs)
+        model.compile(optimizer=optimizer, jit_compile=False)  # XLA measured 1.5-2x slower on CPU
+        # Create every variable now, so that a checkpoint can be restored into them.
+        model({k: v[:1] for k, v in sample.items()})
+        model.optimizer.build(model.trainable_variables)
+    checkpointer = Checkpointer(run.checkpoints, config.train.checkpoint_every)
+    epoch, step = checkpointer.restore(model)
+    if step >= steps:  # killed between the last batch's checkpoint and the epoch-end one
+        epoch, step = epoch + 1, 0
+    checkpointer.start_step = step
+    guard = NonFiniteGuard(config.train.max_skipped)
+    callbacks = [
+        checkpointer,
+        guard,
+        keras.callbacks.TensorBoard(log_dir=str(run.tensorboard), update_freq=config.train.log_every),
+        InputImages(run.tensorboard, sample, bands["s2"]),
+    ]
+    validation, validation_steps = None, None
+    if config.data.validation_split:
+        validation = data(config.data.validation_split, training=False)
+        batches = -(-builder.info.splits[config.data.validation_split].num_examples // config.train.batch_size)
+        validation_steps = min(batches, config.train.validation_steps or batches)
+    fit = dict(callbacks=callbacks, verbose=verbose, validation_data=validation,
+               validation_steps=validation_steps, shuffle=False)  # the pipeline shuffles
+    history = {}
+    if epoch < config.train.epochs and step:
+        # Finish the interrupted epoch from the next batch, then the remaining epochs.
+        h = model.fit(data(config.data.split, epoch, step), initial_epoch=epoch, epochs=epoch + 1,
+                      steps_per_epoch=steps - step, **fit)
+        history, epoch = h.history, epoch + 1
+    if epoch < config.train.epochs and not guard.stopped:
+        h = model.fit(data(config.data.split, epoch), initial_epoch=epoch, epochs=config.train.epochs,
+                      steps_per_epoch=steps, **fit)
+        history = h.history
+    if guard.stopped:
+        raise TrainingStopped(
+            f"stopped: {guard.consecutive} consecutive batches had a non-finite loss and were skipped "
+            f"({guard.total} in all); lower optimizer.lr or check the data")
+    final = {k: v[-1] for k, v in history.items() if v and np.isfinite(v[-1])}
+    return run.export_encoders(model, config, final)

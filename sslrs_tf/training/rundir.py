@@ -1,0 +1,98 @@
+"""The run directory: everything a run writes, and the exported encoders with their card.
+
+    RUN_DIR/config.yaml       the resolved config
+    RUN_DIR/tensorboard/      TensorBoard logs (`tensorboard --logdir RUN_DIR/..`)
+    RUN_DIR/checkpoints/      the state needed to resume (model, optimizer, position)
+    RUN_DIR/export/encoder_s1.keras, encoder_s2.keras, card.json
+"""
+
+import datetime
+import json
+import pathlib
+import subprocess
+
+import yaml
+
+import sslrs_tf
+from sslrs_tf.config import dump_config
+from sslrs_tf.data.normalization import Normalization
+from sslrs_tf.errors import UserError
+
+
+class RunDir:
+    """Paths of one run, and the check that a resumed run is the same run.
+
+    Args:
+        path: the run directory (``run.dir``).
+    """
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        self.config = self.path / "config.yaml"
+        self.tensorboard = self.path / "tensorboard"
+        self.checkpoints = self.path / "checkpoints"
+        self.export = self.path / "export"
+
+    def start(self, config):
+        """Writes the resolved config, or checks that an existing run has the same one."""
+        text = dump_config(config)
+        if self.config.exists():
+            old = yaml.safe_load(self.config.read_text())
+            if old != config.to_dict():
+                changed = sorted(_diff(old, config.to_dict()))
+                raise UserError(
+                    f"run.dir {self.path} holds a run with a different config ({', '.join(changed[:3])} differ); "
+                    "use a new run.dir, or the same config to resume"
+                )
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.config.write_text(text)
+
+    def export_encoders(self, model, config, metrics):
+        """Saves each encoder as ``.keras`` and writes ``card.json`` with what a user of the weights needs."""
+        self.export.mkdir(parents=True, exist_ok=True)
+        norm = Normalization(config.data.normalization)
+        bands = {"s1": config.data.s1_bands, "s2": config.data.s2_bands}
+        files = {}
+        for modality, encoder in model.encoders().items():
+            path = self.export / f"encoder_{modality}.keras"
+            encoder.save(path)
+            files[modality] = path.name
+        card = {
+            "method": config.model.method,
+            "backbone": config.model.backbone,
+            "encoders": {
+                m: {"file": files[m], "input": norm.describe(m, bands[m]), "output": "dict: pooled [B, D], P2..P5 feature maps"}
+                for m in files
+            },
+            "data": {"source": config.data.source, "dataset": config.data.dataset, "config": config.data.config,
+                     "split": config.data.split, "crop_size": config.data.crop_size,
+                     **({"synthetic": True, "note": "SYNTHETIC data: not for real imagery"}
+                        if config.data.source == "synthetic" else {})},
+            "training": {"epochs": config.train.epochs, "batch_size": config.train.batch_size,
+                         "optimizer": config.optimizer.name, "lr": config.optimizer.lr, "seed": config.train.seed},
+            "final_metrics": {k: float(v) for k, v in metrics.items()},
+            "code_version": code_version(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        (self.export / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        return card
+
+
+def code_version():
+    """The package version, plus the git commit when run from a checkout."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=pathlib.Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
+    return f"{sslrs_tf.__version__}" + (f"+{commit}" if commit else "")
+
+
+def _diff(a, b, prefix=""):
+    for key in set(a) | set(b):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            yield from _diff(x, y, f"{prefix}{key}.")
+        elif x != y:
+            yield f"{prefix}{key}"

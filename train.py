@@ -1,0 +1,42 @@
+"""Pre-train encoders: ``python train.py --config FILE [key=value ...]``.
+
+Examples:
+    python train.py --config configs/quickstart.yaml
+    python train.py --config configs/dual_simclr.yaml data.source=synthetic train.epochs=2
+
+Watch a run with ``tensorboard --logdir runs``. Run the same command again to
+resume an interrupted run. User errors print one line and exit with status 2.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Pre-train encoders on co-registered Sentinel-1/2 data.")
+    parser.add_argument("--config", required=True, help="YAML config (see configs/)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=5")
+    args = parser.parse_args(argv)
+
+    from sslrs_tf.config import load_config
+    from sslrs_tf.errors import UserError
+    from sslrs_tf.training.run import TrainingStopped, train
+
+    try:
+        card = train(load_config(args.config, args.overrides))
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except TrainingStopped as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in card["final_metrics"].items())
+    print(f"done: encoders and card.json in {os.path.join(load_config(args.config, args.overrides).run.dir, 'export')} ({metrics})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
