@@ -208,6 +208,7 @@ def make_dataset(
     start_epoch=0,
     start_step=0,
     epochs=None,
+    steps_per_epoch=None,
     with_ids=False,
 ):
     """Builds the batched, normalised, cropped input pipeline of one split.
@@ -234,6 +235,9 @@ def make_dataset(
         start_step: batches of the first epoch already trained; they are skipped before
             they are parsed, and the rest are the batches an uninterrupted run would see.
         epochs: number of epochs to produce while training (default: endless).
+        steps_per_epoch: batches per epoch (default: one pass). Each epoch is the first
+            batches of its own shuffle, so epochs here are the trainer's epochs, which a
+            resumed run relies on.
         with_ids: add the sample ``id`` to the inputs.
 
     Returns:
@@ -306,6 +310,8 @@ def make_dataset(
                         tf.range(tf.shape(rs)[0]), epoch_seed * 1_000_003 + tf.stack([0, block])))))
         batches = records.batch(batch_size, drop_remainder=drop_remainder and label != "single")
         batches = batches.enumerate()
+        if steps_per_epoch:
+            batches = batches.take(steps_per_epoch)
         if start_step:
             batches = batches.skip(tf.where(tf.equal(epoch, start_epoch), tf.cast(start_step, tf.int64), 0))
         batches = batches.map(lambda i, r: parser(epoch, i, r), num_parallel_calls=tf.data.AUTOTUNE,

@@ -70,7 +70,8 @@ def train(config, verbose="auto"):
         return make_dataset(builder, split, bands=bands, normalization=config.data.normalization,
                             crop_size=config.data.crop_size, batch_size=config.train.batch_size,
                             training=training, seed=config.train.seed, shuffle_buffer=config.data.shuffle_buffer,
-                            start_epoch=start_epoch, start_step=start_step)
+                            start_epoch=start_epoch, start_step=start_step,
+                            steps_per_epoch=steps if training else None)
 
     sample = next(iter(data(config.data.split).take(1)))
     with strategy.scope():

@@ -86,6 +86,17 @@ def test_resuming_at_an_epoch_gives_the_data_of_an_uninterrupted_run(built):
         np.testing.assert_array_equal(u["s2"], v["s2"])
 
 
+def test_start_step_and_steps_per_epoch_match_an_uninterrupted_run(built):
+    kw = dict(crop_size=CROP, batch_size=2, seed=4, with_ids=True, steps_per_epoch=2)
+    straight = batches(make_dataset(built["sen12ms"], "train", epochs=3, **kw))
+    assert len(straight) == 6  # 2 of the 3 batches of each epoch
+    resumed = batches(make_dataset(built["sen12ms"], "train", start_epoch=1, start_step=1, epochs=2, **kw))
+    assert len(resumed) == 3
+    for u, v in zip(straight[3:], resumed):
+        np.testing.assert_array_equal(u["id"], v["id"])
+        np.testing.assert_array_equal(u["s1"], v["s1"])
+
+
 def test_evaluation_centre_crop_is_deterministic_and_complete(built):
     raw = raw_by_id(built["dfc2020"], "test")
     kw = dict(crop_size=CROP, batch_size=3, training=False, label="multi", with_ids=True)

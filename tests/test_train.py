@@ -1,0 +1,127 @@
+"""train.py end to end: a tiny run, exact resume after kill -9, the non-finite stop, one-line config errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from tests.helpers import ROOT
+
+TINY = str(ROOT / "configs" / "tiny.yaml")
+
+
+def train_cmd(run_dir, world, *extra):
+    return [sys.executable, str(ROOT / "train.py"), "--config", TINY, f"run.dir={run_dir}", *world, *extra]
+
+
+def run(cmd):
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+
+
+def encoder_weights(run_dir):
+    return [w for m in ("s1", "s2") for w in keras.saving.load_model(run_dir / "export" / f"encoder_{m}.keras").get_weights()]
+
+
+def scalar_tags(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in folder.rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags |= set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
+    return tags
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_config_logs_checkpoints_and_exported_encoders(tmp_path, small_world):
+    result = run(train_cmd(tmp_path / "run", small_world))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "run"
+    assert (out / "config.yaml").exists() and list((out / "checkpoints").glob("ckpt-*.index"))
+    card = json.loads((out / "export" / "card.json").read_text())
+    assert card["method"] == "dual_simclr" and card["backbone"] == "resnet10"
+    assert card["encoders"]["s2"]["input"]["bands"][3] == "B04" and card["encoders"]["s1"]["input"]["clip"] == [-25.0, 0.0]
+    assert card["encoders"]["s1"]["input"]["method"] == "per_sample_max" and card["data"]["synthetic"] is True
+    assert {"loss", "top1", "top5", "spread", "val_loss"} <= set(card["final_metrics"])
+    encoder = keras.saving.load_model(out / "export" / "encoder_s2.keras")
+    assert encoder(np.zeros((1, 32, 32, 13), np.float32))["pooled"].shape == (1, 512)
+    tags = scalar_tags(out / "tensorboard")
+    assert {"batch_loss", "batch_top1", "batch_spread", "batch_learning_rate"} <= tags, tags
+    assert {"s2_rgb", "s1_vv"} <= tags, tags
+    # The same command again finds the run finished and does not train further.
+    again = run(train_cmd(tmp_path / "run", small_world))
+    assert again.returncode == 0 and "Epoch" not in again.stdout
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_the_same_command_resumes_to_the_same_weights(tmp_path, small_world):
+    extra = ("train.epochs=2", "train.steps_per_epoch=4")
+    assert run(train_cmd(tmp_path / "straight", small_world, *extra)).returncode == 0
+    cmd = train_cmd(tmp_path / "killed", small_world, *extra)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    index = tmp_path / "killed" / "checkpoints" / "checkpoint"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if index.exists() and "ckpt-2" in index.read_text():  # step 2 of 4 of the first epoch
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "export").exists()
+    resumed = run(cmd)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for a, b in zip(encoder_weights(tmp_path / "straight"), encoder_weights(tmp_path / "killed")):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_a_loss_that_stays_non_finite_stops_the_run_with_a_message(tmp_path, small_world):
+    result = run(train_cmd(tmp_path / "run", small_world, "optimizer.lr=1e30", "train.max_skipped=2",
+                           "train.steps_per_epoch=5", "train.epochs=1", "data.validation_split=null"))
+    assert result.returncode == 1, result.stderr[-3000:]
+    line = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert len(line) == 1 and "non-finite loss" in line[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epoch=3", "unknown key train.epoch; did you mean train.epochs?"),
+        ("train.batch_size=big", "train.batch_size must be an integer"),
+        ("optimizer.lr=-1", "optimizer.lr must be > 0.0"),
+        ("data.crop_size=512", "crop_size 512 is larger than the dataset's 48 px patches"),
+        ("model.backbone=vgg", "model.backbone must be one of"),
+        ("model.method=byol", "model.method must be one of dual_simclr"),
+    ],
+)
+def test_bad_configs_are_one_line_errors_with_exit_2(tmp_path, small_world, override, message, capsys):
+    sys.path.insert(0, str(ROOT))
+    import train
+
+    code = train.main(["--config", TINY, f"run.dir={tmp_path / 'r'}", *small_world, override])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_missing_data_directory_says_how_to_build_it(tmp_path):
+    result = run([sys.executable, str(ROOT / "train.py"), "--config", TINY, f"run.dir={tmp_path / 'r'}",
+                  "data.source=tfds", f"data.data_dir={tmp_path / 'nothing'}"])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "is not built in" in result.stderr and "tfds build tfds_builders/sen12ms" in result.stderr
+
+
+def test_a_run_dir_with_another_config_is_refused(tmp_path, small_world, capsys):
+    import train
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.yaml").write_text("run: {dir: elsewhere}\n")
+    code = train.main(["--config", TINY, f"run.dir={tmp_path / 'r'}", *small_world])
+    assert code == 2 and "holds a run with a different config" in capsys.readouterr().err
