@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 quickstart: $(STAMP)
-	$(PY) -m sslrs_tf.quickstart --world $(WORLD) --data-dir $(TFDS_DIR)
+	$(PY) -m sslrs_tf.quickstart
 
 test: $(STAMP)
 	$(PY) -m pytest -q

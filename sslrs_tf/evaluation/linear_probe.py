@@ -1,0 +1,39 @@
+"""A linear probe of frozen encoders: pooled S1 and S2 features concatenated, one linear layer to the classes."""
+
+import keras
+import numpy as np
+
+
+def extract_features(encoders, dataset):
+    """Concatenated pooled features of every modality, and the labels, of a labelled dataset (NumPy)."""
+    features, labels = [], []
+    for inputs, y in dataset:
+        pooled = [np.asarray(encoders[m](inputs[m], training=False)["pooled"]) for m in sorted(encoders)]
+        features.append(np.concatenate(pooled, axis=1))
+        labels.append(np.asarray(y))
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def accuracy_report(y_true, y_pred, num_classes):
+    """Overall accuracy, and average accuracy over the classes present in `y_true` (no phantom classes)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    present = [c for c in range(num_classes) if np.any(y_true == c)]
+    per_class = {c: float(np.mean(y_pred[y_true == c] == c)) for c in present}
+    return {"OA": float(np.mean(y_true == y_pred)), "AA": float(np.mean(list(per_class.values()))), "per_class": per_class}
+
+
+def linear_probe(train, test, num_classes, epochs=300, lr=1e-2, seed=0):
+    """Fits softmax regression on standardised `train` features, reports accuracy on `test`.
+
+    Args:
+        train, test: ``(features, labels)`` from :func:`extract_features`.
+    """
+    (x, y), (xt, yt) = train, test
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    keras.utils.set_random_seed(seed)
+    probe = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(num_classes)])
+    probe.compile(optimizer=keras.optimizers.Adam(lr),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    probe.fit((x - mean) / std, y, epochs=epochs, batch_size=len(x), verbose=0)
+    predicted = np.argmax(probe.predict((xt - mean) / std, verbose=0), axis=1)
+    return accuracy_report(yt, predicted, num_classes)
