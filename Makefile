@@ -24,8 +24,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[torch]'
 	$(PY) bench/input_pipeline.py
 	$(PY) bench/input_steps.py
+	$(PY) bench/train_step.py
 
 clean:
 	rm -rf $(VENV) data
