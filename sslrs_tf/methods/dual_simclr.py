@@ -1,6 +1,7 @@
 """Dual-SimCLR (ISPRS 2022): one encoder per sensor; the co-located S1/S2 patch is the positive pair."""
 
 import keras
+import tensorflow as tf
 
 from sslrs_tf.losses.contrastive import nt_xent
 from sslrs_tf.methods.base import ContrastiveMethod, gather, pair_metrics
@@ -21,7 +22,8 @@ class DualSimCLR(ContrastiveMethod):
         s2_channels: S2 input channels (13).
         projection_dim: output width of the projection heads (128).
         temperature: NT-Xent temperature (0.07 for ResNets).
-        sync_bn: BatchNorm statistics over the global batch.
+        sync_bn: BatchNorm statistics over the global batch (when built under a
+            strategy with several replicas; with one they are the same thing).
 
     Example:
     >>> model = DualSimCLR("resnet18")
@@ -39,8 +41,10 @@ class DualSimCLR(ContrastiveMethod):
         self.backbone, self.s1_channels, self.s2_channels = backbone, s1_channels, s2_channels
         self.projection_dim, self.temperature, self.sync_bn = projection_dim, temperature, sync_bn
         dim = feature_dim(backbone)
-        self.encoder_s1 = resnet_encoder(backbone, s1_channels, sync_bn, name="encoder_s1")
-        self.encoder_s2 = resnet_encoder(backbone, s2_channels, sync_bn, name="encoder_s2")
+        # With one replica, local statistics are the global ones: skip the all-reduce path.
+        sync = sync_bn and tf.distribute.get_strategy().num_replicas_in_sync > 1
+        self.encoder_s1 = resnet_encoder(backbone, s1_channels, sync, name="encoder_s1")
+        self.encoder_s2 = resnet_encoder(backbone, s2_channels, sync, name="encoder_s2")
         self.head_s1 = projection_head(dim, out_dim=projection_dim, name="head_s1")
         self.head_s2 = projection_head(dim, out_dim=projection_dim, name="head_s2")
 
