@@ -26,7 +26,8 @@ def main(argv=None):
     from sslrs_tf.training.run import TrainingStopped, train
 
     try:
-        card = train(load_config(args.config, args.overrides))
+        config = load_config(args.config, args.overrides)
+        card = train(config)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -34,7 +35,7 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 1
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in card["final_metrics"].items())
-    print(f"done: encoders and card.json in {os.path.join(load_config(args.config, args.overrides).run.dir, 'export')} ({metrics})")
+    print(f"done: encoders and card.json in {os.path.join(config.run.dir, 'export')} ({metrics})")
     return 0
 
 

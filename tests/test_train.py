@@ -78,7 +78,7 @@ def test_kill_9_mid_epoch_then_the_same_command_resumes_to_the_same_weights(tmp_
     assert not (tmp_path / "killed" / "export").exists()
     resumed = run(cmd)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    for a, b in zip(encoder_weights(tmp_path / "straight"), encoder_weights(tmp_path / "killed")):
+    for a, b in zip(encoder_weights(tmp_path / "straight"), encoder_weights(tmp_path / "killed"), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

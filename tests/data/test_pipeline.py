@@ -66,7 +66,7 @@ def test_same_seed_same_batches_and_epochs_differ(built):
     kw = dict(crop_size=CROP, batch_size=4, seed=5, with_ids=True)
     a = batches(make_dataset(built["sen12ms"], "train", **kw), 4)
     b = batches(make_dataset(built["sen12ms"], "train", **kw), 4)
-    for u, v in zip(a, b):
+    for u, v in zip(a, b, strict=True):
         for k in u:
             np.testing.assert_array_equal(u[k], v[k])
     # 7 training samples, batch 4, remainder dropped: one batch per epoch.
@@ -81,7 +81,7 @@ def test_resuming_at_an_epoch_gives_the_data_of_an_uninterrupted_run(built):
     per_epoch = len(uninterrupted) // 3
     resumed = batches(make_dataset(built["sen12ms"], "train", start_epoch=2, epochs=1, **kw))
     assert len(resumed) == per_epoch == 3
-    for u, v in zip(uninterrupted[2 * per_epoch :], resumed):
+    for u, v in zip(uninterrupted[2 * per_epoch :], resumed, strict=True):
         np.testing.assert_array_equal(u["id"], v["id"])
         np.testing.assert_array_equal(u["s2"], v["s2"])
 
@@ -92,7 +92,7 @@ def test_start_step_and_steps_per_epoch_match_an_uninterrupted_run(built):
     assert len(straight) == 6  # 2 of the 3 batches of each epoch
     resumed = batches(make_dataset(built["sen12ms"], "train", start_epoch=1, start_step=1, epochs=2, **kw))
     assert len(resumed) == 3
-    for u, v in zip(straight[3:], resumed):
+    for u, v in zip(straight[3:], resumed, strict=True):
         np.testing.assert_array_equal(u["id"], v["id"])
         np.testing.assert_array_equal(u["s1"], v["s1"])
 
@@ -106,8 +106,9 @@ def test_evaluation_centre_crop_is_deterministic_and_complete(built):
     assert sorted(ids) == sorted(raw)
     start = (32 - CROP) // 2
     window = np.s_[start : start + CROP, start : start + CROP]
-    for (x, y), (x2, y2) in zip(first, second):
+    for (x, y), (x2, y2) in zip(first, second, strict=True):
         np.testing.assert_array_equal(x["s1"], x2["s1"])
+        np.testing.assert_array_equal(y, y2)
         for i, key in enumerate(x["id"]):
             r = raw[key.decode()]
             np.testing.assert_allclose(x["s1"][i], numpy_reference(r["s1"], "s1", "per_sample_max", None)[window], atol=1e-6)
@@ -125,14 +126,14 @@ def test_evaluation_tiles_cover_the_patch(built):
     assert set(seen) == set(raw) and all(len(t) == 4 for t in seen.values())  # 2 x 2 tiles of 20 in 32
     for key, tiles in seen.items():
         mask = np_mask(raw[key])
-        for tile, (top, left) in zip(tiles, [(0, 0), (0, 12), (12, 0), (12, 12)]):
+        for tile, (top, left) in zip(tiles, [(0, 0), (0, 12), (12, 0), (12, 12)], strict=True):
             np.testing.assert_array_equal(tile, mask[top : top + 20, left : left + 20])
 
 
 def test_single_label_drops_samples_without_a_valid_pixel(built):
     raw = raw_by_id(built["dfc2020"], "validation")
     ds = make_dataset(built["dfc2020"], "validation", batch_size=4, training=False, label="single", with_ids=True)
-    got = {k.decode(): int(v) for x, y in batches(ds) for k, v in zip(x["id"], y)}
+    got = {k.decode(): int(v) for x, y in batches(ds) for k, v in zip(x["id"], y, strict=True)}
     expected = {k: np_single(np_mask(r)) for k, r in raw.items()}
     assert got == {k: v for k, v in expected.items() if v >= 0}
     # And a mask of only ignored classes really is dropped.

@@ -9,6 +9,7 @@ import rasterio
 
 from sslrs_tf.data import layout, synthetic
 from sslrs_tf.data.geotiff import read_raster
+from sslrs_tf.data.labels import IGBP_TO_DFC10
 
 
 def tif_files(root):
@@ -86,8 +87,6 @@ def test_lc_is_coarse_and_noisy_but_agrees_with_dfc_mostly(tmp_path):
     for patch in range(4):
         lc = read_raster(tmp_path / "dfc2020" / layout.dfc2020_path("validation", "lc", patch), "lc")
         dfc = read_raster(tmp_path / "dfc2020" / layout.dfc2020_path("validation", "dfc", patch), "dfc")
-        from sslrs_tf.data.labels import IGBP_TO_DFC10
-
         agree.append(np.mean(IGBP_TO_DFC10[lc[..., 0]] == dfc))
         # MODIS-like: lc changes value only on one grid of blocks (64 px // 5 = 12 px).
         rows, cols = np.nonzero(lc[:, 1:, 0] != lc[:, :-1, 0])

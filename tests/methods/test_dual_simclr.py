@@ -52,9 +52,9 @@ def test_a_non_finite_batch_changes_nothing_and_is_counted():
     logs = m.train_on_batch(bad, return_dict=True)
     after = [v.numpy() for v in m.variables] + [v.numpy() for v in m.optimizer.variables]
     assert logs["skipped_batches"] == 1.0
-    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, after))
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, after, strict=True))
     m.train_on_batch(good)
-    assert any(not np.array_equal(a, v.numpy()) for a, v in zip(before, m.trainable_variables))
+    assert any(not np.array_equal(a, v.numpy()) for a, v in zip(before, m.trainable_variables, strict=True))
 
 
 def test_two_replicas_train_like_one_device_on_the_same_global_batch():
@@ -73,16 +73,16 @@ def test_two_replicas_train_like_one_device_on_the_same_global_batch():
     with strategy.scope():
         two = model(seed=3, lr=1e-3)
         two(data[0])
-        for v, value in zip(two.variables, reference):
+        for v, value in zip(two.variables, reference, strict=True):
             v.assign(value)
     ds = tf.data.Dataset.from_tensor_slices({k: np.concatenate([b[k] for b in data]) for k in data[0]}).batch(8)
     two.fit(ds, epochs=1, verbose=0, shuffle=False)
 
-    moved = max(float(np.max(np.abs(v.numpy() - r))) for v, r in zip(one.variables, reference))
+    moved = max(float(np.max(np.abs(v.numpy() - r))) for v, r in zip(one.variables, reference, strict=True))
     assert moved > 1e-4  # the steps really changed the weights
-    for a, b in zip(one.trainable_variables, two.trainable_variables):
+    for a, b in zip(one.trainable_variables, two.trainable_variables, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=a.path)
     moving = [v for v in one.non_trainable_variables if "moving" in v.path]
     assert moving
-    for a, b in zip(one.non_trainable_variables, two.non_trainable_variables):
+    for a, b in zip(one.non_trainable_variables, two.non_trainable_variables, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.dataset_info import DatasetInfoFileError
 
 from sslrs_tf.data import labels, layout, synthetic
 from sslrs_tf.errors import DataError, UserError
@@ -131,7 +132,7 @@ def test_broken_file_stops_the_build_with_one_line(tmp_path, damage, message):
     assert "\n" not in text and str(victim) in text and message in text
     # A failed build leaves nothing that loads as a dataset.
     assert not list((tmp_path / "out").rglob("dataset_info.json"))
-    with pytest.raises(Exception):
+    with pytest.raises(DatasetInfoFileError):
         tfds.builder_from_directory(str(tmp_path / "out" / "sen12ms" / "t" / "1.0.0"))
 
 
