@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) bench/input_pipeline.py
 	$(PY) bench/input_steps.py
 	$(PY) bench/train_step.py
+	$(PY) bench/onednn.py
 
 clean:
 	rm -rf $(VENV) data

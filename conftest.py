@@ -4,11 +4,8 @@ Two logical CPU devices are created before TensorFlow initialises anything, so
 that distribution tests can run real ``tf.distribute`` strategies on one CPU.
 """
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import tensorflow as tf  # noqa: E402
+import sslrs_tf  # noqa: F401  (its TF settings must come before TensorFlow loads)
+import tensorflow as tf
 
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import sslrs_tf  # noqa: F401  (its TF settings must come before TensorFlow loads)
 
 
 def main(argv=None):

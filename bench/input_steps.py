@@ -22,8 +22,8 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import sslrs_tf  # noqa: E402,F401  (its TF settings must come before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402
 

@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import sslrs_tf  # noqa: E402,F401  (its TF settings must come before TensorFlow loads)
 
 SIZE = 128
 DEPTHS = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet50": ("bottleneck", [3, 4, 6, 3])}
@@ -42,6 +42,7 @@ def keras_step_rate(backbone, batch, steps):
     ds = tf.data.Dataset.from_tensors(data).repeat()
     keras.utils.set_random_seed(0)
     model = DualSimCLR(backbone)
+    model.l2_penalty = 1e-4  # PyTorch's Adam(weight_decay=1e-4), as on the other side
     model.compile(optimizer=keras.optimizers.Adam(3e-5), jit_compile=False)
     model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up
     times = []
@@ -165,8 +166,14 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ours-only", action="store_true", help="only sslrs_tf's rate (used by bench/onednn.py)")
     args = parser.parse_args()
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    if args.ours_only:
+        for backbone in args.backbones:
+            rates = [keras_step_rate(backbone, args.batch, args.steps) for _ in range(args.repeats)]
+            print(json.dumps({"backbone": backbone, "ours": round(statistics.median(rates), 2)}), flush=True)
+        return
     try:
         import torch  # noqa: F401
     except ImportError:

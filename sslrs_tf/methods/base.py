@@ -6,10 +6,11 @@ replica's loss and metric values for a batch. The base class:
 
 * scales the loss for the replica count (Keras' optimizer sums the replicas'
   gradients) and for mixed precision (``optimizer.scale_loss``), inside the tape;
-* applies the gradients only when the loss is finite on every replica. A
-  skipped batch changes nothing: not the weights, not the optimizer state, not
-  BatchNorm's moving statistics (which the forward pass already updated, so
-  they are put back). Skips are counted in the ``skipped_batches`` metric;
+* applies the gradients only when the loss, the gradients and the updated
+  BatchNorm statistics are finite on every replica. A skipped batch changes
+  nothing: not the weights, not the optimizer state, not BatchNorm's moving
+  statistics (which the forward pass already updated, so they are put back).
+  Skips are counted in the ``skipped_batches`` metric;
 * reports every value through ``keras.metrics`` objects, which aggregate over
   replicas (a custom step under MirroredStrategy otherwise returns only the
   first replica's values).
@@ -22,7 +23,11 @@ from sslrs_tf.losses.contrastive import embedding_spread, retrieval_accuracy
 
 
 def gather(x):
-    """This replica's `x`, the global batch of all replicas' `x`, and this replica's offset in it."""
+    """This replica's `x`, the global batch of all replicas' `x`, and this replica's offset in it.
+
+    In float32: the losses compute in it anyway, and collectives on CPU refuse bfloat16.
+    """
+    x = tf.cast(x, "float32")
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
         return x, x, 0
@@ -82,7 +87,7 @@ class ContrastiveMethod(keras.Model):
             # Scaled like the loss, so that the optimizer's unscaling and replica sum restore l2 * w.
             factor = self.optimizer.scale_loss(tf.constant(self.l2_penalty / replicas, "float32"))
             grads = [g + tf.cast(factor, g.dtype) * tf.cast(v, g.dtype) for g, v in zip(grads, variables)]
-        bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(~tf.math.is_finite(loss), "float32"))
+        bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(self._all_finite(loss, grads), "float32"))
         finite = tf.equal(bad, 0.0)
         self._apply_or_restore(grads, variables, finite, saved)
         self._record(loss, values, finite)
@@ -91,6 +96,21 @@ class ContrastiveMethod(keras.Model):
         logs = {m.name: m.result() for m in self.metrics}
         logs["learning_rate"] = tf.cast(self.optimizer.learning_rate, "float32")
         return logs
+
+    def _all_finite(self, loss, grads):
+        """Whether the loss, the gradients and the state the forward pass updated are finite.
+
+        The loss alone is not enough: oneDNN's ReLU and max-pool turn NaN into a
+        number, so a NaN pixel can leave the loss finite while BatchNorm's moving
+        statistics and some gradients are already NaN. Under loss scaling,
+        non-finite gradients are the LossScaleOptimizer's business (it skips the
+        step and lowers the scale); counting them here would stop that.
+        """
+        checks = [tf.reduce_all(tf.math.is_finite(loss))]
+        checks += [tf.reduce_all(tf.math.is_finite(v)) for v in self.non_trainable_variables if "float" in v.dtype]
+        if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            checks += [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
+        return tf.reduce_all(tf.stack(checks))
 
     def _apply_or_restore(self, grads, variables, finite, saved):
         """Applies `grads` if `finite` (the same on every replica), else puts the non-trainable state back."""

@@ -19,10 +19,13 @@ def batches(n, size=32, batch=8, seed=0):
     return out
 
 
-def model(seed=0, lr=0.05):
+def model(seed=0, lr=0.05, loss_scale=None):
     keras.utils.set_random_seed(seed)
     m = DualSimCLR("resnet10")
-    m.compile(optimizer=keras.optimizers.SGD(lr, momentum=0.9), jit_compile=False)
+    optimizer = keras.optimizers.SGD(lr, momentum=0.9)
+    if loss_scale:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=loss_scale)
+    m.compile(optimizer=optimizer, jit_compile=False)
     return m
 
 
@@ -86,3 +89,58 @@ def test_two_replicas_train_like_one_device_on_the_same_global_batch():
     assert moving
     for a, b in zip(one.non_trainable_variables, two.non_trainable_variables, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+
+
+@pytest.fixture
+def precision():
+    """Sets a global dtype policy for one test and puts float32 back."""
+    yield keras.mixed_precision.set_global_policy
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def _delta(m, start):
+    return np.concatenate([(v.numpy() - r).ravel() for v, r in zip(m.trainable_variables, start, strict=True)])
+
+
+@pytest.fixture(scope="module")
+def float32_steps():
+    """Two float32 one-device steps: the batches, the initial variables, and how far the weights moved."""
+    data = batches(2, batch=8, seed=2)
+    one = model(seed=4, lr=1e-3)
+    one(data[0])
+    reference = [v.numpy() for v in one.variables]
+    start = [v.numpy() for v in one.trainable_variables]
+    for b in data:
+        one.train_on_batch(b)
+    return data, reference, start, _delta(one, start)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_steps_follow_float32(policy, replicas, precision, float32_steps):
+    data, reference, start, expected = float32_steps
+    precision(policy)
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:replicas]
+    strategy = tf.distribute.MirroredStrategy(devices) if replicas > 1 else tf.distribute.get_strategy()
+    with strategy.scope():
+        # An initial scale small enough that no step overflows here: the test is about the
+        # step scaling and unscaling right, not about the loss-scale schedule skipping steps.
+        mixed = model(seed=4, lr=1e-3, loss_scale=256.0 if policy == "mixed_float16" else None)
+        mixed(data[0])
+        for v, value in zip(mixed.variables, reference, strict=True):
+            v.assign(value)
+    ds = tf.data.Dataset.from_tensor_slices({k: np.concatenate([b[k] for b in data]) for k in data[0]}).batch(8)
+    logs = mixed.fit(ds, epochs=1, verbose=0, shuffle=False).history
+
+    assert all(v.dtype == "float32" for v in mixed.trainable_variables)
+    conv = next(layer for layer in mixed.encoder_s2._flatten_layers() if isinstance(layer, keras.layers.Conv2D))
+    assert conv.compute_dtype == policy.split("_")[1]
+    if policy == "mixed_float16":
+        assert float(mixed.optimizer.dynamic_scale.numpy()) == 256.0  # no step was skipped for overflow
+    assert np.isfinite(logs["loss"][0]) and logs["skipped_batches"][0] == 0
+    # The low-precision step moves the weights the way the float32 step does.
+    got = _delta(mixed, start)
+    cosine = got @ expected / (np.linalg.norm(got) * np.linalg.norm(expected))
+    # bfloat16 keeps 8 mantissa bits against float16's 11: its steps follow less closely.
+    assert cosine > (0.98 if policy == "mixed_float16" else 0.9), cosine
+    np.testing.assert_allclose(np.linalg.norm(got), np.linalg.norm(expected), rtol=0.05 if policy == "mixed_float16" else 0.15)
