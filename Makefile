@@ -28,7 +28,7 @@ bench: $(STAMP)
 	$(PY) bench/input_pipeline.py
 	$(PY) bench/input_steps.py
 	$(PY) bench/train_step.py
-	$(PY) bench/onednn.py
+	$(PY) bench/cpu_settings.py
 
 clean:
 	rm -rf $(VENV) data

@@ -1,4 +1,4 @@
-"""Pre-train encoders: ``python train.py --config FILE [key=value ...]``.
+"""Pre-train encoders, or train a downstream model: ``python train.py --config FILE [key=value ...]``.
 
 Examples:
     python train.py --config configs/quickstart.yaml
@@ -16,7 +16,7 @@ import sslrs_tf  # noqa: F401  (its TF settings must come before TensorFlow load
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Pre-train encoders on co-registered Sentinel-1/2 data.")
+    parser = argparse.ArgumentParser(description="Pre-train encoders on co-registered Sentinel-1/2 data, or train a downstream model.")
     parser.add_argument("--config", required=True, help="YAML config (see configs/)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=5")
     args = parser.parse_args(argv)

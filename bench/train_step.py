@@ -30,10 +30,12 @@ SIZE = 128
 DEPTHS = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet50": ("bottleneck", [3, 4, 6, 3])}
 
 
-def keras_step_rate(backbone, batch, steps):
+def keras_step_rate(backbone, batch, steps, precision="float32"):
     """Pairs/s of DualSimCLR.fit on a cached batch (the library's real training path)."""
     import keras
     import tensorflow as tf
+
+    keras.mixed_precision.set_global_policy(precision)
 
     from sslrs_tf.methods import DualSimCLR
 
@@ -166,12 +168,13 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--ours-only", action="store_true", help="only sslrs_tf's rate (used by bench/onednn.py)")
+    parser.add_argument("--ours-only", action="store_true", help="only sslrs_tf's rate (used by bench/cpu_settings.py)")
+    parser.add_argument("--precision", default="float32", help="Keras dtype policy of our side (with --ours-only)")
     args = parser.parse_args()
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
     if args.ours_only:
         for backbone in args.backbones:
-            rates = [keras_step_rate(backbone, args.batch, args.steps) for _ in range(args.repeats)]
+            rates = [keras_step_rate(backbone, args.batch, args.steps, args.precision) for _ in range(args.repeats)]
             print(json.dumps({"backbone": backbone, "ours": round(statistics.median(rates), 2)}), flush=True)
         return
     try:

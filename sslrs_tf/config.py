@@ -57,22 +57,30 @@ class OptimizerConfig:
     """Optimizer and learning-rate schedule."""
 
     name: str = option("adam", choices=("adam", "adamw", "sgd", "lamb"))
-    lr: float = option(above=0.0, doc="peak learning rate")
+    lr: float = option(above=0.0, doc="peak learning rate (fine-tuning: of the head)")
+    encoder_lr: typing.Optional[float] = option(None, above=0.0,
+                                                doc="fine-tuning: the encoders' own learning rate (default: lr)")
     weight_decay: float = option(0.0, min=0.0, doc="L2 penalty (adam, sgd) or decoupled decay (adamw, lamb)")
     momentum: float = option(0.9, min=0.0, doc="sgd momentum")
-    schedule: str = option("constant", choices=("constant", "cosine"))
+    schedule: str = option("constant", choices=("constant", "cosine", "step"))
     warmup_epochs: float = option(0.0, min=0.0, doc="linear warm-up before the cosine decay")
+    decay_epochs: typing.List[int] = option([], doc="step schedule: epochs at which lr is multiplied by decay_factor")
+    decay_factor: float = option(0.1, above=0.0, doc="step schedule: the multiplier")
 
 
 @dataclasses.dataclass(kw_only=True)
 class ModelConfig:
-    """The pre-training method and its encoders."""
+    """The method (pre-training, or a downstream model) and its encoders."""
 
-    method: str = option("dual_simclr", choices=("dual_simclr",))
+    method: str = option("dual_simclr", choices=("dual_simclr", "classifier"))
     backbone: str = option("resnet18", choices=("resnet10", "resnet18", "resnet34", "resnet50"))
     projection_dim: int = option(128, min=1)
     temperature: float = option(0.07, above=0.0)
     sync_bn: bool = option(True, doc="BatchNorm statistics over the global batch")
+    inputs: str = option("late_fusion", choices=("only_s1", "only_s2", "early_fusion", "late_fusion"),
+                         doc="downstream: which sensors feed which encoders")
+    pretrained: typing.Optional[str] = option(None, doc="downstream: pre-training run directory to start from")
+    freeze: bool = option(False, doc="downstream: keep the pretrained encoders fixed (linear probe)")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -92,7 +100,7 @@ class DataConfig:
     """Which data, and how it is prepared."""
 
     source: str = option("tfds", choices=("tfds", "synthetic"), doc="built TFDS datasets, or the synthetic world")
-    dataset: str = option("sen12ms", choices=("sen12ms",))
+    dataset: str = option("sen12ms", choices=("sen12ms", "dfc2020"))
     data_dir: str = option("data/tfds", doc="TFDS data folder")
     config: str = option("all", doc="builder config (all, spring, summer, fall, winter, ...)")
     split: str = option("train")
@@ -102,6 +110,10 @@ class DataConfig:
     s1_bands: typing.Optional[typing.List[str]] = option(None, doc="S1 bands (default: VV, VH)")
     s2_bands: typing.Optional[typing.List[str]] = option(None, doc="S2 bands or a set name (default: all 13)")
     shuffle_buffer: int = option(512, min=1)
+    label: typing.Optional[str] = option(None, choices=("single", "multi", "segmentation"),
+                                         doc="downstream targets (null: pre-training, no labels)")
+    label_fraction: float = option(1.0, above=0.0, doc="downstream: share of the training split's labels used")
+    test_split: str = option("test", doc="split evaluate.py reports on")
     synthetic: SyntheticConfig = option(SyntheticConfig)
 
 
@@ -145,7 +157,7 @@ def _coerce(value, tp, key):
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise UserError(f"config: {key} must be a section (a mapping); received {value!r}")
-        return _from_dict(tp, value, key)
+        return from_dict(tp, value, key)
     if tp is float and isinstance(value, str):
         # PyYAML (YAML 1.1) reads `3e-5` without a dot as a string: accept any float literal.
         try:
@@ -176,7 +188,8 @@ def _check_range(value, meta, key):
         raise UserError(f"config: {key} must be > {meta['above']}; received {value!r}")
 
 
-def _from_dict(cls, data, prefix=""):
+def from_dict(cls, data, prefix=""):
+    """Validates a mapping into the dataclass `cls` (keys reported under `prefix`)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for key in data:
@@ -193,7 +206,7 @@ def _from_dict(cls, data, prefix=""):
             values[name] = _coerce(data[name], hints[name], key)
         elif f.default is _REQUIRED and f.default_factory is _REQUIRED:
             if dataclasses.is_dataclass(hints[name]):
-                values[name] = _from_dict(hints[name], {}, key)
+                values[name] = from_dict(hints[name], {}, key)
                 continue
             raise UserError(f"config: {key} is required ({_describe(hints[name])}{': ' + f.metadata['doc'] if f.metadata.get('doc') else ''})")
         else:
@@ -238,7 +251,7 @@ def load_config(path=None, overrides=(), data=None):
             if not isinstance(node, dict):
                 raise UserError(f"override {text!r}: {k} is not a section")
         node[keys[-1]] = value
-    return _from_dict(Config, data)
+    return from_dict(Config, data)
 
 
 def dump_config(config):

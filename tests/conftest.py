@@ -36,3 +36,19 @@ def small_world(tmp_path_factory):
     prepare_world(root / "synthetic", root / "tfds", SMALL_WORLD)
     return ["data.source=synthetic", f"data.synthetic.dir={root / 'synthetic'}", f"data.data_dir={root / 'tfds'}",
             *(f"data.synthetic.{k}={v}" for k, v in SMALL_WORLD.items())]
+
+
+@pytest.fixture(scope="session")
+def pretrained_run(small_world, tmp_path_factory):
+    """A finished tiny Dual-SimCLR run (configs/tiny.yaml) on the small world: its run directory."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    run_dir = tmp_path_factory.mktemp("pretrained") / "run"
+    cmd = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "tiny.yaml"), f"run.dir={run_dir}",
+           *small_world]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir

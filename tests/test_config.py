@@ -4,6 +4,7 @@ import pytest
 
 from sslrs_tf.config import dump_config, load_config
 from sslrs_tf.errors import UserError
+from tests.helpers import ROOT
 
 BASE = {
     "run": {"dir": "runs/x"},
@@ -59,3 +60,9 @@ def test_missing_required_key_and_bad_files(tmp_path):
     (tmp_path / "bad.yaml").write_text("train: [1, 2\n")
     with pytest.raises(UserError, match="is not valid YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    config = load_config(path, ["data.source=synthetic"])
+    assert config.run.dir and config.train.epochs >= 1

@@ -103,6 +103,22 @@ def per_sample_max(x, modality, fill_nan=True, raw_max=None):
     return x * tf.expand_dims(tf.expand_dims(scale, -2), -2)
 
 
+def zscore_table(modality, bands, stats=None):
+    """``{band: (mean, std)}`` for `bands`: the published statistics, overridden by `stats`.
+
+    Raises:
+        ValueError: a band has no statistics.
+    """
+    table = dict(ZSCORE_STATS[modality], **(stats or {}))
+    missing = [b for b in bands if b not in table]
+    if missing:
+        raise ValueError(
+            f"zscore normalisation has no statistics for {modality} band(s) {', '.join(missing)}; "
+            f"published statistics exist for {', '.join(ZSCORE_STATS[modality])} (use band set 's2_10' or pass stats)"
+        )
+    return table
+
+
 def zscore(x, modality, bands=None, fill_nan=True, stats=None):
     """Clip, then subtract the dataset mean and divide by the dataset std per band.
 
@@ -111,13 +127,7 @@ def zscore(x, modality, bands=None, fill_nan=True, stats=None):
             (needed for bands without published statistics, e.g. S2 B01, B09, B10).
     """
     bands = resolve_bands(modality, bands)
-    table = dict(ZSCORE_STATS[modality], **(stats or {}))
-    missing = [b for b in bands if b not in table]
-    if missing:
-        raise ValueError(
-            f"zscore normalisation has no statistics for {modality} band(s) {', '.join(missing)}; "
-            f"published statistics exist for {', '.join(ZSCORE_STATS[modality])} (use band set 's2_10' or pass stats)"
-        )
+    table = zscore_table(modality, bands, stats)
     mean = np.array([table[b][0] for b in bands], np.float32)
     std = np.array([table[b][1] for b in bands], np.float32)
     return (clip(x, modality, fill_nan) - mean) / std
@@ -179,7 +189,7 @@ class Normalization:
         out = {"bands": list(bands), "clip": list(CLIP_RANGES[modality]), **self.get_config()}
         out.pop("stats")
         if self.method == "zscore":
-            table = dict(ZSCORE_STATS[modality], **self.stats.get(modality, {}))
+            table = zscore_table(modality, bands, self.stats.get(modality))
             out["mean"] = [table[b][0] for b in bands]
             out["std"] = [table[b][1] for b in bands]
         return out

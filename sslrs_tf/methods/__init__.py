@@ -1,9 +1,11 @@
-"""Pre-training methods, one class per method, registered by name."""
+"""What ``train.py`` trains, one class per method, registered by the name ``model.method`` uses."""
 
+from sslrs_tf.methods.classifier import Classifier
 from sslrs_tf.methods.dual_simclr import DualSimCLR
 
 METHODS = {
     "dual_simclr": DualSimCLR,
+    "classifier": Classifier,
 }
 
 

@@ -1,8 +1,8 @@
-"""What every contrastive method shares: the distributed training step, the non-finite guard, metrics.
+"""What every trainable method shares: the distributed training step, the non-finite guard, metrics.
 
-A method subclasses :class:`ContrastiveMethod`, builds its encoders and heads,
-and implements :meth:`ContrastiveMethod.contrastive_step`, which returns this
-replica's loss and metric values for a batch. The base class:
+A method subclasses :class:`Method`, builds its layers, and implements
+:meth:`Method.loss_and_values`, which returns this replica's loss and metric
+values for a batch. The base class:
 
 * scales the loss for the replica count (Keras' optimizer sums the replicas'
   gradients) and for mixed precision (``optimizer.scale_loss``), inside the tape;
@@ -11,6 +11,10 @@ replica's loss and metric values for a batch. The base class:
   nothing: not the weights, not the optimizer state, not BatchNorm's moving
   statistics (which the forward pass already updated, so they are put back).
   Skips are counted in the ``skipped_batches`` metric;
+* lets a method train groups of variables with their own optimizers
+  (:meth:`Method.optimizer_groups`; fine-tuning uses one learning rate for the
+  encoders and another for the head — Keras 3 has no per-variable learning rate,
+  and Adam ignores gradient scaling, so two optimizers it is);
 * reports every value through ``keras.metrics`` objects, which aggregate over
   replicas (a custom step under MirroredStrategy otherwise returns only the
   first replica's values).
@@ -35,36 +39,66 @@ def gather(x):
     return x, ctx.all_gather(x, axis=0), offset
 
 
-class ContrastiveMethod(keras.Model):
-    """Base class of the pre-training methods (see the module docstring).
+class Method(keras.Model):
+    """Base class of everything ``train.py`` trains (see the module docstring).
 
-    Subclasses implement ``contrastive_step(inputs, training)`` returning
-    ``(loss, {metric name: value})``, and ``encoders()`` returning
-    ``{modality: keras.Model}`` for export.
+    Subclasses implement ``loss_and_values(data, training)`` returning
+    ``(loss, {metric name: value})`` for the batch `data` as the dataset yields it,
+    ``encoders()`` returning ``{modality: keras.Model}``, and the classmethod
+    ``from_run_config(config, bands)``, which builds the method from a run's config.
     """
 
-    #: names of the metrics `contrastive_step` reports besides the loss
+    #: names of the per-batch values `loss_and_values` reports besides the loss
     METRICS = ()
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         #: L2 penalty added to the gradients (PyTorch-style Adam/SGD weight decay; see training.optimizers)
         self.l2_penalty = 0.0
+        #: a second optimizer for the encoders' variables, when they train at their own learning rate
+        self.encoder_optimizer = None
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.value_trackers = {name: keras.metrics.Mean(name=name) for name in self.METRICS}
         self.skipped_tracker = keras.metrics.Sum(name="skipped_batches")
 
     @property
     def metrics(self):
-        return [self.loss_tracker, *self.value_trackers.values(), self.skipped_tracker]
+        return [self.loss_tracker, *self.value_trackers.values(), *self.streaming_metrics(), self.skipped_tracker]
 
-    def contrastive_step(self, inputs, training):
+    def streaming_metrics(self):
+        """Metrics a subclass updates itself inside `loss_and_values` (e.g. a confusion matrix)."""
+        return []
+
+    def loss_and_values(self, data, training):
         """This replica's loss and metric values for one batch."""
         raise NotImplementedError
 
     def encoders(self):
         """The encoders to export, by modality."""
         raise NotImplementedError
+
+    @classmethod
+    def from_run_config(cls, config, bands):
+        """The method a run's :class:`~sslrs_tf.config.Config` describes (`bands`: resolved band lists)."""
+        raise NotImplementedError
+
+    def encoder_variables(self):
+        """The trainable variables `encoder_optimizer` updates (default: none)."""
+        return []
+
+    def optimizer_groups(self):
+        """``[(optimizer, variables), ...]``: which optimizer updates which trainable variables."""
+        owned = {id(v) for v in self.encoder_variables()} if self.encoder_optimizer is not None else set()
+        rest = [v for v in self.trainable_variables if id(v) not in owned]
+        groups = [(self.optimizer, rest)]
+        if owned:
+            groups.append((self.encoder_optimizer, [v for v in self.trainable_variables if id(v) in owned]))
+        return groups
+
+    def build_optimizers(self):
+        """Creates every optimizer's variables (needed before a checkpoint can be restored into them)."""
+        for optimizer, variables in self.optimizer_groups():
+            optimizer.build(variables)
 
     def _record(self, loss, values, finite):
         # A skipped batch does not enter the averages (weight 0, and 0 instead of NaN).
@@ -74,14 +108,14 @@ class ContrastiveMethod(keras.Model):
             self.value_trackers[name].update_state(tf.where(finite, value, 0.0), sample_weight=weight)
 
     def train_step(self, data):
-        data, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # pre-training has no labels
         ctx = tf.distribute.get_replica_context()
         replicas = ctx.num_replicas_in_sync
         saved = [tf.identity(v) for v in self.non_trainable_variables]
+        groups = self.optimizer_groups()
         with tf.GradientTape() as tape:
-            loss, values = self.contrastive_step(data, training=True)
+            loss, values = self.loss_and_values(data, training=True)
             scaled = self.optimizer.scale_loss(tf.cast(loss, "float32") / replicas)
-        variables = self.trainable_variables
+        variables = [v for _, group in groups for v in group]
         grads = tape.gradient(scaled, variables)
         if self.l2_penalty:
             # Scaled like the loss, so that the optimizer's unscaling and replica sum restore l2 * w.
@@ -89,12 +123,18 @@ class ContrastiveMethod(keras.Model):
             grads = [g + tf.cast(factor, g.dtype) * tf.cast(v, g.dtype) for g, v in zip(grads, variables)]
         bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(self._all_finite(loss, grads), "float32"))
         finite = tf.equal(bad, 0.0)
-        self._apply_or_restore(grads, variables, finite, saved)
+        updates, start = [], 0
+        for optimizer, group in groups:
+            updates.append((optimizer, grads[start:start + len(group)], group))
+            start += len(group)
+        self._apply_or_restore(updates, finite, saved)
         self._record(loss, values, finite)
         # Each replica adds 1/replicas: the aggregated sum counts a skipped batch once.
         self.skipped_tracker.update_state((1.0 - tf.cast(finite, "float32")) / replicas)
         logs = {m.name: m.result() for m in self.metrics}
         logs["learning_rate"] = tf.cast(self.optimizer.learning_rate, "float32")
+        if self.encoder_optimizer is not None:
+            logs["encoder_learning_rate"] = tf.cast(self.encoder_optimizer.learning_rate, "float32")
         return logs
 
     def _all_finite(self, loss, grads):
@@ -112,16 +152,20 @@ class ContrastiveMethod(keras.Model):
             checks += [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
         return tf.reduce_all(tf.stack(checks))
 
-    def _apply_or_restore(self, grads, variables, finite, saved):
-        """Applies `grads` if `finite` (the same on every replica), else puts the non-trainable state back."""
+    def _apply_or_restore(self, updates, finite, saved):
+        """Applies each ``(optimizer, grads, variables)`` of `updates` if `finite` (the same on
+        every replica), else puts the non-trainable state back."""
+
+        def apply(updates):
+            for optimizer, grads, variables in updates:
+                optimizer.apply(grads, variables)
 
         def restore(values):
             for variable, value in zip(self.non_trainable_variables, values):
                 variable.assign(value)
 
         if tf.__internal__.distribute.strategy_supports_no_merge_call():
-            tf.cond(finite, lambda: self.optimizer.apply(grads, variables) or tf.no_op(),
-                    lambda: restore(saved) or tf.no_op())
+            tf.cond(finite, lambda: apply(updates) or tf.no_op(), lambda: restore(saved) or tf.no_op())
             return
 
         # MirroredStrategy: optimizer.apply calls merge_call, which a cond branch in a
@@ -130,21 +174,35 @@ class ContrastiveMethod(keras.Model):
         def cross_replica(strategy, grads, finite, saved):
             decided = strategy.experimental_local_results(finite)[0]
 
-            def apply():
-                strategy.extended.call_for_each_replica(lambda g: self.optimizer.apply(g, variables), args=(grads,))
+            def apply_everywhere():
+                def replica_apply(grads):
+                    apply([(o, g, v) for (o, _, v), g in zip(updates, grads)])
+                strategy.extended.call_for_each_replica(replica_apply, args=(grads,))
 
             def skip():
                 strategy.extended.call_for_each_replica(restore, args=(saved,))
 
-            tf.cond(decided, apply, skip)
+            tf.cond(decided, apply_everywhere, skip)
 
+        grads = [g for _, g, _ in updates]
         tf.distribute.get_replica_context().merge_call(cross_replica, args=(grads, finite, saved))
 
     def test_step(self, data):
-        data, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        loss, values = self.contrastive_step(data, training=False)
+        loss, values = self.loss_and_values(data, training=False)
         self._record(loss, values, tf.math.is_finite(loss))
         return {m.name: m.result() for m in self.metrics if m is not self.skipped_tracker}
+
+
+class ContrastiveMethod(Method):
+    """Base of the pre-training methods: batches are unlabelled, `contrastive_step` gets the inputs."""
+
+    def contrastive_step(self, inputs, training):
+        """This replica's loss and metric values for a batch of inputs."""
+        raise NotImplementedError
+
+    def loss_and_values(self, data, training):
+        inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # pre-training has no labels
+        return self.contrastive_step(inputs, training)
 
 
 def pair_metrics(a, b, all_a, all_b, offset):

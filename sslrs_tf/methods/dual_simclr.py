@@ -65,6 +65,12 @@ class DualSimCLR(ContrastiveMethod):
     def encoders(self):
         return {"s1": self.encoder_s1, "s2": self.encoder_s2}
 
+    @classmethod
+    def from_run_config(cls, config, bands):
+        m = config.model
+        return cls(backbone=m.backbone, s1_channels=len(bands["s1"]), s2_channels=len(bands["s2"]),
+                   projection_dim=m.projection_dim, temperature=m.temperature, sync_bn=m.sync_bn)
+
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone, "s1_channels": self.s1_channels,
                 "s2_channels": self.s2_channels, "projection_dim": self.projection_dim,

@@ -32,7 +32,8 @@ class Checkpointer(keras.callbacks.Callback):
     def manager(self, model):
         """The checkpoint manager of `model` (its variables must exist)."""
         if self._manager is None:
-            checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, position=self.position)
+            extra = {"encoder_optimizer": model.encoder_optimizer} if getattr(model, "encoder_optimizer", None) else {}
+            checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, position=self.position, **extra)
             self._manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=2)
         return self._manager
 

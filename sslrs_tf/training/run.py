@@ -1,11 +1,14 @@
 """The training driver behind ``train.py``: config in, trained and exported encoders out."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from sslrs_tf.data.bands import resolve_bands
 from sslrs_tf.data.build import prepare_world
+from sslrs_tf.data.normalization import Normalization
 from sslrs_tf.data.pipeline import load_builder, make_dataset
 from sslrs_tf.errors import UserError
 from sslrs_tf.methods import get_method
@@ -19,14 +22,23 @@ class TrainingStopped(Exception):
     """The run stopped itself (e.g. the loss kept being non-finite); the message says why."""
 
 
-def _bands(config):
+def resolve_config_bands(config):
+    """``{"s1": [...], "s2": [...]}``: the band lists of ``data.s1_bands``/``data.s2_bands``."""
     try:
-        return {"s1": resolve_bands("s1", config.data.s1_bands), "s2": resolve_bands("s2", config.data.s2_bands)}
+        bands = {"s1": resolve_bands("s1", config.data.s1_bands), "s2": resolve_bands("s2", config.data.s2_bands)}
     except ValueError as err:
         raise UserError(f"config: data bands: {err}") from None
+    norm = Normalization(config.data.normalization)
+    for modality, names in bands.items():
+        try:
+            norm.describe(modality, names)
+        except ValueError as err:
+            raise UserError(f"config: data.normalization {norm.method} with data.{modality}_bands: {err}") from None
+    return bands
 
 
-def _builder(config):
+def builder_for(config):
+    """The TFDS builder of ``data`` (the synthetic world is generated and built on first use)."""
     data = config.data
     if data.source == "synthetic":
         syn = data.synthetic
@@ -53,12 +65,18 @@ def train(config, verbose="auto"):
     keras.utils.set_random_seed(config.train.seed)
     set_precision(config.train.mixed_precision)
     strategy = make_strategy(config.train.distribution)
-    bands = _bands(config)
-    builder = _builder(config)
+    bands = resolve_config_bands(config)
+    builder = builder_for(config)
     for split in (config.data.split, config.data.validation_split):
         if split and split not in builder.info.splits:
             raise UserError(f"config: data split {split!r} is not in {builder.info.full_name} (it has {sorted(builder.info.splits)})")
     examples = builder.info.splits[config.data.split].num_examples
+    if config.data.label and config.data.label_fraction < 1:
+        examples = max(1, round(config.data.label_fraction * examples))  # as pipeline.label_subset keeps
+    if config.data.label and examples < config.train.batch_size:
+        # A small label fraction can hold fewer samples than a batch: train on all of them at once.
+        print(f"note: {examples} labelled samples < train.batch_size {config.train.batch_size}; batches of {examples}")
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=examples))
     per_pass = examples // config.train.batch_size
     if per_pass == 0:
         raise UserError(f"config: train.batch_size {config.train.batch_size} is larger than the {examples} samples of {config.data.split}")
@@ -70,20 +88,22 @@ def train(config, verbose="auto"):
         return make_dataset(builder, split, bands=bands, normalization=config.data.normalization,
                             crop_size=config.data.crop_size, batch_size=config.train.batch_size,
                             training=training, seed=config.train.seed, shuffle_buffer=config.data.shuffle_buffer,
-                            start_epoch=start_epoch, start_step=start_step,
+                            start_epoch=start_epoch, start_step=start_step, label=config.data.label,
+                            label_fraction=config.data.label_fraction if training else 1.0,
                             steps_per_epoch=steps if training else None)
 
     sample = next(iter(data(config.data.split).take(1)))
+    inputs = sample[0] if isinstance(sample, tuple) else sample
     with strategy.scope():
-        model = get_method(config.model.method)(
-            backbone=config.model.backbone, s1_channels=len(bands["s1"]), s2_channels=len(bands["s2"]),
-            projection_dim=config.model.projection_dim, temperature=config.model.temperature,
-            sync_bn=config.model.sync_bn)
+        model = get_method(config.model.method).from_run_config(config, bands)
         optimizer, model.l2_penalty = make_optimizer(config.optimizer, steps, config.train.epochs)
+        if config.optimizer.encoder_lr is not None and model.encoder_variables():
+            model.encoder_optimizer, _ = make_optimizer(config.optimizer, steps, config.train.epochs,
+                                                        lr=config.optimizer.encoder_lr)
         model.compile(optimizer=optimizer, jit_compile=False)  # XLA measured 1.5-2x slower on CPU
         # Create every variable now, so that a checkpoint can be restored into them.
-        model({k: v[:1] for k, v in sample.items()})
-        model.optimizer.build(model.trainable_variables)
+        model({k: v[:1] for k, v in inputs.items()})
+        model.build_optimizers()
     checkpointer = Checkpointer(run.checkpoints, config.train.checkpoint_every)
     epoch, step = checkpointer.restore(model)
     if step >= steps:  # killed between the last batch's checkpoint and the epoch-end one
@@ -94,7 +114,7 @@ def train(config, verbose="auto"):
         checkpointer,
         guard,
         keras.callbacks.TensorBoard(log_dir=str(run.tensorboard), update_freq=config.train.log_every),
-        InputImages(run.tensorboard, sample, bands["s2"]),
+        InputImages(run.tensorboard, inputs, bands["s2"]),
     ]
     validation, validation_steps = None, None
     if config.data.validation_split:

@@ -4,6 +4,8 @@
     RUN_DIR/tensorboard/      TensorBoard logs (`tensorboard --logdir RUN_DIR/..`)
     RUN_DIR/checkpoints/      the state needed to resume (model, optimizer, position)
     RUN_DIR/export/encoder_s1.keras, encoder_s2.keras, card.json
+    RUN_DIR/export/model.weights.h5   the whole model (heads too), for evaluate.py
+    RUN_DIR/metrics.json, metrics.md  written by evaluate.py
 """
 
 import datetime
@@ -32,6 +34,8 @@ class RunDir:
         self.tensorboard = self.path / "tensorboard"
         self.checkpoints = self.path / "checkpoints"
         self.export = self.path / "export"
+        self.weights = self.export / "model.weights.h5"
+        self.metrics = self.path / "metrics.json"
 
     def start(self, config):
         """Writes the resolved config, or checks that an existing run has the same one."""
@@ -58,11 +62,13 @@ class RunDir:
             path = self.export / f"encoder_{modality}.keras"
             encoder.save(path)
             files[modality] = path.name
+        model.save_weights(self.weights)
         card = {
             "method": config.model.method,
             "backbone": config.model.backbone,
             "encoders": {
-                m: {"file": files[m], "input": norm.describe(m, bands[m]), "output": "dict: pooled [B, D], P2..P5 feature maps"}
+                m: {"file": files[m], "input": _describe_input(norm, m, bands),
+                    "output": "dict: pooled [B, D], P2..P5 feature maps"}
                 for m in files
             },
             "data": {"source": config.data.source, "dataset": config.data.dataset, "config": config.data.config,
@@ -71,12 +77,23 @@ class RunDir:
                         if config.data.source == "synthetic" else {})},
             "training": {"epochs": config.train.epochs, "batch_size": config.train.batch_size,
                          "optimizer": config.optimizer.name, "lr": config.optimizer.lr, "seed": config.train.seed},
+            **({"downstream": {"inputs": config.model.inputs, "label": config.data.label,
+                               "label_fraction": config.data.label_fraction, "pretrained": config.model.pretrained,
+                               "freeze": config.model.freeze}} if config.data.label else {}),
             "final_metrics": {k: float(v) for k, v in metrics.items()},
             "code_version": code_version(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         (self.export / "card.json").write_text(json.dumps(card, indent=2) + "\n")
         return card
+
+
+def _describe_input(norm, name, bands):
+    """The card's input entry of an encoder: one sensor, or sensors stacked along channels (``"s1s2"``)."""
+    if name in bands:
+        return norm.describe(name, bands[name])
+    parts = [name[i:i + 2] for i in range(0, len(name), 2)]
+    return {"stacked": parts, **{p: norm.describe(p, bands[p]) for p in parts}}
 
 
 def code_version():

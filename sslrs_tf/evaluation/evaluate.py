@@ -1,0 +1,76 @@
+"""Metrics of a trained downstream run: the model rebuilt from its config, its exported weights, one split.
+
+Evaluation crops are deterministic (``data.eval_crop``-style centre crop of
+``data.crop_size``; the research code took a random crop per test patch), so
+the same weights give the same numbers every time.
+"""
+
+import json
+
+from sslrs_tf.config import load_config
+from sslrs_tf.data.labels import CLASS_NAMES, NUM_CLASSES
+from sslrs_tf.data.pipeline import make_dataset
+from sslrs_tf.errors import UserError
+from sslrs_tf.evaluation.metrics import ConfusionMatrix, MultiLabelCounts, report
+from sslrs_tf.methods import get_method
+from sslrs_tf.training.run import builder_for, resolve_config_bands
+from sslrs_tf.training.rundir import RunDir
+
+
+def evaluate_run(run_dir, split=None, batch_size=None):
+    """Evaluates the exported model of `run_dir` on `split` (default: its ``data.test_split``).
+
+    Writes ``metrics.json`` and ``metrics.md`` into the run directory.
+
+    Returns:
+        The metrics dict (see :func:`sslrs_tf.evaluation.metrics.report`, plus run facts).
+    """
+    run = RunDir(run_dir)
+    if not run.config.is_file():
+        raise UserError(f"--run {run.path}: no config.yaml (not a run directory)")
+    config = load_config(run.config)
+    kind = config.data.label
+    if kind is None:
+        raise UserError(f"--run {run.path}: a pre-training run ({config.model.method}); "
+                        "evaluate a downstream run (model.method classifier), or use its encoders via model.pretrained")
+    if not run.weights.is_file():
+        raise UserError(f"--run {run.path}: no {run.weights.relative_to(run.path)} (the run has not finished; "
+                        "run train.py with its config again to complete it)")
+    split = split or config.data.test_split
+    builder = builder_for(config)
+    if split not in builder.info.splits:
+        raise UserError(f"--split {split}: {builder.info.full_name} has splits {sorted(builder.info.splits)}")
+    bands = resolve_config_bands(config)
+    ds = make_dataset(builder, split, bands=bands, normalization=config.data.normalization,
+                      crop_size=config.data.crop_size, training=False, label=kind,
+                      batch_size=batch_size or config.train.batch_size)
+    model = get_method(config.model.method).from_run_config(config, bands, pretrained=False)
+    inputs, _ = next(iter(ds))
+    model({k: v[:1] for k, v in inputs.items()})
+    model.load_weights(run.weights)
+    counts = MultiLabelCounts(NUM_CLASSES) if kind == "multi" else ConfusionMatrix(NUM_CLASSES)
+    for x, y in ds:
+        counts.update_state(y, model(x, training=False))
+    result = report(counts.result(), kind, CLASS_NAMES)
+    result.update({"run": str(run.path), "split": split, "label": kind, "inputs": config.model.inputs,
+                   "pretrained": config.model.pretrained, "freeze": config.model.freeze,
+                   "label_fraction": config.data.label_fraction, "seed": config.train.seed,
+                   "synthetic": config.data.source == "synthetic"})
+    run.metrics.write_text(json.dumps(result, indent=2) + "\n")
+    (run.path / "metrics.md").write_text(markdown_table(result) + "\n")
+    return result
+
+
+def markdown_table(result):
+    """One run's metrics as a markdown table: a row per class, the averages last."""
+    per_class = result["per_class"]
+    columns = list(next(iter(per_class.values())))
+    lines = [f"| class | {' | '.join(columns)} | support |", "|---" * (len(columns) + 2) + "|"]
+    for name, values in per_class.items():
+        cells = ["–" if values[c] is None else f"{values[c]:.1f}" for c in columns]
+        lines.append(f"| {name} | {' | '.join(cells)} | {result['support'][name]} |")
+    scores = " · ".join(f"{k} {v:.1f}" for k, v in result["scores"].items())
+    note = " — SYNTHETIC data" if result.get("synthetic") else ""
+    return "\n".join([f"{result['run']} on {result['split']} ({result['label']}-label){note}", "", *lines, "",
+                      f"**{scores}** (%)"])
+

@@ -1,0 +1,241 @@
+"""The ISPRS 2022 comparison: pretrained (frozen, fine-tuned) against the supervised baselines,
+at several label fractions and seeds, reported as the paper's tables and a label-fraction plot.
+
+    python evaluate.py --protocol configs/protocol_isprs.yaml [key=value ...]
+
+Every (label, model, fraction, seed) is an ordinary downstream run in
+``DIR/<label>/<model>/f<fraction>/seed<seed>``, trained with the protocol's base
+config plus the model's overrides, then evaluated. A run whose ``metrics.json``
+exists is not trained again, and an interrupted run resumes from its checkpoint:
+an interrupted protocol continues where it stopped.
+"""
+
+import dataclasses
+import json
+import pathlib
+import typing
+
+import numpy as np
+import yaml
+
+from sslrs_tf.config import from_dict, option, parse_override
+from sslrs_tf.data.labels import CLASS_NAMES
+from sslrs_tf.errors import UserError
+
+#: the models of the ISPRS 2022 tables: name -> (family, overrides)
+MODELS = {
+    "Dual-SimCLR frozen": ("probe", ["model.pretrained={pretrained}", "model.freeze=true", "model.inputs=late_fusion"]),
+    "Dual-SimCLR fine-tuned": ("finetune", ["model.pretrained={pretrained}", "model.freeze=false",
+                                            "model.inputs=late_fusion"]),
+    "OnlySen-1": ("baseline", ["model.pretrained=null", "model.freeze=false", "model.inputs=only_s1"]),
+    "OnlySen-2": ("baseline", ["model.pretrained=null", "model.freeze=false", "model.inputs=only_s2"]),
+    "EarlyFusion": ("baseline", ["model.pretrained=null", "model.freeze=false", "model.inputs=early_fusion"]),
+    "LateFusion": ("baseline", ["model.pretrained=null", "model.freeze=false", "model.inputs=late_fusion"]),
+}
+HEADLINE = {"single": ("AA", "OA"), "multi": ("F1", "O-F1")}
+PER_CLASS = {"single": "accuracy", "multi": "F1"}
+
+
+@dataclasses.dataclass(kw_only=True)
+class ProtocolConfig:
+    """A protocol file (see ``configs/protocol_isprs.yaml``)."""
+
+    dir: str = option(doc="where the runs, tables and plot go")
+    base: str = option(doc="downstream config every run starts from (relative to the protocol file)")
+    pretrained: typing.Optional[str] = option(None, doc="pre-training run directory of the pretrained models")
+    models: typing.List[str] = option(list(MODELS), doc="models to compare (names in the ISPRS tables)")
+    labels: typing.List[str] = option(["single"], doc="single and/or multi")
+    label_fractions: typing.List[float] = option([0.01, 0.1, 0.5, 1.0])
+    seeds: typing.List[int] = option([0, 1, 2])
+    overrides: typing.List[str] = option([], doc="applied to every run (e.g. data.source=synthetic)")
+    probe: typing.List[str] = option([], doc="overrides of the frozen (linear-probe) runs")
+    finetune: typing.List[str] = option([], doc="overrides of the fine-tuned runs")
+    baseline: typing.List[str] = option([], doc="overrides of the supervised baselines")
+
+
+def load_protocol(path, overrides=()):
+    """Reads and validates a protocol file; `overrides` are ``key=value`` on its top-level keys."""
+    try:
+        data = yaml.safe_load(pathlib.Path(path).read_text()) or {}
+    except OSError as err:
+        raise UserError(f"protocol file {path}: {err.strerror}") from None
+    for text in overrides:
+        keys, value = parse_override(text)
+        data[".".join(keys)] = value
+    protocol = from_dict(ProtocolConfig, data, "protocol")
+    for name in protocol.models:
+        if name not in MODELS:
+            raise UserError(f"protocol: unknown model {name!r}; expected some of {', '.join(MODELS)}")
+    for label in protocol.labels:
+        if label not in HEADLINE:
+            raise UserError(f"protocol: labels must be single and/or multi; received {label!r}")
+    for f in protocol.label_fractions:
+        if not 0 < f <= 1:
+            raise UserError(f"protocol: label_fractions must be in (0, 1]; received {f}")
+    needs_pretrained = any(MODELS[m][0] != "baseline" for m in protocol.models)
+    if needs_pretrained and not protocol.pretrained:
+        raise UserError("protocol: pretrained is required for the Dual-SimCLR models (a pre-training run directory)")
+    base = pathlib.Path(protocol.base)
+    if not base.is_absolute():
+        base = pathlib.Path(path).resolve().parent / base
+    return dataclasses.replace(protocol, base=str(base))
+
+
+def run_dir(protocol, label, model, fraction, seed):
+    """Where one run of the protocol lives."""
+    slug = model.lower().replace(" ", "_").replace("-", "")
+    return pathlib.Path(protocol.dir) / label / slug / f"f{fraction:g}" / f"seed{seed}"
+
+
+def run_config(protocol, label, model, fraction, seed):
+    """The config of one run: base config, protocol overrides, the model's overrides."""
+    from sslrs_tf.config import load_config
+
+    family, model_overrides = MODELS[model]
+    pretrained = str(pathlib.Path(protocol.pretrained).resolve()) if protocol.pretrained else ""
+    overrides = [*protocol.overrides, *(o.format(pretrained=pretrained) for o in model_overrides),
+                 *getattr(protocol, family), f"run.dir={run_dir(protocol, label, model, fraction, seed)}",
+                 f"train.seed={seed}", f"data.label={label}", f"data.label_fraction={fraction}"]
+    if family == "probe":
+        overrides.append("optimizer.encoder_lr=null")
+    return load_config(protocol.base, overrides)
+
+
+def run_protocol(protocol, log=print):
+    """Trains and evaluates every run that has no ``metrics.json`` yet; returns all results."""
+    import keras
+
+    from sslrs_tf.evaluation.evaluate import evaluate_run
+    from sslrs_tf.training.run import train
+
+    results = []
+    grid = [(label, model, fraction, seed) for label in protocol.labels for model in protocol.models
+            for fraction in protocol.label_fractions for seed in protocol.seeds]
+    for i, (label, model, fraction, seed) in enumerate(grid, 1):
+        where = run_dir(protocol, label, model, fraction, seed)
+        metrics = where / "metrics.json"
+        what = f"[{i}/{len(grid)}] {label}-label, {model}, {fraction:g} of the labels, seed {seed}"
+        if metrics.is_file():
+            log(f"{what}: done before")
+        else:
+            log(f"{what}: training")
+            train(run_config(protocol, label, model, fraction, seed), verbose=0)
+            evaluate_run(where)
+            keras.backend.clear_session()  # each run builds new models: free the old graphs
+        results.append({"label": label, "model": model, "fraction": fraction, "seed": seed,
+                        **json.loads(metrics.read_text())})
+    return results
+
+
+def mean_std(values):
+    """``"m ± s"`` (population std over seeds, as NumPy's default), or ``"m"`` for one value; "–" for none."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{np.mean(values):.1f} ± {np.std(values):.1f}"
+
+
+def tables(results, class_names=CLASS_NAMES):
+    """The paper-style markdown tables: per label kind and fraction, per-class scores and the headline
+    scores (mean ± std over seeds); and per label kind, the headline average score against the fraction."""
+    out = []
+    for label in dict.fromkeys(r["label"] for r in results):
+        of_label = [r for r in results if r["label"] == label]
+        per_class, (average, overall) = PER_CLASS[label], HEADLINE[label]
+        models = list(dict.fromkeys(r["model"] for r in of_label))
+        fractions = sorted({r["fraction"] for r in of_label})
+        for fraction in fractions:
+            out += [f"### {label}-label, {fraction:g} of the labels: per-class {per_class}, {average}, {overall} "
+                    "(%, mean ± std over seeds)", "",
+                    f"| model | {' | '.join(class_names)} | {average} | {overall} |",
+                    "|---" * (len(class_names) + 3) + "|"]
+            for model in models:
+                runs = [r for r in of_label if r["model"] == model and r["fraction"] == fraction]
+                if not runs:
+                    continue
+                cells = [mean_std([r["per_class"][c][per_class] for r in runs]) for c in class_names]
+                cells += [mean_std([r["scores"][k] for r in runs]) for k in (average, overall)]
+                out.append(f"| {model} | {' | '.join(cells)} |")
+            out.append("")
+        out += [f"### {label}-label: {average} against the label fraction (%, mean ± std over seeds)", "",
+                f"| model | {' | '.join(f'{f:g}' for f in fractions)} |", "|---" * (len(fractions) + 1) + "|"]
+        for model in models:
+            cells = [mean_std([r["scores"][average] for r in of_label if r["model"] == model and r["fraction"] == f])
+                     for f in fractions]
+            out.append(f"| {model} | {' | '.join(cells)} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def headline(results):
+    """Whether the pretrained models at 10 % of the labels beat every baseline at 100 % (the paper's claim),
+    in words, per label kind; empty where the protocol lacks the runs to say."""
+    lines = []
+    for label in dict.fromkeys(r["label"] for r in results):
+        key = HEADLINE[label][0]
+
+        def score(model, fraction):
+            values = [r["scores"][key] for r in results
+                      if r["label"] == label and r["model"] == model and r["fraction"] == fraction]
+            return float(np.mean(values)) if values else None
+
+        models = dict.fromkeys(r["model"] for r in results if r["label"] == label)
+        pretrained = {m: score(m, 0.1) for m in models if MODELS[m][0] != "baseline"}
+        baselines = {m: score(m, 1.0) for m in models if MODELS[m][0] == "baseline"}
+        pretrained = {m: v for m, v in pretrained.items() if v is not None}
+        baselines = {m: v for m, v in baselines.items() if v is not None}
+        if not pretrained or not baselines:
+            continue
+        best_p = max(pretrained, key=pretrained.get)
+        best_b = max(baselines, key=baselines.get)
+        verdict = "beats" if pretrained[best_p] > baselines[best_b] else "does NOT beat"
+        lines.append(f"{label}-label: {best_p} with 10 % of the labels ({key} {pretrained[best_p]:.1f}) {verdict} "
+                     f"the best supervised baseline with 100 % ({best_b}, {key} {baselines[best_b]:.1f}).")
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    """The label-fraction plot (headline average score against the fraction, one line per model) as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    labels = list(dict.fromkeys(r["label"] for r in results))
+    fig, axes = plt.subplots(1, len(labels), figsize=(5.5 * len(labels), 4), squeeze=False)
+    for ax, label in zip(axes[0], labels, strict=True):
+        key = HEADLINE[label][0]
+        of_label = [r for r in results if r["label"] == label]
+        for model in dict.fromkeys(r["model"] for r in of_label):
+            fractions = sorted({r["fraction"] for r in of_label if r["model"] == model})
+            values = [[r["scores"][key] for r in of_label if r["model"] == model and r["fraction"] == f]
+                      for f in fractions]
+            ax.errorbar([100 * f for f in fractions], [np.mean(v) for v in values], yerr=[np.std(v) for v in values],
+                        marker="o", capsize=3, label=model, linestyle="--" if MODELS[model][0] == "baseline" else "-")
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled DFC2020 patches used (%)")
+        ax.set_ylabel(f"{key} (%)")
+        ax.set_title(f"{label}-label")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if any(r.get("synthetic") for r in results):
+        fig.suptitle("SYNTHETIC data", color="red")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def report_protocol(protocol, results):
+    """Writes ``results.json``, ``tables.md`` and ``label_fractions.png`` into the protocol directory;
+    returns the text of the tables (with the headline sentence)."""
+    folder = pathlib.Path(protocol.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    synthetic = any(r.get("synthetic") for r in results)
+    text = "\n".join(filter(None, ["**SYNTHETIC data** — not a result on real imagery.\n" if synthetic else "",
+                                   tables(results), headline(results)]))
+    (folder / "tables.md").write_text(text + "\n")
+    plot(results, folder / "label_fractions.png")
+    return text

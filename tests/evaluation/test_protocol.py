@@ -1,0 +1,88 @@
+"""The comparison protocol: tables against NumPy, the headline sentence, resuming, the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from sslrs_tf.errors import UserError
+from sslrs_tf.evaluation.protocol import headline, load_protocol, mean_std, report_protocol, run_protocol, tables
+from tests.helpers import ROOT
+
+CLASSES = ("A", "B")
+
+
+def result(model, fraction, seed, aa, oa, per_class=(50.0, None), label="single"):
+    return {"label": label, "model": model, "fraction": fraction, "seed": seed, "scores": {"AA": aa, "OA": oa},
+            "per_class": {c: {"accuracy": v} for c, v in zip(CLASSES, per_class, strict=True)}}
+
+
+def test_tables_report_mean_and_std_over_seeds():
+    results = [result("OnlySen-2", 1.0, s, aa, oa, (a, None)) for s, aa, oa, a in
+               [(0, 60.0, 70.0, 40.0), (1, 64.0, 71.0, 44.0), (2, 65.0, 75.0, 48.0)]]
+    text = tables(results, CLASSES)
+    row = next(line for line in text.splitlines() if line.startswith("| OnlySen-2 | "))
+    aa, oa, a = [60.0, 64.0, 65.0], [70.0, 71.0, 75.0], [40.0, 44.0, 48.0]
+    expected = [f"{np.mean(v):.1f} ± {np.std(v):.1f}" for v in (a,)] + ["–"] + \
+               [f"{np.mean(v):.1f} ± {np.std(v):.1f}" for v in (aa, oa)]
+    assert row == f"| OnlySen-2 | {' | '.join(expected)} |"
+    assert mean_std([3.0]) == "3.0" and mean_std([None]) == "–"
+
+
+def test_headline_says_whether_10_percent_pretrained_beats_every_baseline_at_100():
+    results = [result("Dual-SimCLR fine-tuned", 0.1, 0, 66.0, 70.0), result("LateFusion", 1.0, 0, 62.0, 65.0),
+               result("EarlyFusion", 1.0, 0, 63.0, 66.0)]
+    assert "Dual-SimCLR fine-tuned with 10 % of the labels (AA 66.0) beats the best supervised baseline with " \
+           "100 % (EarlyFusion, AA 63.0)" in headline(results)
+    results[0]["scores"]["AA"] = 61.0
+    assert "does NOT beat" in headline(results)
+    assert headline(results[1:]) == ""  # no pretrained run: nothing to claim
+
+
+def test_protocol_file_errors(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"dir": "x", "base": "b.yaml", "pretrained": "r", "models": ["SimCLR-3"]}))
+    with pytest.raises(UserError, match="unknown model 'SimCLR-3'"):
+        load_protocol(path)
+    with pytest.raises(UserError, match="protocol.seed"):
+        load_protocol(path, ["seed=[1]"])
+    path.write_text(yaml.safe_dump({"dir": "x", "base": "b.yaml", "models": ["Dual-SimCLR frozen"]}))
+    with pytest.raises(UserError, match="pretrained is required"):
+        load_protocol(path)
+
+
+@pytest.mark.slow
+def test_a_small_protocol_runs_reports_and_continues_where_it_stopped(pretrained_run, small_world, tmp_path):
+    path = tmp_path / "protocol.yaml"
+    path.write_text(yaml.safe_dump({
+        "dir": str(tmp_path / "protocol"), "base": str(ROOT / "configs" / "finetune_tiny.yaml"),
+        "pretrained": str(pretrained_run), "models": ["Dual-SimCLR frozen", "OnlySen-2"], "labels": ["single"],
+        "label_fractions": [0.5, 1.0], "seeds": [0], "overrides": [*small_world, "train.epochs=1"],
+        "probe": ["optimizer.lr=1e-2"], "baseline": ["optimizer.encoder_lr=null"]}))
+    protocol = load_protocol(path)
+    results = run_protocol(protocol, log=lambda _: None)
+    assert len(results) == 4 and {r["model"] for r in results} == {"Dual-SimCLR frozen", "OnlySen-2"}
+    frozen_half = tmp_path / "protocol" / "single" / "dualsimclr_frozen" / "f0.5" / "seed0"
+    card = json.loads((frozen_half / "export" / "card.json").read_text())
+    assert card["downstream"] == {"inputs": "late_fusion", "label": "single", "label_fraction": 0.5,
+                                  "pretrained": str(pretrained_run.resolve()), "freeze": True}
+    text = report_protocol(protocol, results)
+    assert text.startswith("**SYNTHETIC data**") and "| Dual-SimCLR frozen | " in text
+    from matplotlib.image import imread
+
+    assert imread(tmp_path / "protocol" / "label_fractions.png").shape[:2] == (400, 550)
+
+    # Interrupted after three runs: the same command trains only the fourth.
+    others = {p: p.stat().st_mtime_ns for p in (tmp_path / "protocol").rglob("metrics.json")}
+    (frozen_half / "metrics.json").unlink()
+    cli = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--protocol", str(path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert cli.stdout.count("done before") == 3 and cli.stdout.count(": training") == 1
+    for p, mtime in others.items():
+        assert p.exists() and (p == frozen_half / "metrics.json" or p.stat().st_mtime_ns == mtime)
+    assert "written:" in cli.stdout and os.path.getsize(tmp_path / "protocol" / "tables.md") > 0

@@ -1,0 +1,84 @@
+"""Downstream runs end to end: train.py from a pre-training run, then evaluate.py; one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from evaluate import main as evaluate_main
+from tests.helpers import ROOT
+from train import main as train_main
+
+FINETUNE = str(ROOT / "configs" / "finetune_tiny.yaml")
+
+
+def run(*args):
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+
+
+def weights(folder, modality):
+    return keras.saving.load_model(folder / "export" / f"encoder_{modality}.keras").get_weights()
+
+
+@pytest.mark.slow
+def test_linear_probe_of_a_pretraining_run_then_evaluate_twice(pretrained_run, small_world, tmp_path):
+    out = tmp_path / "probe"
+    result = run(ROOT / "train.py", "--config", FINETUNE, f"run.dir={out}", f"model.pretrained={pretrained_run}",
+                 "model.freeze=true", "optimizer.encoder_lr=null", *small_world)
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = json.loads((out / "export" / "card.json").read_text())
+    assert card["method"] == "classifier" and card["downstream"]["pretrained"] == str(pretrained_run)
+    # Frozen: the exported encoders are exactly the pretrained ones (they were loaded, then kept).
+    for m in ("s1", "s2"):
+        for a, b in zip(weights(out, m), weights(pretrained_run, m), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    first = run(ROOT / "evaluate.py", "--run", out)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "| Forest |" in first.stdout and "OA" in first.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["synthetic"] is True
+    assert set(metrics["scores"]) == {"OA", "AA", "F1", "O-F1"}
+    assert 0 < sum(metrics["support"].values()) <= 16  # the small world's test split
+    assert (out / "metrics.md").read_text().startswith(str(out))
+    second = run(ROOT / "evaluate.py", "--run", out)
+    assert second.returncode == 0
+    assert json.loads((out / "metrics.json").read_text()) == metrics  # deterministic evaluation crops
+
+
+@pytest.mark.slow
+def test_pretrained_encoders_fed_differently_normalised_input_are_refused(pretrained_run, small_world, tmp_path):
+    result = run(ROOT / "train.py", "--config", FINETUNE, f"run.dir={tmp_path / 'x'}",
+                 f"model.pretrained={pretrained_run}", "data.normalization=fixed", *small_world)
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: model.pretrained: the s1 encoder was trained on input prepared differently")
+    assert "per_sample_max" in line and "fixed" in line and "Traceback" not in result.stderr
+
+
+def test_zscore_without_statistics_for_every_band_is_a_config_error(tmp_path, capsys):
+    assert train_main(["--config", FINETUNE, f"run.dir={tmp_path / 'x'}", "data.normalization=zscore"]) == 2
+    assert capsys.readouterr().err.startswith("error: config: data.normalization zscore with data.s2_bands")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model.freeze=true"], "error: config: model.freeze needs model.pretrained"),
+    (["model.pretrained=/nonexistent/run"], "error: model.pretrained: no card.json in /nonexistent/run"),
+    (["data.label=null"], "error: config: model.method classifier needs data.label single or multi"),
+    (["model.inputs=early"], "error: config: model.inputs must be one of only_s1, only_s2, early_fusion, late_fusion"),
+])
+def test_downstream_config_errors_are_one_line(args, message, tmp_path, capsys, small_world):
+    # In-process (the entry point's main): the subprocess path of the same errors is tested in test_train.py.
+    assert train_main(["--config", FINETUNE, f"run.dir={tmp_path / 'x'}", *small_world, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_evaluate_refuses_what_it_cannot_evaluate(tmp_path, capsys, pretrained_run):
+    assert evaluate_main(["--run", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: --run {tmp_path}: no config.yaml (not a run directory)\n"
+    assert evaluate_main(["--run", str(pretrained_run)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --run {pretrained_run}: a pre-training run (dual_simclr)")
