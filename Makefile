@@ -21,7 +21,7 @@ quickstart: $(STAMP)
 	$(PY) -m sslrs_tf.quickstart
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[torch]'

@@ -72,8 +72,9 @@ class OptimizerConfig:
 class ModelConfig:
     """The method (pre-training, or a downstream model) and its encoders."""
 
-    method: str = option("dual_simclr", choices=("dual_simclr", "classifier"))
-    backbone: str = option("resnet18", choices=("resnet10", "resnet18", "resnet34", "resnet50"))
+    method: str = option("dual_simclr", choices=("dual_simclr", "classifier", "segmenter"))
+    backbone: str = option("resnet18", choices=("resnet10", "resnet18", "resnet34", "resnet50", "unet"),
+                           doc="encoder architecture (unet: the segmentation baseline, early fusion only)")
     projection_dim: int = option(128, min=1)
     temperature: float = option(0.07, above=0.0)
     sync_bn: bool = option(True, doc="BatchNorm statistics over the global batch")

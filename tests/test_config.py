@@ -32,7 +32,7 @@ def test_defaults_overrides_and_round_trip(tmp_path):
         ("train.epochs=three", "train.epochs must be an integer; received 'three'"),
         ("train.epochs=0", "train.epochs must be >= 1; received 0"),
         ("optimizer.lr=-0.1", "optimizer.lr must be > 0.0; received -0.1"),
-        ("model.backbone=resnet19", "model.backbone must be one of resnet10, resnet18, resnet34, resnet50; received 'resnet19' (did you mean 'resnet18'?)"),
+        ("model.backbone=resnet19", "model.backbone must be one of resnet10, resnet18, resnet34, resnet50, unet; received 'resnet19' (did you mean 'resnet18'?)"),
         ("model.method=simclr2", "model.method must be one of dual_simclr"),
         ("train.deterministic=maybe", "train.deterministic must be true or false"),
         ("data.synthetic=3", "data.synthetic must be a section"),
@@ -62,7 +62,21 @@ def test_missing_required_key_and_bad_files(tmp_path):
         load_config(tmp_path / "bad.yaml")
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+RUN_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.startswith("protocol_"))
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
     config = load_config(path, ["data.source=synthetic"])
     assert config.run.dir and config.train.epochs >= 1
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("protocol_*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_protocol_loads_and_its_runs_configure(path):
+    from sslrs_tf.evaluation.protocol import load_protocol, run_config
+
+    protocol = load_protocol(path)
+    for model in protocol.models:
+        config = run_config(protocol, protocol.labels[0], model, protocol.label_fractions[0], protocol.seeds[0])
+        assert config.data.label_fraction == protocol.label_fractions[0]
+        assert (config.model.pretrained is None) == (model in ("OnlySen-1", "OnlySen-2", "EarlyFusion", "LateFusion"))

@@ -59,15 +59,14 @@ def test_tiny_run_writes_config_logs_checkpoints_and_exported_encoders(pretraine
 
 
 @pytest.mark.slow
-def test_kill_9_mid_epoch_then_the_same_command_resumes_to_the_same_weights(tmp_path, small_world):
-    extra = ("train.epochs=2", "train.steps_per_epoch=4")
-    assert run(train_cmd(tmp_path / "straight", small_world, *extra)).returncode == 0
-    cmd = train_cmd(tmp_path / "killed", small_world, *extra)
+def test_kill_9_mid_epoch_then_the_same_command_resumes_to_the_same_weights(tmp_path, small_world, pretrained_run):
+    # The uninterrupted run is the session's tiny run (same config, other run.dir): 2 epochs of 3 steps.
+    cmd = train_cmd(tmp_path / "killed", small_world)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     index = tmp_path / "killed" / "checkpoints" / "checkpoint"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if index.exists() and "ckpt-2" in index.read_text():  # step 2 of 4 of the first epoch
+        if index.exists() and "ckpt-2" in index.read_text():  # step 2 of 3 of the first epoch
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be killed"
@@ -76,7 +75,7 @@ def test_kill_9_mid_epoch_then_the_same_command_resumes_to_the_same_weights(tmp_
     assert not (tmp_path / "killed" / "export").exists()
     resumed = run(cmd)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    for a, b in zip(encoder_weights(tmp_path / "straight"), encoder_weights(tmp_path / "killed"), strict=True):
+    for a, b in zip(encoder_weights(pretrained_run), encoder_weights(tmp_path / "killed"), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

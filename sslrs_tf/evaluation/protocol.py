@@ -32,8 +32,8 @@ MODELS = {
     "EarlyFusion": ("baseline", ["model.pretrained=null", "model.freeze=false", "model.inputs=early_fusion"]),
     "LateFusion": ("baseline", ["model.pretrained=null", "model.freeze=false", "model.inputs=late_fusion"]),
 }
-HEADLINE = {"single": ("AA", "OA"), "multi": ("F1", "O-F1")}
-PER_CLASS = {"single": "accuracy", "multi": "F1"}
+HEADLINE = {"single": ("AA", "OA"), "multi": ("F1", "O-F1"), "segmentation": ("AA", "mIoU")}
+PER_CLASS = {"single": "accuracy", "multi": "F1", "segmentation": "IoU"}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -44,7 +44,7 @@ class ProtocolConfig:
     base: str = option(doc="downstream config every run starts from (relative to the protocol file)")
     pretrained: typing.Optional[str] = option(None, doc="pre-training run directory of the pretrained models")
     models: typing.List[str] = option(list(MODELS), doc="models to compare (names in the ISPRS tables)")
-    labels: typing.List[str] = option(["single"], doc="single and/or multi")
+    labels: typing.List[str] = option(["single"], doc="single, multi, segmentation (needs a segmenter base)")
     label_fractions: typing.List[float] = option([0.01, 0.1, 0.5, 1.0])
     seeds: typing.List[int] = option([0, 1, 2])
     overrides: typing.List[str] = option([], doc="applied to every run (e.g. data.source=synthetic)")
@@ -68,7 +68,7 @@ def load_protocol(path, overrides=()):
             raise UserError(f"protocol: unknown model {name!r}; expected some of {', '.join(MODELS)}")
     for label in protocol.labels:
         if label not in HEADLINE:
-            raise UserError(f"protocol: labels must be single and/or multi; received {label!r}")
+            raise UserError(f"protocol: labels must be some of single, multi, segmentation; received {label!r}")
     for f in protocol.label_fractions:
         if not 0 < f <= 1:
             raise UserError(f"protocol: label_fractions must be in (0, 1]; received {f}")

@@ -1,0 +1,144 @@
+"""What the downstream models share: encoders per input stream, pretrained start, freezing.
+
+``model.inputs`` picks the papers' variants:
+
+=================  =======================  ==============================================
+``inputs``         encoders                 as in the ISPRS 2022 tables
+=================  =======================  ==============================================
+``only_s1``        one, on S1 (2 ch)        OnlySen-1
+``only_s2``        one, on S2 (13 ch)       OnlySen-2
+``early_fusion``   one, on S1+S2 stacked    EarlyFusion (15 ch, S1 first)
+``late_fusion``    one per sensor           LateFusion; with pretrained encoders: Dual-SimCLR
+=================  =======================  ==============================================
+
+From random initialisation these are the supervised baselines; with
+``model.pretrained`` the encoders start from a pre-training run, either frozen
+(``model.freeze: true``, a linear probe) or fine-tuned, optionally at their own
+learning rate (``optimizer.encoder_lr``).
+"""
+
+import keras
+from keras import ops
+
+from sslrs_tf.data.labels import NUM_CLASSES
+from sslrs_tf.errors import UserError
+from sslrs_tf.methods.base import Method
+from sslrs_tf.models.encoders import resnet_encoder
+
+INPUTS = {
+    # name: {encoder name: modalities it reads, in channel order}
+    "only_s1": {"s1": ("s1",)},
+    "only_s2": {"s2": ("s2",)},
+    "early_fusion": {"s1s2": ("s1", "s2")},
+    "late_fusion": {"s1": ("s1",), "s2": ("s2",)},
+}
+
+
+class DownstreamMethod(Method):
+    """Base of the downstream models (see the module docstring).
+
+    Subclasses set ``LABELS`` (the label kinds they accept), build their head in
+    ``__init__`` after calling this one, and implement ``call``; they set
+    ``self.loss_fn`` and ``self.task_metrics``.
+
+    Args:
+        backbone: encoder architecture (``"resnet18"``, ``"resnet50"``, ...).
+        inputs: ``"only_s1"``, ``"only_s2"``, ``"early_fusion"`` or ``"late_fusion"``.
+        label: the label kind (one of the subclass's ``LABELS``).
+        num_classes: number of classes (8 for DFC2020).
+        s1_channels, s2_channels: input channels per sensor.
+        freeze: keep the encoders fixed (weights and BatchNorm statistics).
+        sync_bn: BatchNorm statistics over the global batch under a multi-replica strategy.
+    """
+
+    LABELS = ()
+
+    def __init__(self, backbone="resnet18", inputs="late_fusion", label=None, num_classes=NUM_CLASSES,
+                 s1_channels=2, s2_channels=13, freeze=False, sync_bn=True, **kwargs):
+        super().__init__(**kwargs)
+        label = label or self.LABELS[0]
+        if inputs not in INPUTS:
+            raise ValueError(f"`inputs` must be one of {', '.join(INPUTS)}. Received: inputs={inputs!r}")
+        if label not in self.LABELS:
+            raise ValueError(f"`label` must be one of {', '.join(self.LABELS)}. Received: label={label!r}")
+        self.backbone, self.inputs_kind, self.label, self.num_classes = backbone, inputs, label, num_classes
+        self.s1_channels, self.s2_channels, self.freeze, self.sync_bn = s1_channels, s2_channels, freeze, sync_bn
+        self.streams = INPUTS[inputs]
+        self.encoder_models = {
+            name: resnet_encoder(backbone, self.stream_channels(name), sync_bn, name=f"encoder_{name}")
+            for name in self.streams
+        } if backbone.startswith("resnet") else {}
+        for encoder in self.encoder_models.values():
+            encoder.trainable = not freeze
+
+    def stream_channels(self, name):
+        """Input channels of the encoder of stream `name`."""
+        channels = {"s1": self.s1_channels, "s2": self.s2_channels}
+        return sum(channels[m] for m in self.streams[name])
+
+    def stream_input(self, inputs, name):
+        """The input of stream `name`: its sensors' channels concatenated (S1 first)."""
+        return ops.concatenate([ops.cast(inputs[m], self.compute_dtype) for m in self.streams[name]], axis=-1)
+
+    def streaming_metrics(self):
+        return self.task_metrics
+
+    def loss_and_values(self, data, training):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        logits = self(x, training=training)
+        for metric in self.task_metrics:
+            metric.update_state(y, logits)
+        return self.loss_fn(y, logits), {}
+
+    def encoders(self):
+        return dict(self.encoder_models)
+
+    def encoder_variables(self):
+        return [v for e in self.encoder_models.values() for v in e.trainable_variables]
+
+    def load_encoders(self, encoders):
+        """Copies pretrained weights into the encoders, by modality (``{"s1": model, "s2": model}``)."""
+        for name, encoder in self.encoder_models.items():
+            if name not in encoders:
+                raise UserError(f"model.pretrained: no {name} encoder to start inputs={self.inputs_kind} from "
+                                "(early_fusion has no pretrained counterpart)")
+            try:
+                encoder.set_weights(encoders[name].get_weights())
+            except ValueError as err:
+                raise UserError(f"model.pretrained: the {name} encoder does not fit model.backbone "
+                                f"{self.backbone}: {str(err).splitlines()[0]}") from None
+
+    @classmethod
+    def check_run_config(cls, config):
+        """Raises a UserError for a config this model cannot train (subclasses add their own checks)."""
+        m, d = config.model, config.data
+        if d.label not in cls.LABELS:
+            raise UserError(f"config: model.method {m.method} needs data.label {' or '.join(cls.LABELS)}; "
+                            f"received {d.label!r}")
+        if m.freeze and not m.pretrained:
+            raise UserError("config: model.freeze needs model.pretrained (frozen random encoders learn nothing)")
+        if m.pretrained and m.inputs == "early_fusion":
+            raise UserError("config: model.pretrained with model.inputs early_fusion: pre-training gives one "
+                            "encoder per sensor; use late_fusion, only_s1 or only_s2")
+        if config.optimizer.encoder_lr is not None and config.train.mixed_precision == "mixed_float16":
+            raise UserError("config: optimizer.encoder_lr with train.mixed_precision mixed_float16 is not supported "
+                            "(two optimizers cannot share one loss scale); use mixed_bfloat16 or one learning rate")
+
+    @classmethod
+    def from_run_config(cls, config, bands, pretrained=True):
+        """Built from a run config; `pretrained=False` skips loading the start weights (evaluation reloads all weights)."""
+        from sslrs_tf.models.pretrained import load_encoders
+
+        cls.check_run_config(config)
+        m, d = config.model, config.data
+        model = cls(backbone=m.backbone, inputs=m.inputs, label=d.label, s1_channels=len(bands["s1"]),
+                    s2_channels=len(bands["s2"]), freeze=m.freeze, sync_bn=m.sync_bn)
+        if m.pretrained and pretrained:
+            _, encoders = load_encoders(m.pretrained, tuple(model.streams), d.normalization, bands, m.backbone)
+            model.load_encoders(encoders)
+        return model
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": self.backbone, "inputs": self.inputs_kind, "label": self.label,
+                "num_classes": self.num_classes, "s1_channels": self.s1_channels, "s2_channels": self.s2_channels,
+                "freeze": self.freeze, "sync_bn": self.sync_bn}
