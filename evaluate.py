@@ -31,12 +31,11 @@ def main(argv=None):
     parser.add_argument("overrides", nargs="*", help="--protocol: key=value overrides of the protocol file")
     args = parser.parse_args(argv)
 
-    from sslrs_tf.errors import UserError
+    from sslrs_tf.errors import run_entry_point
     from sslrs_tf.evaluation.evaluate import evaluate_run, markdown_table
     from sslrs_tf.evaluation.protocol import load_protocol, report_protocol, run_protocol
-    from sslrs_tf.training.run import TrainingStopped
 
-    try:
+    def action():
         if args.run:
             result = evaluate_run(args.run, args.split, args.batch_size)
             print(markdown_table(result))
@@ -45,13 +44,8 @@ def main(argv=None):
             protocol = load_protocol(args.protocol, args.overrides)
             print(report_protocol(protocol, run_protocol(protocol)))
             print(f"written: {protocol.dir}/tables.md, results.json, label_fractions.png")
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except TrainingStopped as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_entry_point(action)
 
 if __name__ == "__main__":
     sys.exit(main())

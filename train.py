@@ -22,22 +22,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from sslrs_tf.config import load_config
-    from sslrs_tf.errors import UserError
-    from sslrs_tf.training.run import TrainingStopped, train
+    from sslrs_tf.errors import run_entry_point
+    from sslrs_tf.training.run import train
 
-    try:
+    def action():
         config = load_config(args.config, args.overrides)
         card = train(config)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except TrainingStopped as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    metrics = ", ".join(f"{k} {v:.4g}" for k, v in card["final_metrics"].items())
-    print(f"done: encoders and card.json in {os.path.join(config.run.dir, 'export')} ({metrics})")
-    return 0
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in card["final_metrics"].items())
+        print(f"done: encoders and card.json in {os.path.join(config.run.dir, 'export')} ({metrics})")
 
+    return run_entry_point(action)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,3 +22,26 @@ class DataError(UserError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class TrainingStopped(Exception):
+    """The run stopped itself (e.g. the loss kept being non-finite); the message says why."""
+
+
+def run_entry_point(action):
+    """Runs `action()` for a command-line entry point and returns its exit status.
+
+    0 when it returns; 2 after printing ``error: <message>`` for a :class:`UserError`;
+    1 after printing the message of a :class:`TrainingStopped`. No traceback for either.
+    """
+    import sys
+
+    try:
+        action()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except TrainingStopped as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0

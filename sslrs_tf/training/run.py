@@ -10,16 +10,12 @@ from sslrs_tf.data.bands import resolve_bands
 from sslrs_tf.data.build import prepare_world
 from sslrs_tf.data.normalization import Normalization
 from sslrs_tf.data.pipeline import load_builder, make_dataset
-from sslrs_tf.errors import UserError
+from sslrs_tf.errors import TrainingStopped, UserError  # noqa: F401  (TrainingStopped: re-exported)
 from sslrs_tf.methods import get_method
 from sslrs_tf.training.callbacks import Checkpointer, InputImages, NonFiniteGuard
 from sslrs_tf.training.optimizers import make_optimizer
 from sslrs_tf.training.rundir import RunDir
 from sslrs_tf.training.strategy import make_strategy, set_precision
-
-
-class TrainingStopped(Exception):
-    """The run stopped itself (e.g. the loss kept being non-finite); the message says why."""
 
 
 def resolve_config_bands(config):
