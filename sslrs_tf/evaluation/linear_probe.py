@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from sslrs_tf.evaluation.metrics import confusion_scores
+
 
 def extract_features(encoders, dataset):
     """Concatenated pooled features of every modality, and the labels, of a labelled dataset (NumPy)."""
@@ -17,9 +19,11 @@ def extract_features(encoders, dataset):
 def accuracy_report(y_true, y_pred, num_classes):
     """Overall accuracy, and average accuracy over the classes present in `y_true` (no phantom classes)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    present = [c for c in range(num_classes) if np.any(y_true == c)]
-    per_class = {c: float(np.mean(y_pred[y_true == c] == c)) for c in present}
-    return {"OA": float(np.mean(y_true == y_pred)), "AA": float(np.mean(list(per_class.values()))), "per_class": per_class}
+    confusion = np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2)
+    scores = confusion_scores(confusion.reshape(num_classes, num_classes).astype(np.float64))
+    recall, present = np.asarray(scores["per_class_accuracy"]), np.asarray(scores["present"])
+    per_class = {c: float(recall[c]) for c in range(num_classes) if present[c]}
+    return {"OA": float(scores["OA"]), "AA": float(scores["AA"]), "per_class": per_class}
 
 
 def linear_probe(train, test, num_classes, epochs=300, lr=1e-2, seed=0):

@@ -24,7 +24,7 @@ MULTI_SCORES = ("F1", "O-F1")
 
 
 def _safe_divide(a, b):
-    return ops.where(b > 0, a / ops.maximum(b, 1e-12), 0.0)
+    return ops.where(b > 0, a / ops.maximum(b, 1e-12), ops.zeros_like(a))
 
 
 def confusion_scores(confusion):
@@ -35,10 +35,12 @@ def confusion_scores(confusion):
     ``OA``, ``AA``, ``F1`` (macro over present classes), ``O-F1`` (micro; equals OA
     for single-label data) and ``mIoU`` (over present classes).
     """
-    cm = ops.cast(confusion, "float32")
+    # float64 counts (NumPy, reports) stay float64; the metrics' float32 variables stay float32.
+    dtype = "float64" if keras.backend.standardize_dtype(getattr(confusion, "dtype", "float32")) == "float64" else "float32"
+    cm = ops.cast(confusion, dtype)
     tp = ops.diagonal(cm)
     targets, predicted = ops.sum(cm, axis=1), ops.sum(cm, axis=0)
-    present = ops.cast(targets > 0, "float32")
+    present = ops.cast(targets > 0, dtype)
     n_present = ops.maximum(ops.sum(present), 1.0)
     recall = _safe_divide(tp, targets)
     precision = _safe_divide(tp, predicted)

@@ -96,8 +96,6 @@ def run_config(protocol, label, model, fraction, seed):
     overrides = [*protocol.overrides, *(o.format(pretrained=pretrained) for o in model_overrides),
                  *getattr(protocol, family), f"run.dir={run_dir(protocol, label, model, fraction, seed)}",
                  f"train.seed={seed}", f"data.label={label}", f"data.label_fraction={fraction}"]
-    if family == "probe":
-        overrides.append("optimizer.encoder_lr=null")
     return load_config(protocol.base, overrides)
 
 
