@@ -9,6 +9,7 @@ wrong type or an out-of-range value says what was expected and what was received
 
 import dataclasses
 import difflib
+import pathlib
 import typing
 
 import yaml
@@ -18,9 +19,9 @@ from sslrs_tf.errors import UserError
 _REQUIRED = dataclasses.MISSING
 
 
-def option(default=_REQUIRED, *, doc="", choices=None, min=None, above=None):  # noqa: A002
+def option(default=_REQUIRED, *, doc="", choices=None, min=None, above=None, max=None):  # noqa: A002
     """A config field: its default (none = required), documentation, allowed values or range."""
-    meta = {"doc": doc, "choices": choices, "min": min, "above": above}
+    meta = {"doc": doc, "choices": choices, "min": min, "above": above, "max": max}
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         factory = default if callable(default) else (lambda d=default: type(d)(d))
         return dataclasses.field(default_factory=factory, metadata=meta)
@@ -101,7 +102,8 @@ class DataConfig:
     """Which data, and how it is prepared."""
 
     source: str = option("tfds", choices=("tfds", "synthetic"), doc="built TFDS datasets, or the synthetic world")
-    dataset: str = option("sen12ms", choices=("sen12ms", "dfc2020"))
+    dataset: str = option("sen12ms", choices=("sen12ms", "dfc2020", "eurosat", "bigearthnet"),
+                          doc="eurosat, bigearthnet: the TFDS catalog's eurosat/all, bigearthnet/all (S2 only)")
     data_dir: str = option("data/tfds", doc="TFDS data folder")
     config: str = option("all", doc="builder config (all, spring, summer, fall, winter, ...)")
     split: str = option("train")
@@ -113,7 +115,9 @@ class DataConfig:
     shuffle_buffer: int = option(512, min=1)
     label: typing.Optional[str] = option(None, choices=("single", "multi", "segmentation"),
                                          doc="downstream targets (null: pre-training, no labels)")
-    label_fraction: float = option(1.0, above=0.0, doc="downstream: share of the training split's labels used")
+    label_fraction: float = option(1.0, above=0.0, max=1.0, doc="downstream: share of the training split's labels used")
+    missing_bands: str = option("error", choices=("error", "zeros"),
+                                doc="a band the dataset lacks (B10 on bigearthnet): refuse, or feed zeros after normalisation")
     test_split: str = option("test", doc="split evaluate.py reports on")
     synthetic: SyntheticConfig = option(SyntheticConfig)
 
@@ -187,6 +191,8 @@ def _check_range(value, meta, key):
         raise UserError(f"config: {key} must be >= {meta['min']}; received {value!r}")
     if meta["above"] is not None and value <= meta["above"]:
         raise UserError(f"config: {key} must be > {meta['above']}; received {value!r}")
+    if meta["max"] is not None and value > meta["max"]:
+        raise UserError(f"config: {key} must be <= {meta['max']}; received {value!r}")
 
 
 def from_dict(cls, data, prefix=""):
@@ -228,20 +234,42 @@ def parse_override(text):
     return key.strip().split("."), value
 
 
+def _read_with_base(path, seen):
+    """The mapping of a YAML config file; a ``base: FILE`` key (relative to it) is read first and merged under it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except OSError as err:
+        raise UserError(f"config file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict) or "base" not in data:
+        return data
+    base = path.parent / str(data.pop("base"))
+    if base.resolve() in seen:
+        raise UserError(f"config file {path}: base {base} includes itself")
+    return _merge(_read_with_base(base, (*seen, path.resolve())), data)
+
+
+def _merge(base, over):
+    """`over` on top of `base`, section by section (a value in `over`, null included, wins)."""
+    out = dict(base) if isinstance(base, dict) else {}
+    for key, value in over.items():
+        out[key] = _merge(out.get(key), value) if isinstance(value, dict) else value
+    return out
+
+
 def load_config(path=None, overrides=(), data=None):
     """Reads a YAML config (or takes `data`), applies dotted `overrides`, validates it.
+
+    A file may start from another: ``base: other.yaml`` (relative to the file) is read
+    first and the file's own sections are merged over it key by key.
 
     Returns:
         A :class:`Config`.
     """
     if data is None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
-        except OSError as err:
-            raise UserError(f"config file {path}: {err.strerror}") from None
-        except yaml.YAMLError as err:
-            raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        data = _read_with_base(pathlib.Path(path), ())
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a mapping of sections (run, train, optimizer, model, data)")
     for text in overrides:

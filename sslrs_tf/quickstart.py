@@ -4,7 +4,11 @@
 2. pre-trains a small Dual-SimCLR (``configs/quickstart.yaml``; resumes if interrupted);
 3. probes the frozen encoders linearly on the synthetic DFC2020 labels (train on
    ``validation``, test on ``test``, single-label, 8 classes) against the same
-   encoders randomly initialised, and prints the table.
+   encoders randomly initialised, and prints the table;
+4. runs the ISPRS comparison in miniature (``configs/protocol_quickstart.yaml``: the
+   encoders frozen and fine-tuned against the four supervised baselines at 10 % and
+   100 % of the labels, one seed) and prints its tables and the path of its plot.
+   Finished runs are kept: an interrupted quick start continues where it stopped.
 
 The data is SYNTHETIC: this shows the library working end to end, not results
 on real Sentinel imagery.
@@ -17,7 +21,9 @@ import time
 
 from sslrs_tf.errors import UserError
 
-CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+CONFIG = CONFIGS / "quickstart.yaml"
+PROTOCOL = CONFIGS / "protocol_quickstart.yaml"
 
 
 def probe_table(config):
@@ -53,20 +59,30 @@ def probe_table(config):
 def main(argv=None):
     """Command-line entry point of `make quickstart`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(CONFIG))
-    parser.add_argument("overrides", nargs="*", help="dotted config overrides")
+    parser.add_argument("--config", default=str(CONFIG), help="pre-training config")
+    parser.add_argument("--protocol", default=str(PROTOCOL), help="the comparison run at the end")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides of the pre-training config")
     args = parser.parse_args(argv)
     start = time.time()
     try:
         from sslrs_tf.config import load_config
+        from sslrs_tf.evaluation.protocol import load_protocol, report_protocol, run_protocol
         from sslrs_tf.training.run import train
 
         config = load_config(args.config, args.overrides)
         card = train(config, verbose=2)
-        print(f"pre-training done: {config.run.dir}/export (loss {card['final_metrics'].get('loss', float('nan')):.3f}); "
-              f"watch it with: tensorboard --logdir {pathlib.Path(config.run.dir).parent}")
+        loss = card["final_metrics"].get("loss")  # none when the run had finished before
+        print(f"pre-training done: {config.run.dir}/export" + (f" (loss {loss:.3f})" if loss is not None else "")
+              + f"; watch it with: tensorboard --logdir {pathlib.Path(config.run.dir).parent}")
         print()
         print(probe_table(config))
+        print()
+        # The protocol's pretrained models start from the run just trained.
+        protocol = load_protocol(args.protocol, [f"pretrained={config.run.dir}"])
+        text = report_protocol(protocol, run_protocol(protocol))
+        print()
+        print(text)
+        print(f"\nplot: {pathlib.Path(protocol.dir) / 'label_fractions.png'}")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

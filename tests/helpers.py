@@ -38,3 +38,26 @@ def eager_and_in_tf_data(fn, *args):
     graph = next(iter(ds))
     to_np = lambda x: x.numpy() if hasattr(x, "numpy") else x  # noqa: E731
     return to_np(eager), to_np(graph)
+
+
+# A distinct raw value per S2 band name, for fakes in which a band's position must not matter.
+BAND_VALUE = {b: 100.0 * (i + 1) for i, b in enumerate(
+    ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"))}
+
+
+def eurosat_fake(n=6, noise=False):
+    """A mock ``_as_dataset`` whose images hold each band's BAND_VALUE, stacked in EuroSAT's own order.
+
+    `noise`: multiply each pixel by a random factor in [0.5, 1.5] (identical images teach nothing).
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from sslrs_tf.data.catalog import CATALOG
+
+    order = CATALOG["eurosat"].bands
+    image = np.ones((n, 64, 64, 13), np.float32) * np.array([BAND_VALUE[b] for b in order], np.float32)
+    if noise:
+        image *= np.random.default_rng(0).uniform(0.5, 1.5, image.shape).astype(np.float32)
+    data = {"sentinel2": image, "label": np.arange(n, dtype=np.int64) % 10, "filename": [f"{i}.tif" for i in range(n)]}
+    return lambda self, split, decoders=None, read_config=None, **kwargs: tf.data.Dataset.from_tensor_slices(data)

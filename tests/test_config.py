@@ -1,6 +1,7 @@
 """Config validation: one-line errors naming the key and what it accepts."""
 
 import pytest
+import yaml
 
 from sslrs_tf.config import dump_config, load_config
 from sslrs_tf.errors import UserError
@@ -80,3 +81,33 @@ def test_every_shipped_protocol_loads_and_its_runs_configure(path):
         config = run_config(protocol, protocol.labels[0], model, protocol.label_fractions[0], protocol.seeds[0])
         assert config.data.label_fraction == protocol.label_fractions[0]
         assert (config.model.pretrained is None) == (model in ("OnlySen-1", "OnlySen-2", "EarlyFusion", "LateFusion"))
+
+
+def test_a_config_starts_from_its_base_key_by_key(tmp_path):
+    (tmp_path / "parent.yaml").write_text(yaml.safe_dump({**BASE, "optimizer": {"lr": 0.1, "encoder_lr": 0.01}}))
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text("base: ../parent.yaml\noptimizer:\n  encoder_lr: null\ntrain:\n  epochs: 7\n")
+    config = load_config(child, ["train.batch_size=3"])
+    assert (config.optimizer.lr, config.optimizer.encoder_lr) == (0.1, None)  # merged key by key; null wins
+    assert (config.train.epochs, config.train.batch_size) == (7, 3)
+    assert config.run.dir == BASE["run"]["dir"]
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("base: loop.yaml\n")
+    with pytest.raises(UserError, match="includes itself"):
+        load_config(loop)
+    (tmp_path / "orphan.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(UserError, match="missing.yaml: No such file"):
+        load_config(tmp_path / "orphan.yaml")
+
+
+@pytest.mark.parametrize("model", ["OnlySen-1", "OnlySen-2", "EarlyFusion", "LateFusion"])
+def test_each_supervised_baseline_config_is_the_protocols_baseline_run(model):
+    from sslrs_tf.evaluation.protocol import MODELS, load_protocol, run_config
+
+    inputs = next(o.split("=")[1] for o in MODELS[model][1] if o.startswith("model.inputs="))
+    shipped = load_config(ROOT / "configs" / f"supervised_{inputs}.yaml").to_dict()
+    protocol = load_protocol(ROOT / "configs" / "protocol_isprs.yaml")
+    in_protocol = run_config(protocol, "single", model, 1.0, 0).to_dict()
+    shipped["run"]["dir"] = in_protocol["run"]["dir"]
+    assert shipped == in_protocol

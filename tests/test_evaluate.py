@@ -7,12 +7,15 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from evaluate import main as evaluate_main
-from tests.helpers import ROOT
+from tests.helpers import ROOT, eurosat_fake
 from train import main as train_main
 
 FINETUNE = str(ROOT / "configs" / "finetune_tiny.yaml")
+EUROSAT = str(ROOT / "configs" / "finetune_eurosat.yaml")
+BIGEARTHNET = str(ROOT / "configs" / "finetune_bigearthnet.yaml")
 
 
 def run(*args):
@@ -80,3 +83,51 @@ def test_evaluate_refuses_what_it_cannot_evaluate(tmp_path, capsys, pretrained_r
     assert capsys.readouterr().err == f"error: --run {tmp_path}: no config.yaml (not a run directory)\n"
     assert evaluate_main(["--run", str(pretrained_run)]) == 2
     assert capsys.readouterr().err.startswith(f"error: --run {pretrained_run}: a pre-training run (dual_simclr)")
+
+
+@pytest.mark.slow
+def test_eurosat_fine_tunes_the_s2_encoder_then_evaluates(pretrained_run, tmp_path, capsys):
+    out = tmp_path / "eurosat"
+    with tfds.testing.mock_data(as_dataset_fn=eurosat_fake(n=12, noise=True)):
+        assert train_main(["--config", EUROSAT, f"run.dir={out}", f"model.pretrained={pretrained_run}",
+                           "model.backbone=resnet10", "train.epochs=1", "train.batch_size=4", "data.crop_size=32",
+                           f"data.data_dir={tmp_path / 'tfds'}"]) == 0
+        assert evaluate_main(["--run", str(out), "--batch-size", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "| AnnualCrop |" in printed and "| SeaLake |" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "eurosat" and metrics["split"] == "train[80%:]"
+    assert sum(metrics["support"].values()) == 12 and len(metrics["per_class"]) == 10
+    card = json.loads((out / "export" / "card.json").read_text())
+    assert list(card["encoders"]) == ["s2"]  # only_s2: the S1 encoder of the pre-training run is not used
+    changed = [not np.array_equal(a, b) for a, b in zip(weights(out, "s2"), weights(pretrained_run, "s2"), strict=True)]
+    assert any(changed)  # fine-tuned, not frozen
+
+
+def test_bigearthnet_refuses_a_13_band_encoder_unless_told_how_to_fill_b10(pretrained_run, tmp_path, capsys):
+    with tfds.testing.mock_data(num_examples=4):
+        assert train_main(["--config", BIGEARTHNET, f"run.dir={tmp_path / 'x'}", f"model.pretrained={pretrained_run}",
+                           "model.backbone=resnet10", "data.missing_bands=error"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: bigearthnet/all has no S2 band B10") and err.count("\n") == 1
+    assert train_main(["--config", EUROSAT, f"run.dir={tmp_path / 'y'}", "data.source=synthetic"]) == 2
+    assert capsys.readouterr().err.startswith("error: config: data.source synthetic has sen12ms and dfc2020")
+
+
+@pytest.mark.slow
+def test_a_segmentation_run_evaluates_to_per_class_iou_and_miou(pretrained_run, small_world, tmp_path, capsys):
+    out = tmp_path / "seg"
+    assert train_main(["--config", FINETUNE, f"run.dir={out}", *small_world, "model.method=segmenter",
+                       "data.label=segmentation", f"model.pretrained={pretrained_run}", "train.epochs=1"]) == 0
+    assert evaluate_main(["--run", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "segmentation-label" in printed and "mIoU" in printed and "| Forest |" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["scores"]) == ["OA", "AA", "mIoU"]
+    present = [v for v in metrics["per_class"].values() if v["IoU"] is not None]
+    assert present and all(set(v) == {"accuracy", "IoU"} for v in present)
+    # The averages are over the classes present, computed from the same counts as the per-class values.
+    assert metrics["scores"]["mIoU"] == pytest.approx(np.mean([v["IoU"] for v in present]), abs=0.01)
+    assert metrics["scores"]["AA"] == pytest.approx(np.mean([v["accuracy"] for v in present]), abs=0.01)
+    pixels = sum(metrics["support"].values())
+    assert 0 < pixels <= 16 * 32 * 32  # the small world's 16 test patches, centre crops of 32 px (255 excluded)

@@ -1,23 +1,42 @@
-"""`make quickstart`'s entry point end to end, shortened by overrides (slow)."""
+"""`make quickstart`'s entry point end to end, shortened (slow).
 
+The pre-training step is the tiny run the session already trained (a copy of its
+finished run directory: the quick start resumes it and only exports), so this
+test pays for the probe and a one-run protocol, not for pre-training again.
+"""
+
+import shutil
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from tests.helpers import ROOT
 
 
 @pytest.mark.slow
-def test_quickstart_pretrains_and_prints_the_probe_table(tmp_path, small_world):
-    cmd = [sys.executable, "-m", "sslrs_tf.quickstart", f"run.dir={tmp_path / 'run'}", *small_world,
-           "train.epochs=1", "train.steps_per_epoch=2", "data.crop_size=32"]
+def test_quickstart_probes_then_runs_the_protocol_and_prints_its_tables(tmp_path, small_world, pretrained_run):
+    run = tmp_path / "run"
+    shutil.copytree(pretrained_run, run)
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(yaml.safe_dump({
+        "dir": str(tmp_path / "protocol"), "base": str(ROOT / "configs" / "finetune_tiny.yaml"),
+        "models": ["Dual-SimCLR frozen"], "label_fractions": [1.0], "seeds": [0],
+        "overrides": [*small_world, "train.epochs=1"]}))
+    cmd = [sys.executable, "-m", "sslrs_tf.quickstart", "--config", str(ROOT / "configs" / "tiny.yaml"),
+           "--protocol", str(protocol), f"run.dir={run}", *small_world]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "SYNTHETIC" in out and "| random initialisation" in out and "| Dual-SimCLR pre-trained" in out
-    rows = [l for l in out.splitlines() if l.startswith("| ") and "encoders" not in l]
+    rows = [line for line in out.splitlines() if line.startswith("| random") or line.startswith("| Dual-SimCLR pre")]
     for row in rows:
         oa, aa = (float(v) for v in row.strip(" |").split("|")[1:])
         assert 0 <= oa <= 100 and 0 <= aa <= 100
-    assert (tmp_path / "run" / "export" / "card.json").exists()
+    # The protocol (one model here; tests/evaluation/test_protocol.py compares several): its table and plot.
+    assert "| Dual-SimCLR frozen |" in out
+    plot = tmp_path / "protocol" / "label_fractions.png"
+    assert f"plot: {plot}" in out and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    frozen = tmp_path / "protocol" / "single" / "dualsimclr_frozen" / "f1" / "seed0" / "config.yaml"
+    assert yaml.safe_load(frozen.read_text())["model"]["pretrained"] == str(run)  # starts from the quick start's run

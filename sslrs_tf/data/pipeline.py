@@ -31,6 +31,7 @@ import tensorflow_datasets as tfds
 
 from sslrs_tf.data import labels as label_ops
 from sslrs_tf.data.bands import MODALITY_BANDS, band_indices, resolve_bands
+from sslrs_tf.data.catalog import CATALOG, CatalogSource, check_bands, fill_missing
 from sslrs_tf.data.normalization import Normalization
 from sslrs_tf.errors import UserError
 
@@ -43,16 +44,20 @@ def load_builder(dataset, data_dir=None, config=None):
     """Returns a prepared TFDS builder.
 
     Args:
-        dataset: ``"sen12ms"``, ``"dfc2020"``, a prepared ``DatasetBuilder``, or the
-            path of a built dataset version folder (the one holding ``dataset_info.json``).
+        dataset: ``"sen12ms"``, ``"dfc2020"``, a catalog dataset (``"eurosat"``, ``"bigearthnet"``:
+            a :class:`~sslrs_tf.data.catalog.CatalogSource` is returned), a prepared
+            ``DatasetBuilder``, or the path of a built dataset version folder (the one
+            holding ``dataset_info.json``).
         data_dir: TFDS data folder, for a dataset given by name.
         config: builder config name or object, for a dataset given by name.
 
     Raises:
         UserError: the dataset is unknown or has not been built in `data_dir`.
     """
-    if isinstance(dataset, tfds.core.DatasetBuilder):
+    if isinstance(dataset, (tfds.core.DatasetBuilder, CatalogSource)):
         return dataset
+    if dataset in CATALOG:
+        return CatalogSource(dataset, data_dir)
     if os.path.isfile(os.path.join(str(dataset), "dataset_info.json")):
         return tfds.builder_from_directory(str(dataset))
     from sslrs_tf.data.build import make_builder
@@ -105,6 +110,13 @@ _RASTERS = {  # kind: (stored dtype, channels)
 }
 
 
+def random_crop_offsets(seed, epoch, batch_index, n, size, crop):
+    """``(top, left)`` int32 ``[n]`` of the random crops of one batch: a function of (seed, epoch, batch) only."""
+    key = tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + epoch, batch_index])
+    offsets = tf.random.stateless_uniform([2, n], key, 0, size - crop + 1, tf.int32)
+    return offsets[0], offsets[1]
+
+
 class _Parser:
     """Parses, crops, normalises and labels a batch of serialized examples.
 
@@ -146,9 +158,7 @@ class _Parser:
         parsed = tf.io.parse_example(serialized, self.spec())
         n = tf.shape(serialized)[0]
         if self.training:
-            seed = tf.stack([tf.cast(self.seed, tf.int64) * 1_000_003 + epoch, batch_index])
-            offsets = tf.random.stateless_uniform([2, n], seed, 0, self.patch_size - self.crop + 1, tf.int32)
-            views = [(offsets[0], offsets[1])]
+            views = [random_crop_offsets(self.seed, epoch, batch_index, n, self.patch_size, self.crop)]
         else:
             views = [(tf.fill([n], top), tf.fill([n], left)) for top, left in self.tiles]
         kinds = list(self.modalities) + ([self.label_source] if self.label else [])
@@ -201,6 +211,7 @@ def make_dataset(
     label=None,
     label_source=None,
     label_fraction=1.0,
+    missing_bands="error",
     batch_size=32,
     drop_remainder=None,
     shuffle_buffer=512,
@@ -214,8 +225,11 @@ def make_dataset(
     """Builds the batched, normalised, cropped input pipeline of one split.
 
     Args:
-        dataset, data_dir, config: which built dataset (see :func:`load_builder`).
-        split: e.g. ``"train"``, ``"holdout"`` (SEN12MS), ``"validation"``, ``"test"`` (DFC2020).
+        dataset, data_dir, config: which built dataset (see :func:`load_builder`): SEN12MS,
+            DFC2020, or a catalog dataset (``"eurosat"``, ``"bigearthnet"``; S2 only, see
+            :mod:`sslrs_tf.data.catalog`).
+        split: e.g. ``"train"``, ``"holdout"`` (SEN12MS), ``"validation"``, ``"test"`` (DFC2020),
+            ``"train[:60%]"`` (catalog datasets, TFDS slicing).
         modalities: any of ``"s1"``, ``"s2"``; each becomes a key of the inputs.
         bands: ``{"s1": ..., "s2": ...}`` band names or set names (default: all bands).
         normalization: a :class:`Normalization`, its name or its config.
@@ -226,6 +240,7 @@ def make_dataset(
         label: ``None`` (inputs only), ``"single"``, ``"multi"`` or ``"segmentation"``.
         label_source: ``"dfc"`` or ``"lc"`` (default: ``"dfc"`` where present, else ``"lc"``).
         label_fraction: share of the split's samples used, drawn once with a fixed seed.
+        missing_bands: catalog datasets: ``"error"`` or ``"zeros"`` for a band the dataset lacks.
         batch_size: samples per batch (global batch under a distribution strategy).
         drop_remainder: drop the last incomplete batch (default: when training).
         shuffle_buffer: records shuffled together (training): memory is about this many
@@ -238,18 +253,15 @@ def make_dataset(
         steps_per_epoch: batches per epoch (default: one pass). Each epoch is the first
             batches of its own shuffle, so epochs here are the trainer's epochs, which a
             resumed run relies on.
-        with_ids: add the sample ``id`` to the inputs.
+        with_ids: add the sample ``id`` to the inputs (SEN12MS, DFC2020).
 
     Returns:
         A ``tf.data.Dataset`` of ``inputs`` dicts or, with a label, ``(inputs, label)`` pairs:
         single-label int32 ``[B]`` (samples without a valid pixel are dropped),
-        multi-label float32 ``[B, 8]``, segmentation uint8 ``[B, h, w]`` (255 = ignore).
+        multi-label float32 ``[B, classes]``, segmentation uint8 ``[B, h, w]`` (255 = ignore).
     """
-    builder = load_builder(dataset, data_dir, config)
-    if split not in builder.info.splits:
-        raise UserError(f"{builder.info.full_name} has no split {split!r}; it has {sorted(builder.info.splits)}")
-    features = builder.info.features
-    patch_size = features["s1"].shape[0]
+    source = load_builder(dataset, data_dir, config)
+    split_size(source, split)  # a clear error for a split the dataset lacks
     modalities = tuple(modalities)
     for m in modalities:
         if m not in MODALITY_BANDS:
@@ -262,59 +274,42 @@ def make_dataset(
         raise UserError(str(err)) from None
     if not isinstance(normalization, Normalization):
         normalization = Normalization.from_config(normalization)
-    crop_size = crop_size or patch_size
-    if crop_size > patch_size:
-        raise UserError(f"crop_size {crop_size} is larger than the dataset's {patch_size} px patches")
     if eval_crop not in EVAL_CROPS:
         raise UserError(f"eval_crop must be one of {list(EVAL_CROPS)}. Received: eval_crop={eval_crop!r}")
     if label is not None and label not in LABEL_KINDS:
         raise UserError(f"label must be one of {list(LABEL_KINDS)} or None. Received: label={label!r}")
-    label_source = label_source or ("dfc" if "dfc" in features else "lc")
-    if label and label_source not in features:
-        raise UserError(f"{builder.info.full_name} has no {label_source!r} labels")
-    drop_remainder = training if drop_remainder is None else drop_remainder
-
-    files = [os.fspath(f) for f in builder.info.splits[split].filepaths]
-    keep = None
-    if label_fraction < 1:
-        kept = label_subset(split_ids(builder, split), label_fraction)
-        keep = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(kept), tf.ones(len(kept), tf.int32)), 0)
-    elif label_fraction != 1:
+    if not 0 < label_fraction <= 1:
         label_subset([], label_fraction)  # raises the range error
-
-    parser = _Parser(patch_size, modalities, bands, normalization, crop_size, training, eval_crop,
-                     label, label_source, seed, with_ids)
-    finish = _finisher(label, batch_size, drop_remainder, rebatch=len(parser.tiles) > 1 and not training)
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    if isinstance(source, CatalogSource):
+        records, parse, finish, size = _catalog_reader(source, split, modalities, bands, normalization, crop_size,
+                                                       training, eval_crop, label, label_fraction, missing_bands, seed)
+    else:
+        records, parse, finish, size = _sen12ms_reader(source, split, modalities, bands, normalization, crop_size,
+                                                       training, eval_crop, label, label_source, label_fraction,
+                                                       batch_size, drop_remainder, seed, with_ids)
+    if (crop_size or size) > size:
+        raise UserError(f"crop_size {crop_size} is larger than the dataset's {size} px patches")
 
     def one_epoch(epoch):
         # Stateless permutations seeded by (seed, epoch, block): the order of an
         # epoch does not depend on what ran before it, nor on TF's global seed
         # (Dataset.shuffle with a tensor seed fails when the global seed is 0).
         epoch_seed = tf.stack([tf.cast(seed, tf.int64), epoch])
-        names = tf.constant(files)
-        if training:
-            names = tf.gather(names, tf.random.experimental.stateless_shuffle(tf.range(len(files)), epoch_seed))
-        records = tf.data.Dataset.from_tensor_slices(names).interleave(
-            tf.data.TFRecordDataset, cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True)
-        if keep is not None:
-            records = records.filter(lambda r: keep.lookup(
-                tf.io.parse_single_example(r, {"id": tf.io.FixedLenFeature([], tf.string)})["id"]) > 0)
+        elements = records(epoch_seed)
         if training:
             # Shuffle within blocks of `shuffle_buffer` records (on top of the shuffled
             # file order and the global shuffle TFDS applies when writing).
-            records = records.batch(shuffle_buffer).enumerate().flat_map(
-                lambda block, rs: tf.data.Dataset.from_tensor_slices(tf.gather(
-                    rs, tf.random.experimental.stateless_shuffle(
-                        tf.range(tf.shape(rs)[0]), epoch_seed * 1_000_003 + tf.stack([0, block])))))
-        batches = records.batch(batch_size, drop_remainder=drop_remainder and label != "single")
+            elements = elements.batch(shuffle_buffer).enumerate().flat_map(
+                lambda block, rs: tf.data.Dataset.from_tensor_slices(_permute(
+                    rs, epoch_seed * 1_000_003 + tf.stack([0, block]))))
+        batches = elements.batch(batch_size, drop_remainder=drop_remainder and label != "single")
         batches = batches.enumerate()
         if steps_per_epoch:
             batches = batches.take(steps_per_epoch)
         if start_step:
             batches = batches.skip(tf.where(tf.equal(epoch, start_epoch), tf.cast(start_step, tf.int64), 0))
-        batches = batches.map(lambda i, r: parser(epoch, i, r), num_parallel_calls=tf.data.AUTOTUNE,
+        batches = batches.map(lambda i, r: parse(epoch, i, r), num_parallel_calls=tf.data.AUTOTUNE,
                               deterministic=True)
         return finish(batches)
 
@@ -324,6 +319,101 @@ def make_dataset(
     else:
         ds = one_epoch(tf.constant(0, tf.int64))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _permute(elements, seed):
+    """The batch of (possibly nested) `elements` in a stateless random order."""
+    leaves = tf.nest.flatten(elements)
+    order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(leaves[0])[0]), seed)
+    return tf.nest.map_structure(lambda t: tf.gather(t, order), elements)
+
+
+def _sen12ms_reader(builder, split, modalities, bands, normalization, crop_size, training, eval_crop, label,
+                    label_source, label_fraction, batch_size, drop_remainder, seed, with_ids):
+    """Records, batch parser, finisher and patch size of a SEN12MS or DFC2020 split (serialized TFDS shards)."""
+    features = builder.info.features
+    patch_size = features["s1"].shape[0]
+    label_source = label_source or ("dfc" if "dfc" in features else "lc")
+    if label and label_source not in features:
+        raise UserError(f"{builder.info.full_name} has no {label_source!r} labels")
+    files = [os.fspath(f) for f in builder.info.splits[split].filepaths]
+    keep = None
+    if label_fraction < 1:
+        kept = label_subset(split_ids(builder, split), label_fraction)
+        keep = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(kept), tf.ones(len(kept), tf.int32)), 0)
+    crop_size = min(crop_size or patch_size, patch_size)
+    parser = _Parser(patch_size, modalities, bands, normalization, crop_size, training, eval_crop,
+                     label, label_source, seed, with_ids)
+
+    def records(epoch_seed):
+        names = tf.constant(files)
+        if training:
+            names = tf.gather(names, tf.random.experimental.stateless_shuffle(tf.range(len(files)), epoch_seed))
+        records = tf.data.Dataset.from_tensor_slices(names).interleave(
+            tf.data.TFRecordDataset, cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True)
+        if keep is not None:
+            records = records.filter(lambda r: keep.lookup(
+                tf.io.parse_single_example(r, {"id": tf.io.FixedLenFeature([], tf.string)})["id"]) > 0)
+        return records
+
+    finish = _finisher(label, batch_size, drop_remainder, rebatch=len(parser.tiles) > 1 and not training)
+    return records, parser, finish, patch_size
+
+
+def _catalog_reader(source, split, modalities, bands, normalization, crop_size, training, eval_crop, label,
+                    label_fraction, missing_bands, seed):
+    """Records, batch parser, finisher and image size of a catalog dataset (see :mod:`sslrs_tf.data.catalog`)."""
+    spec = source.spec
+    if modalities != ("s2",):
+        raise UserError(f"{spec.name} holds Sentinel-2 only; it feeds an S2 encoder (model.inputs: only_s2). "
+                        f"Received: modalities={list(modalities)}")
+    if label not in (None, spec.label):
+        raise UserError(f"{spec.name} has {spec.label}-label targets; set data.label: {spec.label}. Received: label={label!r}")
+    if eval_crop != "center":
+        raise UserError(f"{spec.name} is evaluated on centre crops. Received: eval_crop={eval_crop!r}")
+    wanted = list(bands["s2"])
+    check_bands(source, wanted, missing_bands)
+    present = [b for b in wanted if b in spec.bands]
+    size, classes = spec.size, len(source.class_names)
+    crop = min(crop_size or size, size)
+    base = source.read(split)
+    if label_fraction < 1:
+        # TFDS shuffled the examples when writing: the first share is a fixed random draw, nested across fractions.
+        base = base.take(max(1, round(label_fraction * source.num_examples(split))))
+    base = base.map(lambda ex: {"s2": spec.raster(ex, present),
+                                **({"label": spec.target(ex, classes)} if label else {})},
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def parse(epoch, batch_index, batch):
+        x = batch["s2"]
+        if crop < size:
+            n = tf.shape(x)[0]
+            if training:
+                top, left = random_crop_offsets(seed, epoch, batch_index, n, size, crop)
+            else:
+                top = left = tf.fill([n], (size - crop) // 2)
+            x = tf.gather(x, top[:, None] + tf.range(crop)[None, :], axis=1, batch_dims=1)
+            x = tf.gather(x, left[:, None] + tf.range(crop)[None, :], axis=2, batch_dims=1)
+        x = fill_missing(normalization(x, "s2", present), wanted, present)
+        return ({"s2": x}, batch["label"]) if label else {"s2": x}
+
+    return (lambda epoch_seed: base), parse, (lambda batches: batches), size
+
+
+def split_size(source, split):
+    """Number of examples in `split` of a loaded dataset; a UserError names the splits it has."""
+    if isinstance(source, CatalogSource):
+        return source.num_examples(split)
+    if split not in source.info.splits:
+        raise UserError(f"{source.info.full_name} has no split {split!r}; it has {sorted(source.info.splits)}")
+    return source.info.splits[split].num_examples
+
+
+def class_names(source):
+    """The class names of a loaded dataset's labels."""
+    return source.class_names if isinstance(source, CatalogSource) else list(label_ops.CLASS_NAMES)
 
 
 def _finisher(label, batch_size, drop_remainder, rebatch):

@@ -8,8 +8,7 @@ the same weights give the same numbers every time.
 import json
 
 from sslrs_tf.config import load_config
-from sslrs_tf.data.labels import CLASS_NAMES, NUM_CLASSES
-from sslrs_tf.data.pipeline import make_dataset
+from sslrs_tf.data.pipeline import class_names, make_dataset, split_size
 from sslrs_tf.errors import UserError
 from sslrs_tf.evaluation.metrics import ConfusionMatrix, MultiLabelCounts, report
 from sslrs_tf.methods import get_method
@@ -38,24 +37,29 @@ def evaluate_run(run_dir, split=None, batch_size=None):
                         "run train.py with its config again to complete it)")
     split = split or config.data.test_split
     builder = builder_for(config)
-    if split not in builder.info.splits:
-        raise UserError(f"--split {split}: {builder.info.full_name} has splits {sorted(builder.info.splits)}")
+    try:
+        split_size(builder, split)
+    except UserError as err:
+        raise UserError(f"--split {split}: {err}") from None
     bands = resolve_config_bands(config)
-    ds = make_dataset(builder, split, bands=bands, normalization=config.data.normalization,
+    method = get_method(config.model.method)
+    ds = make_dataset(builder, split, modalities=method.input_modalities(config), bands=bands,
+                      missing_bands=config.data.missing_bands, normalization=config.data.normalization,
                       crop_size=config.data.crop_size, training=False, label=kind,
                       batch_size=batch_size or config.train.batch_size)
-    model = get_method(config.model.method).from_run_config(config, bands, pretrained=False)
+    model = method.from_run_config(config, bands, pretrained=False)
     inputs, _ = next(iter(ds))
     model({k: v[:1] for k, v in inputs.items()})
     model.load_weights(run.weights)
-    counts = MultiLabelCounts(NUM_CLASSES) if kind == "multi" else ConfusionMatrix(NUM_CLASSES)
+    names = class_names(builder)
+    counts = MultiLabelCounts(len(names)) if kind == "multi" else ConfusionMatrix(len(names))
     for x, y in ds:
         counts.update_state(y, model(x, training=False))
-    result = report(counts.result(), kind, CLASS_NAMES)
+    result = report(counts.result(), kind, names)
     result.update({"run": str(run.path), "split": split, "label": kind, "inputs": config.model.inputs,
                    "pretrained": config.model.pretrained, "freeze": config.model.freeze,
                    "label_fraction": config.data.label_fraction, "seed": config.train.seed,
-                   "synthetic": config.data.source == "synthetic"})
+                   "dataset": config.data.dataset, "synthetic": config.data.source == "synthetic"})
     run.metrics.write_text(json.dumps(result, indent=2) + "\n")
     (run.path / "metrics.md").write_text(markdown_table(result) + "\n")
     return result

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from sslrs_tf.evaluation.metrics import confusion_scores
 
@@ -38,6 +39,9 @@ def linear_probe(train, test, num_classes, epochs=300, lr=1e-2, seed=0):
     probe = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(num_classes)])
     probe.compile(optimizer=keras.optimizers.Adam(lr),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    probe.fit((x - mean) / std, y, epochs=epochs, batch_size=len(x), verbose=0)
+    # Full-batch steps as one Keras epoch of `epochs` steps: the same updates as `epochs`
+    # Keras epochs, without Keras's per-epoch set-up (measured: most of the probe's time).
+    steps = tf.data.Dataset.from_tensors(((x - mean) / std, y)).repeat(epochs)
+    probe.fit(steps, epochs=1, verbose=0)
     predicted = np.argmax(probe.predict((xt - mean) / std, verbose=0), axis=1)
     return accuracy_report(yt, predicted, num_classes)

@@ -82,6 +82,11 @@ class Method(keras.Model):
         """The method a run's :class:`~sslrs_tf.config.Config` describes (`bands`: resolved band lists)."""
         raise NotImplementedError
 
+    @classmethod
+    def input_modalities(cls, config):
+        """The sensors the configured method reads (only these are decoded)."""
+        return ("s1", "s2")
+
     def encoder_variables(self):
         """The trainable variables `encoder_optimizer` updates (default: none)."""
         return []

@@ -20,6 +20,7 @@ learning rate (``optimizer.encoder_lr``).
 import keras
 from keras import ops
 
+from sslrs_tf.data.catalog import num_classes
 from sslrs_tf.data.labels import NUM_CLASSES
 from sslrs_tf.errors import UserError
 from sslrs_tf.methods.base import Method
@@ -125,13 +126,19 @@ class DownstreamMethod(Method):
                             "(two optimizers cannot share one loss scale); use mixed_bfloat16 or one learning rate")
 
     @classmethod
+    def input_modalities(cls, config):
+        used = {m for stream in INPUTS[config.model.inputs].values() for m in stream}
+        return tuple(m for m in ("s1", "s2") if m in used)
+
+    @classmethod
     def from_run_config(cls, config, bands, pretrained=True):
         """Built from a run config; `pretrained=False` skips loading the start weights (evaluation reloads all weights)."""
         from sslrs_tf.models.pretrained import load_encoders
 
         cls.check_run_config(config)
         m, d = config.model, config.data
-        model = cls(backbone=m.backbone, inputs=m.inputs, label=d.label, s1_channels=len(bands["s1"]),
+        model = cls(backbone=m.backbone, inputs=m.inputs, label=d.label, num_classes=num_classes(d.dataset),
+                    s1_channels=len(bands["s1"]),
                     s2_channels=len(bands["s2"]), freeze=m.freeze, sync_bn=m.sync_bn)
         if m.pretrained and pretrained:
             _, encoders = load_encoders(m.pretrained, tuple(model.streams), d.normalization, bands, m.backbone)

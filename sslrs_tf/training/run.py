@@ -9,7 +9,7 @@ import tensorflow as tf
 from sslrs_tf.data.bands import resolve_bands
 from sslrs_tf.data.build import prepare_world
 from sslrs_tf.data.normalization import Normalization
-from sslrs_tf.data.pipeline import load_builder, make_dataset
+from sslrs_tf.data.pipeline import load_builder, make_dataset, split_size
 from sslrs_tf.errors import TrainingStopped, UserError  # noqa: F401  (TrainingStopped: re-exported)
 from sslrs_tf.methods import get_method
 from sslrs_tf.training.callbacks import Checkpointer, InputImages, NonFiniteGuard
@@ -37,6 +37,8 @@ def builder_for(config):
     """The TFDS builder of ``data`` (the synthetic world is generated and built on first use)."""
     data = config.data
     if data.source == "synthetic":
+        if data.dataset not in ("sen12ms", "dfc2020"):
+            raise UserError(f"config: data.source synthetic has sen12ms and dfc2020, not data.dataset {data.dataset}")
         syn = data.synthetic
         params = {"patches": syn.patches, "size": syn.size, "seed": syn.seed,
                   "dfc_validation": syn.dfc_validation, "dfc_test": syn.dfc_test}
@@ -63,10 +65,15 @@ def train(config, verbose="auto"):
     strategy = make_strategy(config.train.distribution)
     bands = resolve_config_bands(config)
     builder = builder_for(config)
-    for split in (config.data.split, config.data.validation_split):
-        if split and split not in builder.info.splits:
-            raise UserError(f"config: data split {split!r} is not in {builder.info.full_name} (it has {sorted(builder.info.splits)})")
-    examples = builder.info.splits[config.data.split].num_examples
+    sizes = {}
+    for key in ("split", "validation_split"):
+        split = getattr(config.data, key)
+        if split:
+            try:
+                sizes[split] = split_size(builder, split)
+            except UserError as err:
+                raise UserError(f"config: data.{key}: {err}") from None
+    examples = sizes[config.data.split]
     if config.data.label and config.data.label_fraction < 1:
         examples = max(1, round(config.data.label_fraction * examples))  # as pipeline.label_subset keeps
     if config.data.label and examples < config.train.batch_size:
@@ -80,8 +87,11 @@ def train(config, verbose="auto"):
     if steps > per_pass:
         raise UserError(f"config: train.steps_per_epoch {steps} is more than one pass over the data ({per_pass} batches)")
 
+    method = get_method(config.model.method)
+
     def data(split, start_epoch=0, start_step=0, training=True):
-        return make_dataset(builder, split, bands=bands, normalization=config.data.normalization,
+        return make_dataset(builder, split, modalities=method.input_modalities(config), bands=bands,
+                            missing_bands=config.data.missing_bands, normalization=config.data.normalization,
                             crop_size=config.data.crop_size, batch_size=config.train.batch_size,
                             training=training, seed=config.train.seed, shuffle_buffer=config.data.shuffle_buffer,
                             start_epoch=start_epoch, start_step=start_step, label=config.data.label,
@@ -91,7 +101,7 @@ def train(config, verbose="auto"):
     sample = next(iter(data(config.data.split).take(1)))
     inputs = sample[0] if isinstance(sample, tuple) else sample
     with strategy.scope():
-        model = get_method(config.model.method).from_run_config(config, bands)
+        model = method.from_run_config(config, bands)
         optimizer, model.l2_penalty = make_optimizer(config.optimizer, steps, config.train.epochs)
         if config.optimizer.encoder_lr is not None and model.encoder_variables():
             model.encoder_optimizer, _ = make_optimizer(config.optimizer, steps, config.train.epochs,
@@ -115,7 +125,7 @@ def train(config, verbose="auto"):
     validation, validation_steps = None, None
     if config.data.validation_split:
         validation = data(config.data.validation_split, training=False)
-        batches = -(-builder.info.splits[config.data.validation_split].num_examples // config.train.batch_size)
+        batches = -(-sizes[config.data.validation_split] // config.train.batch_size)
         validation_steps = min(batches, config.train.validation_steps or batches)
     fit = dict(callbacks=callbacks, verbose=verbose, validation_data=validation,
                validation_steps=validation_steps, shuffle=False)  # the pipeline shuffles

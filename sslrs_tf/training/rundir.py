@@ -16,7 +16,8 @@ import subprocess
 import yaml
 
 import sslrs_tf
-from sslrs_tf.config import dump_config
+from sslrs_tf.config import dump_config, load_config
+from sslrs_tf.data.catalog import CATALOG
 from sslrs_tf.data.normalization import Normalization
 from sslrs_tf.errors import UserError
 
@@ -42,8 +43,16 @@ class RunDir:
         text = dump_config(config)
         if self.config.exists():
             old = yaml.safe_load(self.config.read_text())
-            if old != config.to_dict():
-                changed = sorted(_diff(old, config.to_dict()))
+            try:
+                # Keys a newer version added (with their defaults) do not make the run a different one.
+                old = load_config(data=old).to_dict()
+            except UserError:
+                pass  # compared as written: the difference is reported below
+            new = config.to_dict()
+            if isinstance(old, dict) and isinstance(old.get("run"), dict):
+                old["run"]["dir"] = new["run"]["dir"]  # a moved or copied run directory is the same run
+            if old != new:
+                changed = sorted(_diff(old, new))
                 raise UserError(
                     f"run.dir {self.path} holds a run with a different config ({', '.join(changed[:3])} differ); "
                     "use a new run.dir, or the same config to resume"
@@ -73,6 +82,7 @@ class RunDir:
             },
             "data": {"source": config.data.source, "dataset": config.data.dataset, "config": config.data.config,
                      "split": config.data.split, "crop_size": config.data.crop_size,
+                     **({"missing_bands": config.data.missing_bands} if config.data.dataset in CATALOG else {}),
                      **({"synthetic": True, "note": "SYNTHETIC data: not for real imagery"}
                         if config.data.source == "synthetic" else {})},
             "training": {"epochs": config.train.epochs, "batch_size": config.train.batch_size,

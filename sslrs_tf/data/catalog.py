@@ -1,0 +1,167 @@
+"""Sentinel-2 benchmarks from the TFDS catalog: EuroSAT (``eurosat/all``) and BigEarthNet (``bigearthnet/all``).
+
+Both hold Sentinel-2 only, so they feed an S2 encoder (``model.inputs: only_s2``).
+Their bands are matched to the encoder's by *name*, never by position:
+
+* EuroSAT stores 13 bands in the order of its GeoTIFFs, B8A last
+  (``B01 … B12, B8A``), while SEN12MS puts B8A after B08. Taking channels by
+  position would feed B09 where the encoder expects B8A.
+* BigEarthNet stores each band as its own feature at its own resolution
+  (10 m: 120 x 120, 20 m: 60 x 60, 60 m: 20 x 20) and has no B10 (the cirrus band
+  is removed from Level-2A products). The 20 m and 60 m bands are upsampled to
+  the 10 m grid with bilinear interpolation (pixel-area aligned, as
+  ``tf.image.resize`` does it) before they are stacked.
+
+A band the encoder expects but the dataset lacks (B10 on BigEarthNet) is refused by
+default, naming the band (``data.missing_bands: error``); pick an encoder trained
+without it (e.g. ``data.s2_bands: s2_10``). With ``data.missing_bands: zeros`` the
+band is fed as a channel of zeros *after* normalisation: the band's dataset mean
+under z-score, its lowest value under the per-sample-max and fixed scalings.
+
+Splits: both datasets come as one ``train`` split; configs carve validation and
+test parts with TFDS slicing (``train[:60%]``, ``train[60%:80%]``, ``train[80%:]``).
+A label fraction keeps the first share of the split: TFDS shuffles examples when it
+writes them, so that share is a random draw that is the same every run and nested
+across fractions.
+
+Getting the data (once, with internet access)::
+
+    tfds build eurosat/all --data_dir data/tfds          # 2 GB download, ~3 GB built
+    tfds build bigearthnet/all --data_dir data/tfds      # 66 GB download; needs apache-beam
+"""
+
+import dataclasses
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from sslrs_tf.data.labels import NUM_CLASSES
+from sslrs_tf.errors import UserError
+
+MISSING_BANDS = ("error", "zeros")
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogDataset:
+    """How one catalog dataset stores its Sentinel-2 bands and labels.
+
+    Args:
+        name: TFDS name with config (``"eurosat/all"``).
+        label: the label kind its targets are (``"single"`` or ``"multi"``).
+        label_feature: the feature holding the targets.
+        bands: the S2 bands it has; for a stacked tensor, in its channel order.
+        image_feature: the stacked ``[H, W, C]`` tensor, or None when each band is its own feature.
+        size: side of an image in pixels (on the 10 m grid).
+    """
+
+    name: str
+    label: str
+    label_feature: str
+    bands: tuple
+    image_feature: str = None
+    size: int = 64
+
+    def raster(self, example, bands):
+        """The raw values of `bands` (all present) of one example, ``[size, size, len(bands)]`` float32."""
+        if self.image_feature:
+            stack = example[self.image_feature]
+            return tf.gather(stack, [self.bands.index(b) for b in bands], axis=-1)
+        channels = []
+        for b in bands:
+            x = tf.cast(example[b], tf.float32)[..., None]
+            if x.shape[0] != self.size:
+                x = tf.image.resize(x, [self.size, self.size], method="bilinear")
+            channels.append(x)
+        return tf.concat(channels, axis=-1)
+
+    def target(self, example, num_classes):
+        """int32 class (single) or float32 multi-hot ``[num_classes]`` (multi) of one example."""
+        y = example[self.label_feature]
+        if self.label == "single":
+            return tf.cast(y, tf.int32)
+        # A class listed twice counts once; an image without classes is all zeros.
+        return tf.minimum(tf.reduce_sum(tf.one_hot(y, num_classes), axis=0), 1.0)
+
+
+CATALOG = {
+    "eurosat": CatalogDataset(
+        name="eurosat/all", label="single", label_feature="label", image_feature="sentinel2", size=64,
+        bands=("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")),
+    "bigearthnet": CatalogDataset(
+        name="bigearthnet/all", label="multi", label_feature="labels", size=120,
+        bands=("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")),
+}
+
+
+class CatalogSource:
+    """A catalog dataset in a TFDS data folder, read the way the pipeline needs it.
+
+    Args:
+        dataset: a key of :data:`CATALOG` (``"eurosat"``, ``"bigearthnet"``).
+        data_dir: the TFDS data folder it was built in.
+
+    Example:
+    >>> source = CatalogSource("eurosat", "data/tfds")
+    >>> source.num_examples("train[:60%]"), source.class_names[:2]
+    (16200, ['AnnualCrop', 'Forest'])
+    """
+
+    def __init__(self, dataset, data_dir=None):
+        if dataset not in CATALOG:
+            raise UserError(f"unknown catalog dataset {dataset!r}; expected one of {', '.join(CATALOG)}")
+        self.dataset, self.data_dir, self.spec = dataset, data_dir, CATALOG[dataset]
+        self.builder = tfds.builder(self.spec.name, data_dir=data_dir)
+        self.full_name = self.builder.info.full_name
+        feature = self.builder.info.features[self.spec.label_feature]
+        self.class_names = list((feature.feature if self.spec.label == "multi" else feature).names)
+
+    def read(self, split):
+        """The examples of `split` (TFDS split syntax, e.g. ``train[:60%]``), in their stored order."""
+        try:
+            return self.builder.as_dataset(split=split, shuffle_files=False)
+        except (AssertionError, ValueError, KeyError, tf.errors.OpError) as err:
+            if not self.builder.is_prepared():
+                raise UserError(f"dataset {self.spec.name} is not in {self.data_dir}; download and build it once with "
+                                f"`tfds build {self.spec.name} --data_dir {self.data_dir}`") from None
+            raise UserError(f"{self.full_name}: cannot read split {split!r} ({str(err).splitlines()[0]}); "
+                            f"it has {sorted(self.builder.info.splits)}") from None
+
+    def num_examples(self, split):
+        """Number of examples of `split` (slices included)."""
+        n = int(self.read(split).cardinality())
+        if n < 0:
+            raise UserError(f"{self.full_name}: the size of split {split!r} is unknown")
+        return n
+
+    def missing(self, bands):
+        """The bands of `bands` this dataset does not have."""
+        return [b for b in bands if b not in self.spec.bands]
+
+
+def check_bands(source, bands, missing_bands):
+    """Raises a UserError when `source` lacks a band of `bands` and ``missing_bands`` is ``"error"``."""
+    if missing_bands not in MISSING_BANDS:
+        raise UserError(f"missing_bands must be one of {list(MISSING_BANDS)}. Received: missing_bands={missing_bands!r}")
+    lacking = source.missing(bands)
+    if lacking and missing_bands == "error":
+        raise UserError(
+            f"{source.spec.name} has no S2 band {', '.join(lacking)} (it has {', '.join(source.spec.bands)}); "
+            "use an encoder trained without it (e.g. data.s2_bands: s2_10) or set data.missing_bands: zeros")
+
+
+def fill_missing(x, bands, present):
+    """Inserts a zero channel into normalised `x` (channels `present`) for each band of `bands` not present."""
+    if len(present) == len(bands):
+        return x
+    zero = len(present)  # index of the appended zero channel
+    order = [present.index(b) if b in present else zero for b in bands]
+    return tf.gather(tf.concat([x, tf.zeros_like(x[..., :1])], axis=-1), order, axis=-1)
+
+
+def num_classes(dataset):
+    """Number of classes of `dataset`'s labels: DFC2020/SEN12MS's 8, or a catalog dataset's (no data needed)."""
+    if dataset not in CATALOG:
+        return NUM_CLASSES
+    spec = CATALOG[dataset]
+    feature = tfds.builder(spec.name).info.features[spec.label_feature]
+    return (feature.feature if spec.label == "multi" else feature).num_classes

@@ -1,0 +1,22 @@
+"""The run directory's config check: the same run resumes, a different one is refused."""
+
+import pytest
+import yaml
+
+from sslrs_tf.config import load_config
+from sslrs_tf.errors import UserError
+from sslrs_tf.training.rundir import RunDir
+from tests.helpers import ROOT
+
+
+def test_a_run_written_before_a_key_existed_still_resumes(tmp_path):
+    config = load_config(ROOT / "configs" / "tiny.yaml", [f"run.dir={tmp_path / 'run'}"])
+    run = RunDir(config.run.dir)
+    run.start(config)
+    written = yaml.safe_load(run.config.read_text())
+    del written["data"]["missing_bands"]  # as an older version of the library wrote it
+    run.config.write_text(yaml.safe_dump(written))
+    run.start(config)  # same run: no error
+    other = load_config(ROOT / "configs" / "tiny.yaml", [f"run.dir={tmp_path / 'run'}", "data.missing_bands=zeros"])
+    with pytest.raises(UserError, match=r"holds a run with a different config \(data.missing_bands differ\)"):
+        run.start(other)
