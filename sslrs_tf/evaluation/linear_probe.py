@@ -42,6 +42,6 @@ def linear_probe(train, test, num_classes, epochs=300, lr=1e-2, seed=0):
     # Full-batch steps as one Keras epoch of `epochs` steps: the same updates as `epochs`
     # Keras epochs, without Keras's per-epoch set-up (measured: most of the probe's time).
     steps = tf.data.Dataset.from_tensors(((x - mean) / std, y)).repeat(epochs)
-    probe.fit(steps, epochs=1, verbose=0)
+    probe.fit(steps, epochs=1, verbose=0, shuffle=False)
     predicted = np.argmax(probe.predict((xt - mean) / std, verbose=0), axis=1)
     return accuracy_report(yt, predicted, num_classes)
