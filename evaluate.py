@@ -24,7 +24,7 @@ import sslrs_tf  # noqa: F401  (its TF settings must come before TensorFlow load
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Metrics of a downstream run, or a comparison protocol.")
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--run", help="run directory of a downstream run (train.py)")
+    what.add_argument("--run", help="run directory (train.py): a downstream run's metrics, a pre-training run's retrieval")
     what.add_argument("--protocol", help="protocol file (see configs/protocol_isprs.yaml)")
     parser.add_argument("--split", default=None, help="--run: split to evaluate (default: the run's data.test_split)")
     parser.add_argument("--batch-size", type=int, default=None, help="--run: evaluation batch size (default: the run's)")

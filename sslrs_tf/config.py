@@ -73,10 +73,11 @@ class OptimizerConfig:
 class ModelConfig:
     """The method (pre-training, or a downstream model) and its encoders."""
 
-    method: str = option("dual_simclr", choices=("dual_simclr", "classifier", "segmenter"))
-    backbone: str = option("resnet18", choices=("resnet10", "resnet18", "resnet34", "resnet50", "unet"),
-                           doc="encoder architecture (unet: the segmentation baseline, early fusion only)")
+    method: str = option("dual_simclr", choices=("dual_simclr", "mma", "classifier", "segmenter"))
+    backbone: str = option("resnet18", choices=("resnet10", "resnet18", "resnet34", "resnet50", "vgg", "unet"),
+                           doc="encoder architecture (vgg: MMA's; unet: the segmentation baseline, early fusion only)")
     projection_dim: int = option(128, min=1)
+    embedding_dim: int = option(256, min=1, doc="mma: channels E of the VGG encoders' last block")
     temperature: float = option(0.07, above=0.0)
     sync_bn: bool = option(True, doc="BatchNorm statistics over the global batch")
     inputs: str = option("late_fusion", choices=("only_s1", "only_s2", "early_fusion", "late_fusion"),

@@ -61,3 +61,17 @@ def eurosat_fake(n=6, noise=False):
         image *= np.random.default_rng(0).uniform(0.5, 1.5, image.shape).astype(np.float32)
     data = {"sentinel2": image, "label": np.arange(n, dtype=np.int64) % 10, "filename": [f"{i}.tif" for i in range(n)]}
     return lambda self, split, decoders=None, read_config=None, **kwargs: tf.data.Dataset.from_tensor_slices(data)
+
+
+def paired_batches(n, size=32, batch=8, seed=0):
+    """`n` random S1/S2 batches whose S2 shares structure with S1 (something for the views to agree on)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        s1 = rng.normal(size=(batch, size, size, 2)).astype(np.float32)
+        # S2 shares structure with S1, so the views have something to agree on.
+        s2 = np.concatenate([s1, rng.normal(size=(batch, size, size, 11)).astype(np.float32) * 0.3 + s1[..., :1]], -1)
+        out.append({"s1": s1, "s2": s2})
+    return out

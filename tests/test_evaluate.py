@@ -1,6 +1,7 @@
 """Downstream runs end to end: train.py from a pre-training run, then evaluate.py; one-line errors."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -29,9 +30,8 @@ def weights(folder, modality):
 @pytest.mark.slow
 def test_linear_probe_of_a_pretraining_run_then_evaluate_twice(pretrained_run, small_world, tmp_path):
     out = tmp_path / "probe"
-    result = run(ROOT / "train.py", "--config", FINETUNE, f"run.dir={out}", f"model.pretrained={pretrained_run}",
-                 "model.freeze=true", "optimizer.encoder_lr=null", *small_world)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert train_main(["--config", FINETUNE, f"run.dir={out}", f"model.pretrained={pretrained_run}",
+                       "model.freeze=true", "optimizer.encoder_lr=null", *small_world]) == 0
     card = json.loads((out / "export" / "card.json").read_text())
     assert card["method"] == "classifier" and card["downstream"]["pretrained"] == str(pretrained_run)
     # Frozen: the exported encoders are exactly the pretrained ones (they were loaded, then kept).
@@ -81,8 +81,22 @@ def test_downstream_config_errors_are_one_line(args, message, tmp_path, capsys, 
 def test_evaluate_refuses_what_it_cannot_evaluate(tmp_path, capsys, pretrained_run):
     assert evaluate_main(["--run", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: --run {tmp_path}: no config.yaml (not a run directory)\n"
-    assert evaluate_main(["--run", str(pretrained_run)]) == 2
-    assert capsys.readouterr().err.startswith(f"error: --run {pretrained_run}: a pre-training run (dual_simclr)")
+    assert evaluate_main(["--run", str(tmp_path), "--split", "holdout"]) == 2  # still no run
+    capsys.readouterr()
+
+
+def test_a_pretraining_run_evaluates_to_cross_modal_retrieval(pretrained_run, tmp_path, capsys):
+    run = tmp_path / "copy"
+    shutil.copytree(pretrained_run, run)  # evaluation writes metrics.json into the run
+    assert evaluate_main(["--run", str(run)]) == 0
+    printed = capsys.readouterr().out
+    assert "cross-modal retrieval on holdout" in printed and "| s1->s2 |" in printed and "| mean |" in printed
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert list(metrics["scores"]) == ["top1", "top5", "top10", "median_rank"]
+    assert metrics["pairs"] > 10 and 1 <= metrics["scores"]["median_rank"] <= metrics["pairs"]
+    assert 0 <= metrics["scores"]["top1"] <= metrics["scores"]["top5"] <= metrics["scores"]["top10"] <= 100
+    assert evaluate_main(["--run", str(run), "--split", "nosuch"]) == 2
+    assert capsys.readouterr().err.startswith("error: --split nosuch: ")
 
 
 @pytest.mark.slow

@@ -29,28 +29,13 @@ def evaluate_run(run_dir, split=None, batch_size=None):
         raise UserError(f"--run {run.path}: no config.yaml (not a run directory)")
     config = load_config(run.config)
     kind = config.data.label
-    if kind is None:
-        raise UserError(f"--run {run.path}: a pre-training run ({config.model.method}); "
-                        "evaluate a downstream run (model.method classifier), or use its encoders via model.pretrained")
     if not run.weights.is_file():
         raise UserError(f"--run {run.path}: no {run.weights.relative_to(run.path)} (the run has not finished; "
                         "run train.py with its config again to complete it)")
+    if kind is None:
+        return _evaluate_pretraining(run, config, split, batch_size)
     split = split or config.data.test_split
-    builder = builder_for(config)
-    try:
-        split_size(builder, split)
-    except UserError as err:
-        raise UserError(f"--split {split}: {err}") from None
-    bands = resolve_config_bands(config)
-    method = get_method(config.model.method)
-    ds = make_dataset(builder, split, modalities=method.input_modalities(config), bands=bands,
-                      missing_bands=config.data.missing_bands, normalization=config.data.normalization,
-                      crop_size=config.data.crop_size, training=False, label=kind,
-                      batch_size=batch_size or config.train.batch_size)
-    model = method.from_run_config(config, bands, pretrained=False)
-    inputs, _ = next(iter(ds))
-    model({k: v[:1] for k, v in inputs.items()})
-    model.load_weights(run.weights)
+    builder, ds, model = _rebuild(run, config, split, batch_size)
     names = class_names(builder)
     counts = MultiLabelCounts(len(names)) if kind == "multi" else ConfusionMatrix(len(names))
     for x, y in ds:
@@ -65,8 +50,50 @@ def evaluate_run(run_dir, split=None, batch_size=None):
     return result
 
 
+def _rebuild(run, config, split, batch_size):
+    """The run's data source, the evaluation pipeline of `split`, and the model with the run's exported weights."""
+    builder = builder_for(config)
+    try:
+        split_size(builder, split)
+    except UserError as err:
+        raise UserError(f"--split {split}: {err}") from None
+    bands = resolve_config_bands(config)
+    method = get_method(config.model.method)
+    ds = make_dataset(builder, split, modalities=method.input_modalities(config), bands=bands,
+                      missing_bands=config.data.missing_bands, normalization=config.data.normalization,
+                      crop_size=config.data.crop_size, training=False, label=config.data.label,
+                      batch_size=batch_size or config.train.batch_size)
+    model = method.from_run_config(config, bands, pretrained=False)  # all weights come from the run
+    sample = next(iter(ds.take(1)))
+    inputs = sample[0] if isinstance(sample, tuple) else sample
+    model({k: v[:1] for k, v in inputs.items()})  # creates the variables the weights are loaded into
+    model.load_weights(run.weights)
+    return builder, ds, model
+
+
+def _evaluate_pretraining(run, config, split, batch_size):
+    """Cross-modal retrieval of a pre-training run on `split` (default: its validation split)."""
+    from sslrs_tf.evaluation import retrieval
+
+    split = split or config.data.validation_split
+    if not split:
+        raise UserError(f"--run {run.path}: the run has no data.validation_split; name a split with --split")
+    _, ds, model = _rebuild(run, config, split, batch_size)
+    a, b = retrieval.embed_split(model, ds)
+    result = retrieval.retrieval_report(a, b)
+    result.update({"run": str(run.path), "split": split, "method": config.model.method,
+                   "dataset": config.data.dataset, "synthetic": config.data.source == "synthetic"})
+    run.metrics.write_text(json.dumps(result, indent=2) + "\n")
+    (run.path / "metrics.md").write_text(retrieval.markdown_table(result) + "\n")
+    return result
+
+
 def markdown_table(result):
-    """One run's metrics as a markdown table: a row per class, the averages last."""
+    """One run's metrics as a markdown table: a row per class, the averages last (retrieval: a row per direction)."""
+    if "directions" in result:
+        from sslrs_tf.evaluation.retrieval import markdown_table as retrieval_table
+
+        return retrieval_table(result)
     per_class = result["per_class"]
     columns = list(next(iter(per_class.values())))
     lines = [f"| class | {' | '.join(columns)} | support |", "|---" * (len(columns) + 2) + "|"]

@@ -47,6 +47,50 @@ def nt_xent(a, b, temperature, all_a=None, all_b=None, offset=0):
     return ops.mean(losses)
 
 
+def patch_embedding(features):
+    """Flattened feature maps whose dot products are MMA's patch similarity.
+
+    Each pixel's feature vector is L2-normalised and the map ``[B, h, w, E]`` is
+    flattened and divided by ``sqrt(h * w)``: the result has unit norm, and the dot
+    product of two such vectors is the mean over pixels of the cosine similarity of
+    the aligned pixels. So the patch similarity of a batch is one matrix product,
+    and the functions below (retrieval, spread) apply to it unchanged.
+
+    Returns:
+        ``[B, h * w * E]`` float32.
+    """
+    x = l2_normalize(features, axis=-1)
+    shape = ops.shape(x)
+    pixels = shape[1] * shape[2]
+    return ops.reshape(x, (shape[0], -1)) * ops.rsqrt(ops.cast(pixels, "float32"))
+
+
+def symmetric_info_nce(a, b, temperature, all_a=None, all_b=None, offset=0):
+    """Symmetric InfoNCE (CLIP-style) between two modalities' unit-norm embeddings.
+
+    The similarity matrix of the global batch is ``a . b^T``; each row (an `a`
+    anchor against every `b`) and each column (a `b` anchor against every `a`)
+    is a softmax cross-entropy whose positive is the partner of the same place.
+    No within-modality negatives (unlike :func:`nt_xent`).
+
+    Args:
+        a, b: ``[n, d]`` this replica's embeddings, already unit-norm (e.g. :func:`patch_embedding`).
+        temperature: softmax temperature (MMA: 0.1).
+        all_a, all_b: ``[N, d]`` the global batch (default: `a`, `b`).
+        offset: global index of this replica's first pair.
+
+    Returns:
+        Scalar float32: the mean of the two directions over this replica's anchors.
+    """
+    all_a = a if all_a is None else all_a
+    all_b = b if all_b is None else all_b
+    target = ops.arange(ops.shape(a)[0]) + offset
+    rows = ops.matmul(ops.cast(a, "float32"), ops.transpose(ops.cast(all_b, "float32"))) / temperature
+    cols = ops.matmul(ops.cast(b, "float32"), ops.transpose(ops.cast(all_a, "float32"))) / temperature
+    ce = keras.losses.sparse_categorical_crossentropy
+    return (ops.mean(ce(target, rows, from_logits=True)) + ops.mean(ce(target, cols, from_logits=True))) / 2.0
+
+
 def retrieval_accuracy(a, b, all_a=None, all_b=None, offset=0, k=1):
     """Cross-modal top-`k` retrieval: how often the partner of a query is among its k most similar in the other modality.
 

@@ -2,10 +2,12 @@
 
 from sslrs_tf.methods.classifier import Classifier
 from sslrs_tf.methods.dual_simclr import DualSimCLR
+from sslrs_tf.methods.mma import MMA
 from sslrs_tf.methods.segmenter import Segmenter
 
 METHODS = {
     "dual_simclr": DualSimCLR,
+    "mma": MMA,
     "classifier": Classifier,
     "segmenter": Segmenter,
 }

@@ -23,7 +23,7 @@ values for a batch. The base class:
 import keras
 import tensorflow as tf
 
-from sslrs_tf.losses.contrastive import embedding_spread, retrieval_accuracy
+from sslrs_tf.losses.contrastive import embedding_spread, l2_normalize, retrieval_accuracy
 
 
 def gather(x):
@@ -78,8 +78,12 @@ class Method(keras.Model):
         raise NotImplementedError
 
     @classmethod
-    def from_run_config(cls, config, bands):
-        """The method a run's :class:`~sslrs_tf.config.Config` describes (`bands`: resolved band lists)."""
+    def from_run_config(cls, config, bands, pretrained=True):
+        """The method a run's :class:`~sslrs_tf.config.Config` describes (`bands`: resolved band lists).
+
+        `pretrained=False`: do not load start weights the config names (``model.pretrained``),
+        because the caller loads all weights itself (evaluation).
+        """
         raise NotImplementedError
 
     @classmethod
@@ -208,6 +212,36 @@ class ContrastiveMethod(Method):
     def loss_and_values(self, data, training):
         inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # pre-training has no labels
         return self.contrastive_step(inputs, training)
+
+    def embed(self, inputs):
+        """Unit-norm embeddings ``{"s1": [B, d], "s2": [B, d]}`` whose dot products are the method's similarity
+        (for retrieval; default: the L2-normalised outputs of ``call``)."""
+        return {m: l2_normalize(z) for m, z in self(inputs, training=False).items()}
+
+
+class SensorPairMethod(ContrastiveMethod):
+    """Pre-training whose positive pair is the co-located S1/S2 patch, one encoder per sensor.
+
+    Subclasses build ``encoder_s1`` and ``encoder_s2``, make ``call`` return one
+    embedding per sensor (``{"s1": [B, d], "s2": [B, d]}``) and give the loss of the
+    pairs in :meth:`pair_loss`; gathering the global batch and the retrieval metrics
+    are shared.
+    """
+
+    METRICS = ("top1", "top5", "spread")
+
+    def pair_loss(self, a, b, all_a, all_b, offset):
+        """This replica's loss for its embeddings `a` (S1), `b` (S2) against the global batch."""
+        raise NotImplementedError
+
+    def contrastive_step(self, inputs, training):
+        z = self(inputs, training=training)
+        a, all_a, offset = gather(z["s1"])
+        b, all_b, _ = gather(z["s2"])
+        return self.pair_loss(a, b, all_a, all_b, offset), pair_metrics(a, b, all_a, all_b, offset)
+
+    def encoders(self):
+        return {"s1": self.encoder_s1, "s2": self.encoder_s2}
 
 
 def pair_metrics(a, b, all_a, all_b, offset):

@@ -3,14 +3,15 @@
 import keras
 import tensorflow as tf
 
+from sslrs_tf.errors import UserError
 from sslrs_tf.losses.contrastive import nt_xent
-from sslrs_tf.methods.base import ContrastiveMethod, gather, pair_metrics
+from sslrs_tf.methods.base import SensorPairMethod
 from sslrs_tf.models.encoders import feature_dim, resnet_encoder
 from sslrs_tf.models.heads import projection_head
 
 
 @keras.saving.register_keras_serializable(package="sslrs_tf")
-class DualSimCLR(ContrastiveMethod):
+class DualSimCLR(SensorPairMethod):
     """Two encoders (S1, S2), an MLP projection head each, NT-Xent over the 2N projections.
 
     No image augmentation: the two views are the two sensors. Negatives come
@@ -30,8 +31,6 @@ class DualSimCLR(ContrastiveMethod):
     >>> model.compile(optimizer=keras.optimizers.Adam(3e-5))
     >>> model.fit(make_dataset("sen12ms", "train", crop_size=128, batch_size=200), steps_per_epoch=100)
     """
-
-    METRICS = ("top1", "top5", "spread")
 
     def __init__(self, backbone="resnet18", s1_channels=2, s2_channels=13, projection_dim=128,
                  temperature=0.07, sync_bn=True, **kwargs):
@@ -55,19 +54,15 @@ class DualSimCLR(ContrastiveMethod):
             "s2": self.head_s2(self.encoder_s2(inputs["s2"], training=training)["pooled"], training=training),
         }
 
-    def contrastive_step(self, inputs, training):
-        z = self(inputs, training=training)
-        z1, all1, offset = gather(z["s1"])
-        z2, all2, _ = gather(z["s2"])
-        loss = nt_xent(z1, z2, self.temperature, all1, all2, offset)
-        return loss, pair_metrics(z1, z2, all1, all2, offset)
-
-    def encoders(self):
-        return {"s1": self.encoder_s1, "s2": self.encoder_s2}
+    def pair_loss(self, a, b, all_a, all_b, offset):
+        return nt_xent(a, b, self.temperature, all_a, all_b, offset)
 
     @classmethod
-    def from_run_config(cls, config, bands):
+    def from_run_config(cls, config, bands, pretrained=True):
         m = config.model
+        if not m.backbone.startswith("resnet"):
+            raise UserError(f"config: model.method dual_simclr has ResNet encoders (resnet10/18/34/50); "
+                            f"received model.backbone {m.backbone!r}")
         return cls(backbone=m.backbone, s1_channels=len(bands["s1"]), s2_channels=len(bands["s2"]),
                    projection_dim=m.projection_dim, temperature=m.temperature, sync_bn=m.sync_bn)
 

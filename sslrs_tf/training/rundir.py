@@ -77,7 +77,7 @@ class RunDir:
             "backbone": config.model.backbone,
             "encoders": {
                 m: {"file": files[m], "input": _describe_input(norm, m, bands),
-                    "output": "dict: pooled [B, D], P2..P5 feature maps"}
+                    "output": _describe_output(model.encoders()[m])}
                 for m in files
             },
             "data": {"source": config.data.source, "dataset": config.data.dataset, "config": config.data.config,
@@ -96,6 +96,12 @@ class RunDir:
         }
         (self.export / "card.json").write_text(json.dumps(card, indent=2) + "\n")
         return card
+
+
+def _describe_output(encoder):
+    """The card's output entry of an encoder: its output names and shapes (batch and image sizes as None)."""
+    outputs = encoder.output if isinstance(encoder.output, dict) else {"output": encoder.output}
+    return {k: [None if d is None else int(d) for d in v.shape] for k, v in outputs.items()}
 
 
 def _describe_input(norm, name, bands):

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from sslrs_tf.losses.contrastive import embedding_spread, nt_xent, retrieval_accuracy
+from sslrs_tf.losses.contrastive import (
+    embedding_spread,
+    nt_xent,
+    patch_embedding,
+    retrieval_accuracy,
+    symmetric_info_nce,
+)
 
 
 def np_nt_xent(a, b, t):
@@ -61,3 +67,49 @@ def test_spread_is_one_when_spread_and_zero_when_collapsed():
     assert 0.8 < float(embedding_spread(rng.normal(size=(4000, 16)).astype(np.float32))) < 1.2
     collapsed = np.ones((64, 16), np.float32) + 1e-4 * rng.normal(size=(64, 16)).astype(np.float32)
     assert float(embedding_spread(collapsed)) < 0.01
+
+
+def np_patch_similarity(fa, fb):
+    """Mean over pixels of the cosine similarity of aligned pixels, for every pair (loops, float64)."""
+    fa, fb = fa.astype(np.float64), fb.astype(np.float64)
+    out = np.zeros((len(fa), len(fb)))
+    for i in range(len(fa)):
+        for j in range(len(fb)):
+            cos = [np.dot(p, q) / np.linalg.norm(p) / np.linalg.norm(q)
+                   for p, q in zip(fa[i].reshape(-1, fa.shape[-1]), fb[j].reshape(-1, fb.shape[-1]), strict=True)]
+            out[i, j] = np.mean(cos)
+    return out
+
+
+def np_symmetric_info_nce(sim, t):
+    logits = sim / t
+
+    def ce(m):
+        return np.mean([np.log(np.exp(row).sum()) - row[i] for i, row in enumerate(m)])
+
+    return (ce(logits) + ce(logits.T)) / 2
+
+
+def test_patch_similarity_and_symmetric_info_nce_match_numpy():
+    rng = np.random.default_rng(4)
+    fa = rng.normal(size=(6, 3, 4, 5)).astype(np.float32)
+    fb = rng.normal(size=(6, 3, 4, 5)).astype(np.float32)
+    a, b = np.asarray(patch_embedding(fa)), np.asarray(patch_embedding(fb))
+    sim = np_patch_similarity(fa, fb)
+    np.testing.assert_allclose(a @ b.T, sim, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(float(symmetric_info_nce(a, b, 0.1)), np_symmetric_info_nce(sim, 0.1), rtol=1e-5)
+    # Split over two replicas: the mean of the shards' losses is the global loss.
+    shards = [float(symmetric_info_nce(a[i:i + 3], b[i:i + 3], 0.1, a, b, offset=i)) for i in (0, 3)]
+    np.testing.assert_allclose(np.mean(shards), np_symmetric_info_nce(sim, 0.1), rtol=1e-5)
+
+
+def test_patch_similarity_sees_where_not_only_what():
+    rng = np.random.default_rng(5)
+    fa = rng.normal(size=(1, 4, 4, 8)).astype(np.float32)
+    moved = np.roll(fa, 2, axis=2)  # the same content, shifted: pooled features would call it identical
+    a, same, shifted = (np.asarray(patch_embedding(f)) for f in (fa, fa * 2.0, moved))
+    assert (a @ same.T).item() == pytest.approx(1.0, abs=1e-6)
+    assert (a @ shifted.T).item() < 0.5
+    pooled = [f.mean(axis=(1, 2))[0] for f in (fa, moved)]
+    np.testing.assert_allclose(pooled[0], pooled[1], rtol=1e-5)

@@ -6,17 +6,7 @@ import tensorflow as tf
 import keras
 
 from sslrs_tf.methods import DualSimCLR, get_method
-
-
-def batches(n, size=32, batch=8, seed=0):
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        s1 = rng.normal(size=(batch, size, size, 2)).astype(np.float32)
-        # S2 shares structure with S1, so the views have something to agree on.
-        s2 = np.concatenate([s1, rng.normal(size=(batch, size, size, 11)).astype(np.float32) * 0.3 + s1[..., :1]], -1)
-        out.append({"s1": s1, "s2": s2})
-    return out
+from tests.helpers import paired_batches as batches
 
 
 def model(seed=0, lr=0.05, loss_scale=None):
