@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from sslrs_tf.data.bands import S2_BANDS
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 REALDATA = ROOT.parent / "shared" / "realdata"
 SEN12MS_DUMMY = ROOT / "tfds_builders" / "sen12ms" / "dummy_data"
@@ -41,8 +43,7 @@ def eager_and_in_tf_data(fn, *args):
 
 
 # A distinct raw value per S2 band name, for fakes in which a band's position must not matter.
-BAND_VALUE = {b: 100.0 * (i + 1) for i, b in enumerate(
-    ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"))}
+BAND_VALUE = {b: 100.0 * (i + 1) for i, b in enumerate(S2_BANDS)}
 
 
 def eurosat_fake(n=6, noise=False):

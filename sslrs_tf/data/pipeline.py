@@ -282,14 +282,12 @@ def make_dataset(
         label_subset([], label_fraction)  # raises the range error
     drop_remainder = training if drop_remainder is None else drop_remainder
     if isinstance(source, CatalogSource):
-        records, parse, finish, size = _catalog_reader(source, split, modalities, bands, normalization, crop_size,
+        records, parse, finish = _catalog_reader(source, split, modalities, bands, normalization, crop_size,
                                                        training, eval_crop, label, label_fraction, missing_bands, seed)
     else:
-        records, parse, finish, size = _sen12ms_reader(source, split, modalities, bands, normalization, crop_size,
+        records, parse, finish = _sen12ms_reader(source, split, modalities, bands, normalization, crop_size,
                                                        training, eval_crop, label, label_source, label_fraction,
                                                        batch_size, drop_remainder, seed, with_ids)
-    if (crop_size or size) > size:
-        raise UserError(f"crop_size {crop_size} is larger than the dataset's {size} px patches")
 
     def one_epoch(epoch):
         # Stateless permutations seeded by (seed, epoch, block): the order of an
@@ -321,6 +319,13 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _crop_size(crop_size, size):
+    """The crop in pixels (default: the whole `size` px patch); a UserError if it does not fit."""
+    if (crop_size or size) > size:
+        raise UserError(f"crop_size {crop_size} is larger than the dataset's {size} px patches")
+    return crop_size or size
+
+
 def _permute(elements, seed):
     """The batch of (possibly nested) `elements` in a stateless random order."""
     leaves = tf.nest.flatten(elements)
@@ -330,9 +335,10 @@ def _permute(elements, seed):
 
 def _sen12ms_reader(builder, split, modalities, bands, normalization, crop_size, training, eval_crop, label,
                     label_source, label_fraction, batch_size, drop_remainder, seed, with_ids):
-    """Records, batch parser, finisher and patch size of a SEN12MS or DFC2020 split (serialized TFDS shards)."""
+    """Records, batch parser and finisher of a SEN12MS or DFC2020 split (serialized TFDS shards)."""
     features = builder.info.features
     patch_size = features["s1"].shape[0]
+    crop_size = _crop_size(crop_size, patch_size)
     label_source = label_source or ("dfc" if "dfc" in features else "lc")
     if label and label_source not in features:
         raise UserError(f"{builder.info.full_name} has no {label_source!r} labels")
@@ -342,7 +348,6 @@ def _sen12ms_reader(builder, split, modalities, bands, normalization, crop_size,
         kept = label_subset(split_ids(builder, split), label_fraction)
         keep = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(kept), tf.ones(len(kept), tf.int32)), 0)
-    crop_size = min(crop_size or patch_size, patch_size)
     parser = _Parser(patch_size, modalities, bands, normalization, crop_size, training, eval_crop,
                      label, label_source, seed, with_ids)
 
@@ -359,12 +364,12 @@ def _sen12ms_reader(builder, split, modalities, bands, normalization, crop_size,
         return records
 
     finish = _finisher(label, batch_size, drop_remainder, rebatch=len(parser.tiles) > 1 and not training)
-    return records, parser, finish, patch_size
+    return records, parser, finish
 
 
 def _catalog_reader(source, split, modalities, bands, normalization, crop_size, training, eval_crop, label,
                     label_fraction, missing_bands, seed):
-    """Records, batch parser, finisher and image size of a catalog dataset (see :mod:`sslrs_tf.data.catalog`)."""
+    """Records, batch parser and finisher of a catalog dataset (see :mod:`sslrs_tf.data.catalog`)."""
     spec = source.spec
     if modalities != ("s2",):
         raise UserError(f"{spec.name} holds Sentinel-2 only; it feeds an S2 encoder (model.inputs: only_s2). "
@@ -377,7 +382,7 @@ def _catalog_reader(source, split, modalities, bands, normalization, crop_size, 
     check_bands(source, wanted, missing_bands)
     present = [b for b in wanted if b in spec.bands]
     size, classes = spec.size, len(source.class_names)
-    crop = min(crop_size or size, size)
+    crop = _crop_size(crop_size, size)
     base = source.read(split)
     if label_fraction < 1:
         # TFDS shuffled the examples when writing: the first share is a fixed random draw, nested across fractions.
@@ -399,7 +404,7 @@ def _catalog_reader(source, split, modalities, bands, normalization, crop_size, 
         x = fill_missing(normalization(x, "s2", present), wanted, present)
         return ({"s2": x}, batch["label"]) if label else {"s2": x}
 
-    return (lambda epoch_seed: base), parse, (lambda batches: batches), size
+    return (lambda epoch_seed: base), parse, (lambda batches: batches)
 
 
 def split_size(source, split):
