@@ -73,12 +73,18 @@ class OptimizerConfig:
 class ModelConfig:
     """The method (pre-training, or a downstream model) and its encoders."""
 
-    method: str = option("dual_simclr", choices=("dual_simclr", "mma", "classifier", "segmenter"))
-    backbone: str = option("resnet18", choices=("resnet10", "resnet18", "resnet34", "resnet50", "vgg", "unet"),
-                           doc="encoder architecture (vgg: MMA's; unet: the segmentation baseline, early fusion only)")
-    projection_dim: int = option(128, min=1)
+    method: str = option("dual_simclr", choices=("dual_simclr", "mma", "moco_sensor", "moco_fusion", "simclr",
+                                                  "classifier", "segmenter"))
+    backbone: str = option("resnet18", choices=("resnet10", "resnet18", "resnet34", "resnet50", "swin_t", "swin_micro",
+                                                "vgg", "unet"),
+                           doc="encoder architecture (swin_*: built for data.crop_size; vgg: MMA's; unet: the "
+                               "segmentation baseline, early fusion only)")
+    projection_dim: typing.Optional[int] = option(128, min=1, doc="projection head width; null: no head (Dual-Swin)")
     embedding_dim: int = option(256, min=1, doc="mma: channels E of the VGG encoders' last block")
     temperature: float = option(0.07, above=0.0)
+    queue_size: int = option(65536, min=1, doc="moco_*: keys in the queue")
+    momentum: float = option(0.999, min=0.0, max=1.0, doc="moco_*: key-encoder momentum")
+    adapters: bool = option(True, doc="moco_*: trainable 1x1 conv -> BN -> ReLU adapters to 3 channels")
     sync_bn: bool = option(True, doc="BatchNorm statistics over the global batch")
     inputs: str = option("late_fusion", choices=("only_s1", "only_s2", "early_fusion", "late_fusion"),
                          doc="downstream: which sensors feed which encoders")

@@ -33,7 +33,7 @@ def test_defaults_overrides_and_round_trip(tmp_path):
         ("train.epochs=three", "train.epochs must be an integer; received 'three'"),
         ("train.epochs=0", "train.epochs must be >= 1; received 0"),
         ("optimizer.lr=-0.1", "optimizer.lr must be > 0.0; received -0.1"),
-        ("model.backbone=resnet19", "model.backbone must be one of resnet10, resnet18, resnet34, resnet50, vgg, unet; received 'resnet19' (did you mean 'resnet18'?)"),
+        ("model.backbone=resnet19", "model.backbone must be one of resnet10, resnet18, resnet34, resnet50, swin_t, swin_micro, vgg, unet; received 'resnet19' (did you mean 'resnet18'?)"),
         ("model.method=simclr2", "model.method must be one of dual_simclr"),
         ("train.deterministic=maybe", "train.deterministic must be true or false"),
         ("data.synthetic=3", "data.synthetic must be a section"),

@@ -129,14 +129,25 @@ def test_bigearthnet_refuses_a_13_band_encoder_unless_told_how_to_fill_b10(pretr
 
 
 @pytest.mark.slow
-def test_a_segmentation_run_evaluates_to_per_class_iou_and_miou(pretrained_run, small_world, tmp_path, capsys):
-    out = tmp_path / "seg"
-    assert train_main(["--config", FINETUNE, f"run.dir={out}", *small_world, "model.method=segmenter",
-                       "data.label=segmentation", f"model.pretrained={pretrained_run}", "train.epochs=1"]) == 0
-    assert evaluate_main(["--run", str(out)]) == 0
+def test_dual_swin_then_swinunet_from_its_frozen_encoders_evaluates_to_per_class_iou(small_world, tmp_path, capsys):
+    # The shipped Swin configs with the narrow test Swin at 32 px crops, one step each (a Swin step's
+    # first trace costs 10-20 s here; the methods' tests train longer).
+    short = [*small_world, "model.backbone=swin_micro", "data.crop_size=32", "train.epochs=1",
+             "train.steps_per_epoch=1", "train.batch_size=8"]
+    pre = tmp_path / "dual_swin"
+    assert train_main(["--config", str(ROOT / "configs" / "dual_swin.yaml"), f"run.dir={pre}", *short,
+                       "data.validation_split=null"]) == 0
+    card = json.loads((pre / "export" / "card.json").read_text())
+    assert card["backbone"] == "swin_micro" and card["encoders"]["s1"]["input_shape"] == [None, 32, 32, 2]
+    assert card["encoders"]["s2"]["output"]["P2"] == [None, 16, 16, 24]
+    seg = tmp_path / "seg"
+    assert train_main(["--config", str(ROOT / "configs" / "finetune_swin_segmentation.yaml"), f"run.dir={seg}",
+                       *short, f"model.pretrained={pre}", "model.inputs=only_s2", "model.freeze=true"]) == 0
+    np.testing.assert_array_equal(weights(pre, "s2")[0], weights(seg, "s2")[0])  # frozen: the pretrained S2 encoder
+    assert evaluate_main(["--run", str(seg)]) == 0
     printed = capsys.readouterr().out
     assert "segmentation-label" in printed and "mIoU" in printed and "| Forest |" in printed
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((seg / "metrics.json").read_text())
     assert list(metrics["scores"]) == ["OA", "AA", "mIoU"]
     present = [v for v in metrics["per_class"].values() if v["IoU"] is not None]
     assert present and all(set(v) == {"accuracy", "IoU"} for v in present)

@@ -6,17 +6,16 @@ test pays for the probe and a one-run protocol, not for pre-training again.
 """
 
 import shutil
-import subprocess
-import sys
 
 import pytest
 import yaml
 
+from sslrs_tf.quickstart import main as quickstart_main
 from tests.helpers import ROOT
 
 
 @pytest.mark.slow
-def test_quickstart_probes_then_runs_the_protocol_and_prints_its_tables(tmp_path, small_world, pretrained_run):
+def test_quickstart_probes_then_runs_the_protocol_and_prints_its_tables(tmp_path, small_world, pretrained_run, capsys):
     run = tmp_path / "run"
     shutil.copytree(pretrained_run, run)
     protocol = tmp_path / "protocol.yaml"
@@ -24,11 +23,11 @@ def test_quickstart_probes_then_runs_the_protocol_and_prints_its_tables(tmp_path
         "dir": str(tmp_path / "protocol"), "base": str(ROOT / "configs" / "finetune_tiny.yaml"),
         "models": ["Dual-SimCLR frozen"], "label_fractions": [1.0], "seeds": [0],
         "overrides": [*small_world, "train.epochs=1"]}))
-    cmd = [sys.executable, "-m", "sslrs_tf.quickstart", "--config", str(ROOT / "configs" / "tiny.yaml"),
-           "--protocol", str(protocol), f"run.dir={run}", *small_world]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
+    # In-process (the entry point's main; `python -m sslrs_tf.quickstart` adds only the interpreter).
+    code = quickstart_main(["--config", str(ROOT / "configs" / "tiny.yaml"), "--protocol", str(protocol),
+                            f"run.dir={run}", *small_world])
+    out, err = capsys.readouterr()
+    assert code == 0, err[-3000:]
     assert "SYNTHETIC" in out and "| random initialisation" in out and "| Dual-SimCLR pre-trained" in out
     rows = [line for line in out.splitlines() if line.startswith("| random") or line.startswith("| Dual-SimCLR pre")]
     for row in rows:

@@ -22,11 +22,16 @@ from sslrs_tf.config import from_dict, option, parse_override
 from sslrs_tf.data.labels import CLASS_NAMES
 from sslrs_tf.errors import UserError
 
-#: the models of the ISPRS 2022 tables: name -> (family, overrides)
+_FROZEN = ["model.pretrained={pretrained}", "model.freeze=true", "model.inputs=late_fusion"]
+_FINETUNED = ["model.pretrained={pretrained}", "model.freeze=false", "model.inputs=late_fusion"]
+#: the models of the ISPRS 2022 and CVPR EarthVision 2022 tables: name -> (family, overrides). The
+#: encoders' architecture comes from the base config (model.backbone): the baselines of a Swin base
+#: config are the Swin baselines; "Dual-Swin" names the pretrained rows of such a comparison.
 MODELS = {
-    "Dual-SimCLR frozen": ("probe", ["model.pretrained={pretrained}", "model.freeze=true", "model.inputs=late_fusion"]),
-    "Dual-SimCLR fine-tuned": ("finetune", ["model.pretrained={pretrained}", "model.freeze=false",
-                                            "model.inputs=late_fusion"]),
+    "Dual-SimCLR frozen": ("probe", _FROZEN),
+    "Dual-SimCLR fine-tuned": ("finetune", _FINETUNED),
+    "Dual-Swin frozen": ("probe", _FROZEN),
+    "Dual-Swin fine-tuned": ("finetune", _FINETUNED),
     "OnlySen-1": ("baseline", ["model.pretrained=null", "model.freeze=false", "model.inputs=only_s1"]),
     "OnlySen-2": ("baseline", ["model.pretrained=null", "model.freeze=false", "model.inputs=only_s2"]),
     "EarlyFusion": ("baseline", ["model.pretrained=null", "model.freeze=false", "model.inputs=early_fusion"]),
@@ -74,7 +79,8 @@ def load_protocol(path, overrides=()):
             raise UserError(f"protocol: label_fractions must be in (0, 1]; received {f}")
     needs_pretrained = any(MODELS[m][0] != "baseline" for m in protocol.models)
     if needs_pretrained and not protocol.pretrained:
-        raise UserError("protocol: pretrained is required for the Dual-SimCLR models (a pre-training run directory)")
+        raise UserError("protocol: pretrained is required for the Dual-SimCLR/Dual-Swin models "
+                        "(a pre-training run directory)")
     base = pathlib.Path(protocol.base)
     if not base.is_absolute():
         base = pathlib.Path(path).resolve().parent / base

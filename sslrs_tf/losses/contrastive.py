@@ -91,6 +91,30 @@ def symmetric_info_nce(a, b, temperature, all_a=None, all_b=None, offset=0):
     return (ops.mean(ce(target, rows, from_logits=True)) + ops.mean(ce(target, cols, from_logits=True))) / 2.0
 
 
+def queue_logits(q, k, queue, temperature):
+    """MoCo's logits ``[n, 1 + K]``: each query against its own key (column 0), then against the K queued keys.
+
+    Args:
+        q, k: ``[n, d]`` this replica's unit-norm queries and their keys (positives).
+        queue: ``[K, d]`` unit-norm keys of earlier batches (the negatives).
+        temperature: softmax temperature (MoCo-v2: 0.2).
+    """
+    q, k, queue = (ops.cast(t, "float32") for t in (q, k, queue))
+    positive = ops.sum(q * k, axis=-1, keepdims=True)
+    return ops.concatenate([positive, ops.matmul(q, ops.transpose(queue))], axis=-1) / temperature
+
+
+def moco_info_nce(q, k, queue, temperature):
+    """MoCo's InfoNCE: softmax cross-entropy of :func:`queue_logits` with the key (column 0) as the target.
+
+    The negatives are the queue only, the same on every replica, so no global batch is needed.
+    Returns the mean over this replica's queries (float32).
+    """
+    logits = queue_logits(q, k, queue, temperature)
+    target = ops.zeros((ops.shape(q)[0],), "int32")
+    return ops.mean(keras.losses.sparse_categorical_crossentropy(target, logits, from_logits=True))
+
+
 def retrieval_accuracy(a, b, all_a=None, all_b=None, offset=0, k=1):
     """Cross-modal top-`k` retrieval: how often the partner of a query is among its k most similar in the other modality.
 

@@ -3,11 +3,16 @@
 from sslrs_tf.methods.classifier import Classifier
 from sslrs_tf.methods.dual_simclr import DualSimCLR
 from sslrs_tf.methods.mma import MMA
+from sslrs_tf.methods.moco import MoCo
 from sslrs_tf.methods.segmenter import Segmenter
+from sslrs_tf.methods.simclr import SimCLR
 
 METHODS = {
     "dual_simclr": DualSimCLR,
     "mma": MMA,
+    "moco_sensor": MoCo,  # the mode is the part after "moco_"
+    "moco_fusion": MoCo,
+    "simclr": SimCLR,
     "classifier": Classifier,
     "segmenter": Segmenter,
 }

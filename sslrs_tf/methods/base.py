@@ -23,7 +23,9 @@ values for a batch. The base class:
 import keras
 import tensorflow as tf
 
+from sslrs_tf.errors import UserError
 from sslrs_tf.losses.contrastive import embedding_spread, l2_normalize, retrieval_accuracy
+from sslrs_tf.models.swin import SWINS, check_image_size
 
 
 def gather(x):
@@ -37,6 +39,19 @@ def gather(x):
         return x, x, 0
     offset = tf.cast(ctx.replica_id_in_sync_group, "int32") * tf.shape(x)[0]
     return x, ctx.all_gather(x, axis=0), offset
+
+
+def encoder_image_size(config):
+    """The input side a Swin encoder of the run is built for (the pipeline's crop); None for other encoders."""
+    backbone, crop = config.model.backbone, config.data.crop_size
+    if backbone not in SWINS:
+        return None
+    try:
+        check_image_size(backbone, crop)
+    except ValueError as err:
+        raise UserError(f"config: data.crop_size {crop} does not fit model.backbone {backbone}: "
+                        f"{str(err).split('. Received')[0]}") from None
+    return crop
 
 
 class Method(keras.Model):
@@ -105,9 +120,21 @@ class Method(keras.Model):
         return groups
 
     def build_optimizers(self):
-        """Creates every optimizer's variables (needed before a checkpoint can be restored into them)."""
+        """Creates the variables of every optimizer not built yet (needed before a checkpoint can be restored)."""
         for optimizer, variables in self.optimizer_groups():
-            optimizer.build(variables)
+            if not optimizer.built:
+                optimizer.build(variables)
+
+    def compile(self, *args, **kwargs):
+        """Keras' compile; then builds the optimizers (set ``encoder_optimizer`` before).
+
+        Every method creates its variables in ``__init__``. Optimizer variables created
+        inside the first ``train_step`` instead make ``tf.function`` trace the step twice
+        (once to create them, once more without): for a Swin that is 20 s more.
+        """
+        super().compile(*args, **kwargs)
+        if self.optimizer is not None:
+            self.build_optimizers()
 
     def _record(self, loss, values, finite):
         # A skipped batch does not enter the averages (weight 0, and 0 instead of NaN).
@@ -122,7 +149,7 @@ class Method(keras.Model):
         saved = [tf.identity(v) for v in self.non_trainable_variables]
         groups = self.optimizer_groups()
         with tf.GradientTape() as tape:
-            loss, values = self.loss_and_values(data, training=True)
+            loss, values, aux = self.training_forward(data)
             scaled = self.optimizer.scale_loss(tf.cast(loss, "float32") / replicas)
         variables = [v for _, group in groups for v in group]
         grads = tape.gradient(scaled, variables)
@@ -136,7 +163,7 @@ class Method(keras.Model):
         for optimizer, group in groups:
             updates.append((optimizer, grads[start:start + len(group)], group))
             start += len(group)
-        self._apply_or_restore(updates, finite, saved)
+        self._apply_or_restore(updates, finite, saved, aux)
         self._record(loss, values, finite)
         # Each replica adds 1/replicas: the aggregated sum counts a skipped batch once.
         self.skipped_tracker.update_state((1.0 - tf.cast(finite, "float32")) / replicas)
@@ -161,32 +188,42 @@ class Method(keras.Model):
             checks += [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
         return tf.reduce_all(tf.stack(checks))
 
-    def _apply_or_restore(self, updates, finite, saved):
-        """Applies each ``(optimizer, grads, variables)`` of `updates` if `finite` (the same on
-        every replica), else puts the non-trainable state back."""
+    def training_forward(self, data):
+        """``(loss, values, aux)`` of a training batch; `aux` is handed to :meth:`after_update` (default None)."""
+        loss, values = self.loss_and_values(data, training=True)
+        return loss, values, None
 
-        def apply(updates):
+    def after_update(self, aux):
+        """State a method changes after the optimizers' update, only when the batch was finite (MoCo's
+        key encoder and queue). Runs in replica context on every replica, with that replica's `aux`."""
+
+    def _apply_or_restore(self, updates, finite, saved, aux=None):
+        """Applies each ``(optimizer, grads, variables)`` of `updates` and then :meth:`after_update` if
+        `finite` (the same on every replica), else puts the non-trainable state back."""
+
+        def apply(updates, aux):
             for optimizer, grads, variables in updates:
                 optimizer.apply(grads, variables)
+            self.after_update(aux)
 
         def restore(values):
             for variable, value in zip(self.non_trainable_variables, values):
                 variable.assign(value)
 
         if tf.__internal__.distribute.strategy_supports_no_merge_call():
-            tf.cond(finite, lambda: apply(updates) or tf.no_op(), lambda: restore(saved) or tf.no_op())
+            tf.cond(finite, lambda: apply(updates, aux) or tf.no_op(), lambda: restore(saved) or tf.no_op())
             return
 
         # MirroredStrategy: optimizer.apply calls merge_call, which a cond branch in a
         # replica context must not do. Decide in the cross-replica context instead
         # (the pattern of Keras' LossScaleOptimizer).
-        def cross_replica(strategy, grads, finite, saved):
+        def cross_replica(strategy, grads, finite, saved, aux):
             decided = strategy.experimental_local_results(finite)[0]
 
             def apply_everywhere():
-                def replica_apply(grads):
-                    apply([(o, g, v) for (o, _, v), g in zip(updates, grads)])
-                strategy.extended.call_for_each_replica(replica_apply, args=(grads,))
+                def replica_apply(grads, aux):
+                    apply([(o, g, v) for (o, _, v), g in zip(updates, grads)], aux)
+                strategy.extended.call_for_each_replica(replica_apply, args=(grads, aux))
 
             def skip():
                 strategy.extended.call_for_each_replica(restore, args=(saved,))
@@ -194,7 +231,7 @@ class Method(keras.Model):
             tf.cond(decided, apply_everywhere, skip)
 
         grads = [g for _, g, _ in updates]
-        tf.distribute.get_replica_context().merge_call(cross_replica, args=(grads, finite, saved))
+        tf.distribute.get_replica_context().merge_call(cross_replica, args=(grads, finite, saved, aux))
 
     def test_step(self, data):
         loss, values = self.loss_and_values(data, training=False)
@@ -204,6 +241,14 @@ class Method(keras.Model):
 
 class ContrastiveMethod(Method):
     """Base of the pre-training methods: batches are unlabelled, `contrastive_step` gets the inputs."""
+
+    def augmentation_seeds(self, n):
+        """`n` stateless seeds for this step's random views: from the optimizer's step and the replica,
+        so a resumed run draws what an uninterrupted one would, and each replica draws its own."""
+        ctx = tf.distribute.get_replica_context()
+        replica = tf.cast(ctx.replica_id_in_sync_group if ctx is not None else 0, "int64")
+        seed = tf.stack([tf.cast(self.optimizer.iterations, "int64"), replica])
+        return tf.unstack(tf.random.experimental.stateless_split(seed, n), axis=0)
 
     def contrastive_step(self, inputs, training):
         """This replica's loss and metric values for a batch of inputs."""

@@ -7,7 +7,7 @@ from sslrs_tf.data.labels import NUM_CLASSES
 from sslrs_tf.errors import UserError
 from sslrs_tf.evaluation.metrics import ConfusionMatrix, MultiLabelCounts
 from sslrs_tf.methods.downstream import DownstreamMethod
-from sslrs_tf.models.encoders import feature_dim
+from sslrs_tf.models.encoders import feature_dim, is_encoder
 
 
 @keras.saving.register_keras_serializable(package="sslrs_tf")
@@ -15,7 +15,7 @@ class Classifier(DownstreamMethod):
     """Pooled features of one or two encoders, concatenated, then one linear layer to the classes.
 
     Args:
-        backbone: encoder architecture (``"resnet18"``, ``"resnet50"``, ...).
+        backbone: encoder architecture (``"resnet18"``, ``"resnet50"``, ``"swin_t"``, ...).
         inputs: ``"only_s1"``, ``"only_s2"``, ``"early_fusion"`` or ``"late_fusion"``
             (see :mod:`sslrs_tf.methods.downstream`).
         label: ``"single"`` (softmax cross-entropy; metrics OA, AA) or ``"multi"``
@@ -35,8 +35,8 @@ class Classifier(DownstreamMethod):
     LABELS = ("single", "multi")
 
     def __init__(self, backbone="resnet18", inputs="late_fusion", label="single", num_classes=NUM_CLASSES, **kwargs):
-        if not backbone.startswith("resnet"):
-            raise ValueError(f"`backbone` must be a ResNet for classification. Received: backbone={backbone!r}")
+        if not is_encoder(backbone):
+            raise ValueError(f"`backbone` must be a ResNet or a Swin for classification. Received: backbone={backbone!r}")
         super().__init__(backbone=backbone, inputs=inputs, label=label, num_classes=num_classes, **kwargs)
         self.head = keras.layers.Dense(num_classes, name="head")
         # Built now: every variable exists before the optimizers are built (Keras builds them
@@ -52,9 +52,9 @@ class Classifier(DownstreamMethod):
     @classmethod
     def check_run_config(cls, config):
         super().check_run_config(config)
-        if not config.model.backbone.startswith("resnet"):
-            raise UserError(f"config: model.backbone {config.model.backbone} is for segmentation; "
-                            "classification takes a ResNet")
+        if not is_encoder(config.model.backbone):
+            raise UserError(f"config: model.backbone {config.model.backbone} is not for classification; "
+                            "classification takes a ResNet or a Swin")
 
     def call(self, inputs, training=False):
         """Class logits ``[B, num_classes]`` (float32) of a batch ``{"s1": ..., "s2": ...}``."""

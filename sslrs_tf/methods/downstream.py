@@ -23,8 +23,8 @@ from keras import ops
 from sslrs_tf.data.catalog import num_classes
 from sslrs_tf.data.labels import NUM_CLASSES
 from sslrs_tf.errors import UserError
-from sslrs_tf.methods.base import Method
-from sslrs_tf.models.encoders import resnet_encoder
+from sslrs_tf.methods.base import Method, encoder_image_size
+from sslrs_tf.models.encoders import is_encoder, make_encoder
 
 INPUTS = {
     # name: {encoder name: modalities it reads, in channel order}
@@ -43,19 +43,20 @@ class DownstreamMethod(Method):
     ``self.loss_fn`` and ``self.task_metrics``.
 
     Args:
-        backbone: encoder architecture (``"resnet18"``, ``"resnet50"``, ...).
+        backbone: encoder architecture (``"resnet18"``, ``"resnet50"``, ``"swin_t"``, ...).
         inputs: ``"only_s1"``, ``"only_s2"``, ``"early_fusion"`` or ``"late_fusion"``.
         label: the label kind (one of the subclass's ``LABELS``).
         num_classes: number of classes (8 for DFC2020).
         s1_channels, s2_channels: input channels per sensor.
         freeze: keep the encoders fixed (weights and BatchNorm statistics).
         sync_bn: BatchNorm statistics over the global batch under a multi-replica strategy.
+        image_size: the input side a Swin encoder is built for; ignored by ResNets.
     """
 
     LABELS = ()
 
     def __init__(self, backbone="resnet18", inputs="late_fusion", label=None, num_classes=NUM_CLASSES,
-                 s1_channels=2, s2_channels=13, freeze=False, sync_bn=True, **kwargs):
+                 s1_channels=2, s2_channels=13, freeze=False, sync_bn=True, image_size=None, **kwargs):
         super().__init__(**kwargs)
         label = label or self.LABELS[0]
         if inputs not in INPUTS:
@@ -64,11 +65,12 @@ class DownstreamMethod(Method):
             raise ValueError(f"`label` must be one of {', '.join(self.LABELS)}. Received: label={label!r}")
         self.backbone, self.inputs_kind, self.label, self.num_classes = backbone, inputs, label, num_classes
         self.s1_channels, self.s2_channels, self.freeze, self.sync_bn = s1_channels, s2_channels, freeze, sync_bn
+        self.image_size = image_size
         self.streams = INPUTS[inputs]
         self.encoder_models = {
-            name: resnet_encoder(backbone, self.stream_channels(name), sync_bn, name=f"encoder_{name}")
+            name: make_encoder(backbone, self.stream_channels(name), sync_bn, image_size, name=f"encoder_{name}")
             for name in self.streams
-        } if backbone.startswith("resnet") else {}
+        } if is_encoder(backbone) else {}
         for encoder in self.encoder_models.values():
             encoder.trainable = not freeze
 
@@ -139,7 +141,8 @@ class DownstreamMethod(Method):
         m, d = config.model, config.data
         model = cls(backbone=m.backbone, inputs=m.inputs, label=d.label, num_classes=num_classes(d.dataset),
                     s1_channels=len(bands["s1"]),
-                    s2_channels=len(bands["s2"]), freeze=m.freeze, sync_bn=m.sync_bn)
+                    s2_channels=len(bands["s2"]), freeze=m.freeze, sync_bn=m.sync_bn,
+                    image_size=encoder_image_size(config))
         if m.pretrained and pretrained:
             _, encoders = load_encoders(m.pretrained, tuple(model.streams), d.normalization, bands, m.backbone)
             model.load_encoders(encoders)
@@ -148,4 +151,4 @@ class DownstreamMethod(Method):
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone, "inputs": self.inputs_kind, "label": self.label,
                 "num_classes": self.num_classes, "s1_channels": self.s1_channels, "s2_channels": self.s2_channels,
-                "freeze": self.freeze, "sync_bn": self.sync_bn}
+                "freeze": self.freeze, "sync_bn": self.sync_bn, "image_size": self.image_size}

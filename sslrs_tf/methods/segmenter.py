@@ -1,4 +1,5 @@
-"""Downstream land-cover segmentation: a UNet-style decoder over the encoders' feature maps, or the UNet baseline."""
+"""Downstream land-cover segmentation: a UNet-style decoder (ResNets) or SwinUNet (Swins) over the encoders'
+feature maps, or the UNet baseline."""
 
 import keras
 from keras import ops
@@ -7,6 +8,8 @@ from sslrs_tf.data.labels import IGNORE, NUM_CLASSES
 from sslrs_tf.errors import UserError
 from sslrs_tf.evaluation.metrics import ConfusionMatrix
 from sslrs_tf.methods.downstream import DownstreamMethod
+from sslrs_tf.models.swin import SWINS
+from sslrs_tf.models.swin_unet import swin_unet_decoder
 from sslrs_tf.models.unet import pyramid_decoder, unet
 
 LEVELS = ("P2", "P3", "P4", "P5")
@@ -20,13 +23,15 @@ class Segmenter(DownstreamMethod):
 
     With a ResNet backbone, each stream's encoder gives ``P2``-``P5`` (strides 4-32);
     a UNet-style decoder fuses the streams' maps by concatenation at each scale and
-    decodes to the input resolution. With ``backbone="unet"`` (only with
+    decodes to the input resolution. With a Swin backbone the head is SwinUNet
+    (:func:`~sslrs_tf.models.swin_unet.swin_unet_decoder`: one Swin-Unet decoder per
+    stream, fused at the last scale). With ``backbone="unet"`` (only with
     ``inputs="early_fusion"``) the model is the supervised UNet baseline
     (64-128-256-512-512) on S1+S2 stacked. Loss: pixel-wise cross-entropy ignoring
     255; metrics: OA, pixel AA, mIoU.
 
     Args:
-        backbone: ``"resnet18"``, ``"resnet50"``, ... or ``"unet"``.
+        backbone: ``"resnet18"``, ``"resnet50"``, ..., ``"swin_t"``, ``"swin_micro"`` or ``"unet"``.
         inputs: ``"only_s1"``, ``"only_s2"``, ``"early_fusion"`` or ``"late_fusion"``.
         label: ``"segmentation"``.
         num_classes, s1_channels, s2_channels, freeze, sync_bn: as for
@@ -46,6 +51,8 @@ class Segmenter(DownstreamMethod):
         super().__init__(backbone=backbone, inputs=inputs, label=label, num_classes=num_classes, **kwargs)
         if backbone == "unet":
             self.net = unet(self.stream_channels("s1s2"), num_classes, name="unet")
+        elif backbone in SWINS:
+            self.net = swin_unet_decoder(backbone, tuple(self.streams), self.image_size, num_classes, name="decoder")
         else:
             channels = {name: {p: int(self.encoder_models[name].output[p].shape[-1]) for p in LEVELS}
                         for name in self.streams}

@@ -1,5 +1,8 @@
 """Encoders: one backbone per modality, any input channel count, pooled vector plus multi-scale maps.
 
+:func:`make_encoder` builds any of them by name: the ResNets below, or the Swin
+Transformers of :mod:`sslrs_tf.models.swin` (which are built for one input size).
+
 The ResNets are keras-hub's ``ResNetBackbone`` built from constructor arguments
 (its preset shortcuts download weights; these do not). Its BatchNormalization
 layers are switched to ``synchronized=True``: under a distribution strategy the
@@ -10,6 +13,8 @@ multi-device run differ from a one-device run on the same global batch.
 
 import keras
 import keras_hub
+
+from sslrs_tf.models.swin import SWINS, swin_dim, swin_encoder
 
 RESNETS = {
     # depth: (block type, blocks per stage, output width)
@@ -77,4 +82,26 @@ def resnet_encoder(backbone, in_channels, sync_bn=True, name=None):
 
 def feature_dim(backbone):
     """Width of the pooled vector of `backbone`."""
+    if backbone in SWINS:
+        return swin_dim(backbone)
     return RESNETS[BACKBONES[backbone]][2]
+
+
+def make_encoder(backbone, in_channels, sync_bn=True, image_size=None, name=None):
+    """The encoder `backbone` (a ResNet or a Swin) for `in_channels` channels.
+
+    `image_size` is the input side a Swin is built for (ResNets take any size and
+    ignore it); `sync_bn` applies to ResNets (Swins have LayerNorm, nothing to sync).
+    Both return ``pooled`` and ``P2``-``P5``.
+    """
+    if backbone in SWINS:
+        if image_size is None:
+            raise ValueError(f"a Swin encoder is built for one input size: pass `image_size`. "
+                             f"Received: backbone={backbone!r}, image_size=None")
+        return swin_encoder(backbone, in_channels, image_size, name=name)
+    return resnet_encoder(backbone, in_channels, sync_bn, name=name)
+
+
+def is_encoder(backbone):
+    """Whether `backbone` names an encoder :func:`make_encoder` builds (a ResNet or a Swin)."""
+    return backbone in BACKBONES or backbone in SWINS

@@ -39,7 +39,8 @@ def make_optimizer(config, steps_per_epoch, epochs, lr=None):
     decoupled = None if config.name in COUPLED_L2 or not config.weight_decay else config.weight_decay
     optimizer = {
         "adam": lambda: keras.optimizers.Adam(lr),
-        "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=decoupled or 0.0),
+        # AdamW without decay is Adam; Keras' AdamW would still add a decay op per variable to the step.
+        "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=decoupled) if decoupled else keras.optimizers.Adam(lr),
         "sgd": lambda: keras.optimizers.SGD(lr, momentum=config.momentum),
         "lamb": lambda: keras.optimizers.Lamb(lr, weight_decay=decoupled),
     }[config.name]()

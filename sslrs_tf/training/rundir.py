@@ -77,6 +77,7 @@ class RunDir:
             "backbone": config.model.backbone,
             "encoders": {
                 m: {"file": files[m], "input": _describe_input(norm, m, bands),
+                    "input_shape": _shape(model.encoders()[m].input),  # a Swin takes one image size only
                     "output": _describe_output(model.encoders()[m])}
                 for m in files
             },
@@ -101,7 +102,11 @@ class RunDir:
 def _describe_output(encoder):
     """The card's output entry of an encoder: its output names and shapes (batch and image sizes as None)."""
     outputs = encoder.output if isinstance(encoder.output, dict) else {"output": encoder.output}
-    return {k: [None if d is None else int(d) for d in v.shape] for k, v in outputs.items()}
+    return {k: _shape(v) for k, v in outputs.items()}
+
+
+def _shape(tensor):
+    return [None if d is None else int(d) for d in tensor.shape]
 
 
 def _describe_input(norm, name, bands):

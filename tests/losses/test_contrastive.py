@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from sslrs_tf.losses.contrastive import (
+    moco_info_nce,
+    queue_logits,
     embedding_spread,
     nt_xent,
     patch_embedding,
@@ -113,3 +115,16 @@ def test_patch_similarity_sees_where_not_only_what():
     assert (a @ shifted.T).item() < 0.5
     pooled = [f.mean(axis=(1, 2))[0] for f in (fa, moved)]
     np.testing.assert_allclose(pooled[0], pooled[1], rtol=1e-5)
+
+
+def test_moco_info_nce_matches_numpy():
+    rng = np.random.default_rng(5)
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    q, k, queue = unit(rng.normal(size=(6, 8))), unit(rng.normal(size=(6, 8))), unit(rng.normal(size=(20, 8)))
+    expected = []
+    for i in range(6):  # one query at a time: its key first, then every queued key
+        logits = np.array([q[i] @ k[i], *(q[i] @ n for n in queue)]) / 0.2
+        expected.append(np.log(np.exp(logits).sum()) - logits[0])
+    got = moco_info_nce(q.astype(np.float32), k.astype(np.float32), queue.astype(np.float32), 0.2)
+    assert float(got) == pytest.approx(np.mean(expected), rel=1e-5)
+    assert np.asarray(queue_logits(q, k, queue, 0.2)).shape == (6, 21)

@@ -27,17 +27,22 @@ def test_registry_and_config_round_trip():
     assert DualSimCLR.from_config(m.get_config()).temperature == 0.2
 
 
-def test_loss_falls_on_a_repeated_batch():
+@pytest.fixture(scope="module")
+def repeated():
+    """A model after six steps on one repeated batch, the batch, and the six losses (one trace for two tests)."""
     m = model()
     (batch,) = batches(1)
     losses = [float(m.train_on_batch(batch, return_dict=True)["loss"]) for _ in range(6)]
+    return m, batch, losses
+
+
+def test_loss_falls_on_a_repeated_batch(repeated):
+    _, _, losses = repeated
     assert losses[-1] < losses[0] * 0.8, losses
 
 
-def test_a_non_finite_batch_changes_nothing_and_is_counted():
-    m = model()
-    good, = batches(1)
-    m.train_on_batch(good)
+def test_a_non_finite_batch_changes_nothing_and_is_counted(repeated):
+    m, good, _ = repeated
     before = [v.numpy().copy() for v in m.variables] + [v.numpy().copy() for v in m.optimizer.variables]
     bad = {k: v.copy() for k, v in good.items()}
     bad["s1"][0, 0, 0, 0] = np.nan
@@ -48,6 +53,19 @@ def test_a_non_finite_batch_changes_nothing_and_is_counted():
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, after, strict=True))
     m.train_on_batch(good)
     assert any(not np.array_equal(a, v.numpy()) for a, v in zip(before, m.trainable_variables, strict=True))
+
+
+def test_dual_swin_learns_on_the_pooled_vectors_without_a_head():
+    keras.utils.set_random_seed(0)
+    m = DualSimCLR("swin_micro", projection_dim=None, temperature=0.2, image_size=32)
+    assert m.head_s1 is None and DualSimCLR.from_config(m.get_config()).image_size == 32
+    m.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.0), jit_compile=False)
+    (batch,) = batches(1)
+    z = m(batch)
+    assert z["s2"].shape == (8, 192)  # the pooled vector itself (8 x embed 24)
+    np.testing.assert_allclose(z["s1"], m.encoder_s1(batch["s1"])["pooled"], rtol=1e-5, atol=1e-6)
+    losses = [float(m.train_on_batch(batch, return_dict=True)["loss"]) for _ in range(6)]
+    assert losses[-1] < losses[0] * 0.8, losses
 
 
 def test_two_replicas_train_like_one_device_on_the_same_global_batch():

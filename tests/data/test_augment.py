@@ -1,0 +1,88 @@
+"""The in-step augmentations against NumPy references, eagerly and inside tf.data."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sslrs_tf.data import augment as aug
+from tests.helpers import eager_and_in_tf_data
+
+SEED = tf.constant([3, 7], tf.int64)
+
+
+def np_bilinear_crop(image, box, size):
+    """tf.image.crop_and_resize's sampling, one pixel at a time."""
+    h, w, _ = image.shape
+    y0, x0, y1, x1 = box
+    out = np.zeros((size, size, image.shape[-1]))
+    for i in range(size):
+        for j in range(size):
+            y = y0 * (h - 1) + i * (y1 - y0) * (h - 1) / (size - 1)
+            x = x0 * (w - 1) + j * (x1 - x0) * (w - 1) / (size - 1)
+            ya, xa = int(np.floor(y)), int(np.floor(x))
+            yb, xb = min(ya + 1, h - 1), min(xa + 1, w - 1)
+            dy, dx = y - ya, x - xa
+            out[i, j] = ((1 - dy) * (1 - dx) * image[ya, xa] + (1 - dy) * dx * image[ya, xb]
+                         + dy * (1 - dx) * image[yb, xa] + dy * dx * image[yb, xb])
+    return out
+
+
+def test_crop_boxes_respect_area_and_aspect_and_crops_match_numpy():
+    boxes = aug.crop_boxes(SEED, 200, scale=(0.2, 1.0)).numpy()
+    h, w = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert (boxes >= 0).all() and (boxes <= 1 + 1e-6).all()
+    # Area share in [0.2, 1] unless a side was capped at the image (then smaller).
+    assert ((h * w <= 1 + 1e-6) & ((h * w >= 0.2 - 1e-6) | (h >= 1 - 1e-6) | (w >= 1 - 1e-6))).all()
+    uncapped = (h < 1 - 1e-6) & (w < 1 - 1e-6)
+    assert ((w / h)[uncapped] >= 3 / 4 - 1e-5).all() and ((w / h)[uncapped] <= 4 / 3 + 1e-5).all()
+    images = np.random.default_rng(0).random((3, 12, 12, 2)).astype(np.float32)
+    expected_boxes = aug.crop_boxes(SEED, 3).numpy()
+    for got in eager_and_in_tf_data(lambda x: aug.random_resized_crop(x, SEED), images):
+        for i in range(3):
+            np.testing.assert_allclose(got[i], np_bilinear_crop(images[i], expected_boxes[i], 12), atol=1e-5)
+
+
+def test_colour_operations_match_numpy():
+    rng = np.random.default_rng(1)
+    x = rng.random((2, 4, 4, 3)).astype(np.float32)
+    f = np.array([0.5, 1.5], np.float32)
+    luma = (x * [0.299, 0.587, 0.114]).sum(-1, keepdims=True)
+    np.testing.assert_allclose(aug.grey(x), luma, rtol=1e-5)
+    np.testing.assert_allclose(aug.adjust_brightness(x, f), x * f[:, None, None, None], rtol=1e-6)
+    mean = luma.mean(axis=(1, 2, 3), keepdims=True)
+    np.testing.assert_allclose(aug.adjust_contrast(x, f), mean + (x - mean) * f[:, None, None, None], rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(aug.adjust_saturation(x, f), luma + (x - luma) * f[:, None, None, None], rtol=1e-5,
+                               atol=1e-6)
+    # A hue turn of 1/3 maps pure red to pure green; a whole turn changes nothing.
+    red = np.zeros((1, 1, 1, 3), np.float32)
+    red[..., 0] = 1
+    np.testing.assert_allclose(aug.adjust_hue(red, np.array([1 / 3], np.float32)), [[[[0, 1, 0]]]], atol=1e-5)
+    np.testing.assert_allclose(aug.adjust_hue(x, np.array([1.0, 0.0], np.float32)), x, atol=1e-5)
+
+
+def test_each_image_is_blurred_with_its_own_gaussian():
+    rng = np.random.default_rng(2)
+    x = rng.random((2, 30, 30, 2)).astype(np.float32)
+    sigma = np.array([0.5, 2.0], np.float32)
+    size = 3  # a tenth of 30, odd
+    expected = np.zeros_like(x, dtype=np.float64)
+    for b in range(2):
+        t = np.arange(size) - size // 2
+        k = np.exp(-t ** 2 / (2 * sigma[b] ** 2))
+        k /= k.sum()
+        padded = np.pad(x[b], ((1, 1), (1, 1), (0, 0)), mode="reflect")
+        for i in range(30):
+            for j in range(30):
+                expected[b, i, j] = np.einsum("a,b,abc->c", k, k, padded[i:i + size, j:j + size])
+    for got in eager_and_in_tf_data(aug.gaussian_blur, x, sigma):
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [3, 12])
+def test_views_are_seeded_distinct_and_keep_shape(channels):
+    x = np.random.default_rng(3).random((4, 32, 32, channels)).astype(np.float32)
+    a, b = eager_and_in_tf_data(lambda t: aug.augment(t, SEED), x)
+    np.testing.assert_allclose(a, b, atol=1e-6)  # the same seed: the same view, eagerly and in tf.data
+    other = aug.augment(x, tf.constant([3, 8], tf.int64)).numpy()
+    assert a.shape == x.shape and np.isfinite(a).all() and not np.allclose(a, other)

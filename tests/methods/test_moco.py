@@ -1,0 +1,139 @@
+"""MoCo-v2 with sensor pairs: momentum, queue, the skipped batch, two replicas; the fusion variant."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from sslrs_tf.losses.contrastive import moco_info_nce
+from sslrs_tf.methods import MoCo, get_method
+from tests.helpers import paired_batches
+
+
+def sensor_batches(n, batch=8, seed=0):
+    """S1 (2 bands) and S2 (10 bands) batches sharing structure."""
+    return [{"s1": b["s1"], "s2": b["s2"][..., :10]} for b in paired_batches(n, batch=batch, seed=seed)]
+
+
+def model(mode="sensor", lr=0.05, queue=32, momentum=0.9, adapters=True, seed=0):
+    keras.utils.set_random_seed(seed)
+    m = MoCo("resnet10", mode=mode, queue_size=queue, momentum=momentum, adapters=adapters)
+    m.compile(optimizer=keras.optimizers.SGD(lr, momentum=0.9), jit_compile=False)
+    return m
+
+
+def values(variables):
+    return [np.array(v.numpy()) for v in variables]
+
+
+def test_registered_twice_and_round_trips_its_config():
+    assert get_method("moco_sensor") is MoCo and get_method("moco_fusion") is MoCo
+    m = MoCo("resnet10", mode="fusion", queue_size=16, adapters=False)
+    again = MoCo.from_config(m.get_config())
+    assert (again.mode, again.queue_size, again.adapters) == ("fusion", 16, False)
+    with pytest.raises(ValueError, match="Received: mode='both'"):
+        MoCo("resnet10", mode="both")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A sensor-mode model before and after steps on four batches (one trace for several tests)."""
+    m = model()
+    data = sensor_batches(4)
+    m(data[0])
+    start = {"queue": m.queue.numpy().copy(), "pairs": [(k.numpy().copy(), q.numpy().copy())
+                                                      for k, q in m.momentum_pairs]}
+    logs = [m.train_on_batch(b, return_dict=True) for b in data]
+    return m, data, start, logs
+
+
+def test_key_encoder_follows_by_momentum_and_keys_enter_the_queue(trained):
+    m, data, start, logs = trained
+    assert all(np.isfinite(log["loss"]) for log in logs)
+    # The key encoder and neck started as copies of the query's and are never trained by gradient.
+    assert all(np.array_equal(k, q) for k, q in start["pairs"])
+    trainable = {id(v) for _, group in m.optimizer_groups() for v in group}
+    assert not any(id(k) in trainable for k, _ in m.momentum_pairs)
+    # The S1 adapter has no S2 counterpart: it learns by gradient through the keys instead.
+    assert m.key_trained and all(id(v) in trainable for v in m.key_trained)
+    adapter = m.encoder_k.get_layer("encoder_k_adapter")
+    assert [id(v) for v in m.key_trained] == [id(v) for v in adapter.trainable_weights]
+    # Four steps of 8 keys: the queue's first 32 rows are the keys, unit-norm, and the pointer wrapped.
+    assert int(m.queue_ptr.numpy()) == 0
+    np.testing.assert_allclose(np.linalg.norm(m.queue.numpy(), axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(m.queue.numpy(), start["queue"])
+    # One more step by hand: each key weight moves to m * k + (1 - m) * q with q after the update.
+    before = [(k.numpy().copy(), q) for k, q in m.momentum_pairs]
+    queue = m.queue.numpy().copy()
+    m.train_on_batch(data[0])
+    for (k_old, q), (k, _) in zip(before, m.momentum_pairs):
+        np.testing.assert_allclose(k.numpy(), 0.9 * k_old + 0.1 * q.numpy(), rtol=1e-5, atol=1e-6)
+    # The new keys replaced the oldest eight rows, the others stayed.
+    np.testing.assert_array_equal(m.queue.numpy()[8:], queue[8:])
+    assert int(m.queue_ptr.numpy()) == 8
+
+
+def test_a_non_finite_batch_touches_neither_queue_nor_key_encoder(trained):
+    m, data, _, _ = trained
+    bad = {k: v.copy() for k, v in data[1].items()}
+    bad["s2"][0, 0, 0, 0] = np.nan
+    state = [m.queue, m.queue_ptr, *(k for k, _ in m.momentum_pairs)]
+    before = values(state)
+    m.reset_metrics()
+    assert m.train_on_batch(bad, return_dict=True)["skipped_batches"] == 1.0
+    assert all(np.array_equal(a, b) for a, b in zip(before, values(state), strict=True))
+
+
+def test_queries_and_their_keys_align_against_a_fixed_queue():
+    # The training loss itself rises while real keys replace the random initial queue (they are
+    # harder negatives), so learning is measured against one fixed queue before and after.
+    m = model(lr=0.05, queue=64, momentum=0.5, seed=1)
+    data = sensor_batches(2, seed=3)
+    queue = m.queue.numpy().copy()
+
+    def fixed_queue_loss():
+        z = m(data[0])
+        return float(moco_info_nce(z["query"], z["key"], queue, m.temperature))
+
+    before = fixed_queue_loss()
+    for i in range(8):
+        m.train_on_batch(data[i % 2])
+    assert fixed_queue_loss() < 0.8 * before
+
+
+def test_two_replicas_keep_identical_queues_and_key_encoders_like_one_device():
+    data = sensor_batches(2, batch=8, seed=4)
+    one = model(queue=32)
+    one(data[0])
+    start = [v.numpy() for v in one.variables]
+    for b in data:
+        one.train_on_batch(b)
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    strategy = tf.distribute.MirroredStrategy(devices)
+    with strategy.scope():
+        two = model(queue=32)
+        two(data[0])
+        for v, value in zip(two.variables, start, strict=True):
+            v.assign(value)
+    ds = tf.data.Dataset.from_tensor_slices({k: np.concatenate([b[k] for b in data]) for k in data[0]}).batch(8)
+    two.fit(ds, epochs=1, verbose=0, shuffle=False)
+
+    for variable in (two.queue, two.queue_ptr, *(k for k, _ in two.momentum_pairs[:6])):
+        copies = [c.numpy() for c in strategy.experimental_local_results(variable.value)]
+        assert len(copies) == 2 and np.array_equal(copies[0], copies[1]), variable.path
+    # The gathered keys enter in replica order: the queue is the one-device run's.
+    assert int(two.queue_ptr.numpy()) == 16
+    np.testing.assert_allclose(two.queue.numpy(), one.queue.numpy(), atol=2e-5)
+    for (k1, _), (k2, _) in zip(one.momentum_pairs, two.momentum_pairs, strict=True):
+        np.testing.assert_allclose(k1.numpy(), k2.numpy(), atol=2e-5, err_msg=k1.path)
+
+
+def test_fusion_trains_on_two_augmented_views_of_the_stacked_image():
+    m = model(mode="fusion", adapters=False, queue=16)
+    batch = sensor_batches(1)[0]
+    assert m.encoder_q.input.shape[-1] == 12 and not m.key_trained  # every key weight follows by momentum
+    logs = [m.train_on_batch(batch, return_dict=True) for _ in range(3)]
+    assert all(np.isfinite(log["loss"]) for log in logs) and int(m.queue_ptr.numpy()) == 8
+    q, k = m._views(batch, training=True)  # noqa: SLF001
+    assert q.shape == (8, 32, 32, 12) and not np.allclose(q, k)
