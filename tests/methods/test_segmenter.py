@@ -39,11 +39,9 @@ def test_unet_baseline_layout_and_argument_errors():
         Segmenter("resnet10", label="single")
 
 
-# One stream each: the cost of a step's first trace grows with the variables (two SwinUNet decoders: 40 s).
-@pytest.mark.parametrize("backbone, inputs", [("resnet10", "only_s2"), ("swin_micro", "only_s2")])
-def test_ignored_pixels_carry_no_loss_and_the_loss_falls(backbone, inputs):
+def test_ignored_pixels_carry_no_loss_and_the_loss_falls():
     keras.utils.set_random_seed(0)
-    model = Segmenter(backbone, inputs=inputs, image_size=32)
+    model = Segmenter("resnet10", inputs="only_s2")
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     x, y = labelled(batch=2)
     logits = np.asarray(model(x))
