@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from sslrs_tf.errors import UserError
 from sslrs_tf.losses.contrastive import embedding_spread, l2_normalize, retrieval_accuracy
+from sslrs_tf.models.encoders import is_encoder
 from sslrs_tf.models.swin import SWINS, check_image_size
 
 
@@ -39,6 +40,14 @@ def gather(x):
         return x, x, 0
     offset = tf.cast(ctx.replica_id_in_sync_group, "int32") * tf.shape(x)[0]
     return x, ctx.all_gather(x, axis=0), offset
+
+
+def require_encoder_backbone(config):
+    """The config error of a method whose encoders must be ResNets or Swins, when ``model.backbone`` is neither."""
+    m = config.model
+    if not is_encoder(m.backbone):
+        raise UserError(f"config: model.method {m.method} has ResNet or Swin encoders (resnet10/18/34/50, swin_t, "
+                        f"swin_micro); received model.backbone {m.backbone!r}")
 
 
 def encoder_image_size(config):

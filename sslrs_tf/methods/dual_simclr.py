@@ -4,9 +4,8 @@ S1/S2 patch is the positive pair."""
 import keras
 import tensorflow as tf
 
-from sslrs_tf.errors import UserError
 from sslrs_tf.losses.contrastive import nt_xent
-from sslrs_tf.methods.base import SensorPairMethod, encoder_image_size
+from sslrs_tf.methods.base import SensorPairMethod, encoder_image_size, require_encoder_backbone
 from sslrs_tf.models.encoders import feature_dim, is_encoder, make_encoder
 from sslrs_tf.models.heads import projection_head
 
@@ -73,9 +72,7 @@ class DualSimCLR(SensorPairMethod):
     @classmethod
     def from_run_config(cls, config, bands, pretrained=True):
         m = config.model
-        if not is_encoder(m.backbone):
-            raise UserError(f"config: model.method dual_simclr has ResNet or Swin encoders (resnet10/18/34/50, "
-                            f"swin_t, swin_micro); received model.backbone {m.backbone!r}")
+        require_encoder_backbone(config)
         return cls(backbone=m.backbone, s1_channels=len(bands["s1"]), s2_channels=len(bands["s2"]),
                    projection_dim=m.projection_dim, temperature=m.temperature, sync_bn=m.sync_bn,
                    image_size=encoder_image_size(config))

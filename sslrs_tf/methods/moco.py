@@ -6,7 +6,7 @@ import tensorflow as tf
 from sslrs_tf.data.augment import augment
 from sslrs_tf.errors import UserError
 from sslrs_tf.losses.contrastive import embedding_spread, l2_normalize, moco_info_nce, queue_logits
-from sslrs_tf.methods.base import ContrastiveMethod, encoder_image_size, gather
+from sslrs_tf.methods.base import ContrastiveMethod, encoder_image_size, gather, require_encoder_backbone
 from sslrs_tf.models.encoders import feature_dim, is_encoder, make_encoder
 from sslrs_tf.models.heads import projection_head
 
@@ -196,9 +196,7 @@ class MoCo(ContrastiveMethod):
     @classmethod
     def from_run_config(cls, config, bands, pretrained=True):
         m = config.model
-        if not is_encoder(m.backbone):
-            raise UserError(f"config: model.method {m.method} has ResNet or Swin encoders; "
-                            f"received model.backbone {m.backbone!r}")
+        require_encoder_backbone(config)
         return cls(backbone=m.backbone, mode=m.method.split("_", 1)[1], s1_channels=len(bands["s1"]),
                    s2_channels=len(bands["s2"]), adapters=m.adapters, projection_dim=m.projection_dim or 128,
                    queue_size=m.queue_size, momentum=m.momentum, temperature=m.temperature,

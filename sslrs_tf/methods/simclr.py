@@ -6,7 +6,8 @@ import tensorflow as tf
 from sslrs_tf.data.augment import augment
 from sslrs_tf.errors import UserError
 from sslrs_tf.losses.contrastive import nt_xent
-from sslrs_tf.methods.base import ContrastiveMethod, encoder_image_size, gather, pair_metrics
+from sslrs_tf.methods.base import (ContrastiveMethod, encoder_image_size, gather, pair_metrics,
+                                   require_encoder_backbone)
 from sslrs_tf.models.encoders import feature_dim, is_encoder, make_encoder
 from sslrs_tf.models.heads import projection_head
 
@@ -85,9 +86,7 @@ class SimCLR(ContrastiveMethod):
     @classmethod
     def from_run_config(cls, config, bands, pretrained=True):
         m = config.model
-        if not is_encoder(m.backbone):
-            raise UserError(f"config: model.method simclr has ResNet or Swin encoders; "
-                            f"received model.backbone {m.backbone!r}")
+        require_encoder_backbone(config)
         if len(bands["s2"]) != 3:
             raise UserError(f"config: model.method simclr augments RGB: set data.s2_bands rgb (B04, B03, B02); "
                             f"received {len(bands['s2'])} bands")
