@@ -52,3 +52,19 @@ def pretrained_run(small_world, tmp_path_factory):
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def two_replicas():
+    """One MirroredStrategy over the two logical CPUs for the whole session.
+
+    Separate strategies over the same devices restart their collective instance keys:
+    a later strategy's first collective (say an int32 all-gather) then meets the cached
+    parameters of an earlier one's (a float32 all-reduce) and TF aborts ("Collective
+    instance 100 expected type 0 ... but got type 2"). One shared strategy keeps counting.
+    """
+    import tensorflow as tf
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    assert len(devices) == 2, "conftest.py creates two logical CPU devices"
+    return tf.distribute.MirroredStrategy(devices)

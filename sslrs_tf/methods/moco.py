@@ -42,10 +42,8 @@ class MoCo(ContrastiveMethod):
     convolution). MoCo computes keys without gradient, which would leave them at
     their random start; here they are trained by gradient through the key path
     instead (our choice: the seeds do not say how the released code treats them).
-    BatchNorm is per replica, as in MoCo (without its shuffling BN): synchronised BN's
-    collectives in the query and the key branches' backward passes were seen to
-    launch in different orders on two replicas (a collective shape mismatch), so
-    MoCo does not synchronise them; the one collective is the gathering of keys.
+    No shuffling BN: the encoders' BatchNorm is synchronised over replicas (``sync_bn``)
+    as everywhere in this library.
 
     Args:
         backbone: the encoder (``"resnet50"`` as published; any ResNet or Swin).
@@ -56,6 +54,7 @@ class MoCo(ContrastiveMethod):
         queue_size: keys in the queue (65 536).
         momentum: key-encoder momentum (0.999).
         temperature: softmax temperature (0.2).
+        sync_bn: BatchNorm statistics over the global batch under a multi-replica strategy.
         image_size: input side for a Swin encoder (ignored by ResNets).
 
     Example:
@@ -67,8 +66,8 @@ class MoCo(ContrastiveMethod):
     METRICS = ("top1", "spread")
 
     def __init__(self, backbone="resnet50", mode="sensor", s1_channels=2, s2_channels=10, adapters=True,
-                 projection_dim=128, queue_size=65536, momentum=0.999, temperature=0.2, image_size=None,
-                 **kwargs):
+                 projection_dim=128, queue_size=65536, momentum=0.999, temperature=0.2, sync_bn=True,
+                 image_size=None, **kwargs):
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {', '.join(MODES)}. Received: mode={mode!r}")
@@ -81,8 +80,8 @@ class MoCo(ContrastiveMethod):
                              f"Received: queue_size={queue_size}, temperature={temperature}")
         self.backbone, self.mode, self.s1_channels, self.s2_channels = backbone, mode, s1_channels, s2_channels
         self.adapters, self.projection_dim, self.queue_size = adapters, projection_dim, queue_size
-        self.momentum, self.temperature, self.image_size = momentum, temperature, image_size
-        sync = False  # per-replica BatchNorm: see the class docstring
+        self.momentum, self.temperature, self.sync_bn, self.image_size = momentum, temperature, sync_bn, image_size
+        sync = sync_bn and tf.distribute.get_strategy().num_replicas_in_sync > 1
         q_channels, k_channels = (s2_channels, s1_channels) if mode == "sensor" else (s1_channels + s2_channels,) * 2
         self.encoder_q, q_parts = self._encoder(q_channels, sync, "encoder_q")
         self.encoder_k, k_parts = self._encoder(k_channels, sync, "encoder_k")
@@ -199,12 +198,12 @@ class MoCo(ContrastiveMethod):
         require_encoder_backbone(config)
         return cls(backbone=m.backbone, mode=m.method.split("_", 1)[1], s1_channels=len(bands["s1"]),
                    s2_channels=len(bands["s2"]), adapters=m.adapters, projection_dim=m.projection_dim or 128,
-                   queue_size=m.queue_size, momentum=m.momentum, temperature=m.temperature,
+                   queue_size=m.queue_size, momentum=m.momentum, temperature=m.temperature, sync_bn=m.sync_bn,
                    image_size=encoder_image_size(config))
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone, "mode": self.mode,
                 "s1_channels": self.s1_channels, "s2_channels": self.s2_channels, "adapters": self.adapters,
                 "projection_dim": self.projection_dim, "queue_size": self.queue_size, "momentum": self.momentum,
-                "temperature": self.temperature, "image_size": self.image_size}
+                "temperature": self.temperature, "sync_bn": self.sync_bn, "image_size": self.image_size}
 

@@ -112,11 +112,10 @@ def test_updates_inside_tf_function_equal_eager():
     np.testing.assert_array_equal(np.asarray(metric.result()), eager)
 
 
-def test_evaluate_under_two_replicas_counts_every_sample_once():
+def test_evaluate_under_two_replicas_counts_every_sample_once(two_replicas):
     y, logits = single_label_data(n=250, seed=5)  # 250 is not a multiple of the batch: uneven last batch
     p = logits.argmax(1)
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    with tf.distribute.MirroredStrategy(devices).scope():
+    with two_replicas.scope():
         identity = keras.Sequential([keras.Input((C,)), keras.layers.Identity()])
         identity.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                          metrics=[ConfusionMatrix(C, "OA"), ConfusionMatrix(C, "AA")])

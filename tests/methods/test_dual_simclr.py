@@ -68,7 +68,7 @@ def test_dual_swin_learns_on_the_pooled_vectors_without_a_head():
     assert losses[-1] < losses[0] * 0.8, losses
 
 
-def test_two_replicas_train_like_one_device_on_the_same_global_batch():
+def test_two_replicas_train_like_one_device_on_the_same_global_batch(two_replicas):
     # A moderate learning rate: at lr 0.05 with momentum, float-order noise (1e-7 after one
     # step, measured) is amplified to 1e-3 within three steps, on one device as on two.
     data = batches(3, batch=8, seed=1)
@@ -78,10 +78,7 @@ def test_two_replicas_train_like_one_device_on_the_same_global_batch():
     for b in data:
         one.train_on_batch(b)
 
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    assert len(devices) == 2, "conftest.py creates two logical CPU devices"
-    strategy = tf.distribute.MirroredStrategy(devices)
-    with strategy.scope():
+    with two_replicas.scope():
         two = model(seed=3, lr=1e-3)
         two(data[0])
         for v, value in zip(two.variables, reference, strict=True):
@@ -126,11 +123,10 @@ def float32_steps():
 # Each policy once, and each of the two apply paths once (no merge call on one device; merge
 # call, with the loss-scale optimizer's own merge call nested, on two replicas).
 @pytest.mark.parametrize("policy, replicas", [("mixed_float16", 2), ("mixed_bfloat16", 1)])
-def test_mixed_precision_steps_follow_float32(policy, replicas, precision, float32_steps):
+def test_mixed_precision_steps_follow_float32(policy, replicas, precision, float32_steps, two_replicas):
     data, reference, start, expected = float32_steps
     precision(policy)
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:replicas]
-    strategy = tf.distribute.MirroredStrategy(devices) if replicas > 1 else tf.distribute.get_strategy()
+    strategy = two_replicas if replicas > 1 else tf.distribute.get_strategy()
     with strategy.scope():
         # An initial scale small enough that no step overflows here: the test is about the
         # step scaling and unscaling right, not about the loss-scale schedule skipping steps.

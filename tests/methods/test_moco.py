@@ -101,10 +101,9 @@ def test_queries_and_their_keys_align_against_a_fixed_queue():
     assert fixed_queue_loss() < 0.8 * before
 
 
-def test_two_replicas_keep_identical_queues_and_key_encoders():
+def test_two_replicas_keep_identical_queues_and_key_encoders(two_replicas):
     data = sensor_batches(2, batch=8, seed=4)
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    strategy = tf.distribute.MirroredStrategy(devices)
+    strategy = two_replicas
     with strategy.scope():
         two = model(queue=32)
         two(data[0])
