@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) bench/input_steps.py
 	$(PY) bench/train_step.py
 	$(PY) bench/cpu_settings.py
+	$(PY) bench/optimizer_apply.py
 
 clean:
 	rm -rf $(VENV) data

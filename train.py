@@ -23,10 +23,12 @@ def main(argv=None):
 
     from sslrs_tf.config import load_config
     from sslrs_tf.errors import run_entry_point
-    from sslrs_tf.training.run import train
 
     def action():
         config = load_config(args.config, args.overrides)
+        # TensorFlow loads only now (5-10 s): a mistyped key is reported at once.
+        from sslrs_tf.training.run import train
+
         card = train(config)
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in card["final_metrics"].items())
         print(f"done: encoders and card.json in {os.path.join(config.run.dir, 'export')} ({metrics})")

@@ -39,18 +39,63 @@ def small_world(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def pretrained_run(small_world, tmp_path_factory):
-    """A finished tiny Dual-SimCLR run (configs/tiny.yaml) on the small world: its run directory."""
+def interrupted_run(small_world, tmp_path_factory):
+    """configs/tiny.yaml run by train.py as a real process and killed -9 once it has written
+    checkpoint 2 (step 2 of 3 of the first epoch), by a watcher thread.
+
+    pretrained_run asks for this fixture first, so the process runs beside the session's
+    in-process tiny run, on the other core (the tests themselves use about one), instead of
+    after it. tests/test_train.py resumes it with the same command and compares the weights
+    with pretrained_run's. Join `thread` before using the directory; `killed` says whether the
+    kill landed before the run could finish.
+    """
+    import os
+    import signal
     import subprocess
     import sys
+    import threading
+    import time
+    from types import SimpleNamespace
 
     from tests.helpers import ROOT
 
-    run_dir = tmp_path_factory.mktemp("pretrained") / "run"
+    run_dir = tmp_path_factory.mktemp("interrupted") / "run"
     cmd = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "tiny.yaml"), f"run.dir={run_dir}",
            *small_world]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = SimpleNamespace(cmd=cmd, dir=run_dir, killed=False)
+
+    def watch():
+        index = run_dir / "checkpoints" / "checkpoint"
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None:
+            if index.exists() and "ckpt-2" in index.read_text():
+                os.kill(proc.pid, signal.SIGKILL)
+                run.killed = True
+                break
+            time.sleep(0.02)
+        proc.wait()
+
+    run.thread = threading.Thread(target=watch, daemon=True)
+    run.thread.start()
+    yield run
+    if proc.poll() is None:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def pretrained_run(small_world, interrupted_run, tmp_path_factory):
+    """A finished tiny Dual-SimCLR run (configs/tiny.yaml) on the small world: its run directory.
+
+    In-process (train.py's main, whose return value is the exit status): a subprocess would
+    pay TensorFlow's start-up again. The same config as a killed process: `interrupted_run`.
+    """
+    from tests.helpers import ROOT
+    from train import main as train_main
+
+    run_dir = tmp_path_factory.mktemp("pretrained") / "run"
+    code = train_main(["--config", str(ROOT / "configs" / "tiny.yaml"), f"run.dir={run_dir}", *small_world])
+    assert code == 0
     return run_dir
 
 

@@ -76,3 +76,19 @@ def paired_batches(n, size=32, batch=8, seed=0):
         s2 = np.concatenate([s1, rng.normal(size=(batch, size, size, 11)).astype(np.float32) * 0.3 + s1[..., :1]], -1)
         out.append({"s1": s1, "s2": s2})
     return out
+
+
+def tensorboard_logs(folder):
+    """{tag: [(step, value), ...]} of every TensorBoard event file below `folder` (values as NumPy)."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = {}
+    for events in sorted(pathlib.Path(folder).rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"tensors": 0, "scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["tensors"]:
+            logs.setdefault(tag, []).extend((e.step, tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors(tag))
+        for tag in acc.Tags()["scalars"]:
+            logs.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    return logs

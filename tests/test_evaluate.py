@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -11,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from evaluate import main as evaluate_main
-from tests.helpers import ROOT, eurosat_fake
+from tests.helpers import ROOT, eurosat_fake, tensorboard_logs
 from train import main as train_main
 
 FINETUNE = str(ROOT / "configs" / "finetune_tiny.yaml")
@@ -19,36 +17,8 @@ EUROSAT = str(ROOT / "configs" / "finetune_eurosat.yaml")
 BIGEARTHNET = str(ROOT / "configs" / "finetune_bigearthnet.yaml")
 
 
-def run(*args):
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
-
-
 def weights(folder, modality):
     return keras.saving.load_model(folder / "export" / f"encoder_{modality}.keras").get_weights()
-
-
-@pytest.mark.slow
-def test_linear_probe_of_a_pretraining_run_then_evaluate_twice(pretrained_run, small_world, tmp_path):
-    out = tmp_path / "probe"
-    assert train_main(["--config", FINETUNE, f"run.dir={out}", f"model.pretrained={pretrained_run}",
-                       "model.freeze=true", "optimizer.encoder_lr=null", *small_world]) == 0
-    card = json.loads((out / "export" / "card.json").read_text())
-    assert card["method"] == "classifier" and card["downstream"]["pretrained"] == str(pretrained_run)
-    # Frozen: the exported encoders are exactly the pretrained ones (they were loaded, then kept).
-    for m in ("s1", "s2"):
-        for a, b in zip(weights(out, m), weights(pretrained_run, m), strict=True):
-            np.testing.assert_array_equal(a, b)
-
-    first = run(ROOT / "evaluate.py", "--run", out)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "| Forest |" in first.stdout and "OA" in first.stdout
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["split"] == "test" and metrics["synthetic"] is True
-    assert set(metrics["scores"]) == {"OA", "AA", "F1", "O-F1"}
-    assert 0 < sum(metrics["support"].values()) <= 16  # the small world's test split
-    assert (out / "metrics.md").read_text().startswith(str(out))
-    assert evaluate_main(["--run", str(out)]) == 0  # again, in-process
-    assert json.loads((out / "metrics.json").read_text()) == metrics  # deterministic evaluation crops
 
 
 def test_pretrained_encoders_fed_differently_normalised_input_are_refused(pretrained_run, small_world, tmp_path,
@@ -130,13 +100,17 @@ def test_bigearthnet_refuses_a_13_band_encoder_unless_told_how_to_fill_b10(pretr
 
 @pytest.mark.slow
 def test_dual_swin_then_swinunet_from_its_frozen_encoders_evaluates_to_per_class_iou(small_world, tmp_path, capsys):
-    # The shipped Swin configs with the narrow test Swin at 32 px crops, one step each (a Swin step's
-    # first trace costs 10-20 s here; the methods' tests train longer).
+    # The shipped Swin configs with the narrow test Swin at 32 px crops (a Swin step's first trace
+    # costs 15-25 s here, the next steps 0.1 s): eight pre-training steps without warm-up show the
+    # contrastive loss on the pooled vectors falling; one fine-tuning step.
     short = [*small_world, "model.backbone=swin_micro", "data.crop_size=32", "train.epochs=1",
              "train.steps_per_epoch=1", "train.batch_size=8"]
     pre = tmp_path / "dual_swin"
     assert train_main(["--config", str(ROOT / "configs" / "dual_swin.yaml"), f"run.dir={pre}", *short,
-                       "data.validation_split=null"]) == 0
+                       "train.steps_per_epoch=8", "train.log_every=1", "optimizer.lr=1e-3",
+                       "optimizer.warmup_epochs=0", "data.validation_split=null"]) == 0
+    losses = [float(v) for _, v in sorted(tensorboard_logs(pre / "tensorboard")["batch_loss"], key=lambda e: e[0])]
+    assert len(losses) == 8 and losses[-1] < 0.8 * losses[0], losses  # the epoch's running mean vs the first batch
     card = json.loads((pre / "export" / "card.json").read_text())
     assert card["backbone"] == "swin_micro" and card["encoders"]["s1"]["input_shape"] == [None, 32, 32, 2]
     assert card["encoders"]["s2"]["output"]["P2"] == [None, 16, 16, 24]

@@ -1,17 +1,14 @@
 """train.py end to end: a tiny run, exact resume after kill -9, the non-finite stop, one-line config errors."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, tensorboard_logs
 from train import main as train_main
 
 TINY = str(ROOT / "configs" / "tiny.yaml")
@@ -21,23 +18,8 @@ def train_cmd(run_dir, world, *extra):
     return [sys.executable, str(ROOT / "train.py"), "--config", TINY, f"run.dir={run_dir}", *world, *extra]
 
 
-def run(cmd):
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-
-
 def encoder_weights(run_dir):
     return [w for m in ("s1", "s2") for w in keras.saving.load_model(run_dir / "export" / f"encoder_{m}.keras").get_weights()]
-
-
-def scalar_tags(folder):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    tags = set()
-    for events in folder.rglob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        tags |= set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
-    return tags
 
 
 @pytest.mark.slow
@@ -51,7 +33,7 @@ def test_tiny_run_writes_config_logs_checkpoints_and_exported_encoders(pretraine
     assert {"loss", "top1", "top5", "spread", "val_loss"} <= set(card["final_metrics"])
     encoder = keras.saving.load_model(out / "export" / "encoder_s2.keras")
     assert encoder(np.zeros((1, 32, 32, 13), np.float32))["pooled"].shape == (1, 512)
-    tags = scalar_tags(out / "tensorboard")
+    tags = set(tensorboard_logs(out / "tensorboard"))
     assert {"batch_loss", "batch_top1", "batch_spread", "batch_learning_rate"} <= tags, tags
     assert {"s2_rgb", "s1_vv"} <= tags, tags
     # The same command again (in-process: cheaper) finds the run finished and does not train further.
@@ -60,23 +42,15 @@ def test_tiny_run_writes_config_logs_checkpoints_and_exported_encoders(pretraine
 
 
 @pytest.mark.slow
-def test_kill_9_mid_epoch_then_the_same_command_resumes_to_the_same_weights(tmp_path, small_world, pretrained_run):
-    # The uninterrupted run is the session's tiny run (same config, other run.dir): 2 epochs of 3 steps.
-    cmd = train_cmd(tmp_path / "killed", small_world)
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    index = tmp_path / "killed" / "checkpoints" / "checkpoint"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if index.exists() and "ckpt-2" in index.read_text():  # step 2 of 3 of the first epoch
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "killed" / "export").exists()
+def test_kill_9_mid_epoch_then_the_same_command_resumes_to_the_same_weights(interrupted_run, pretrained_run):
+    # The process was started and killed beside the session's tiny run (tests/conftest.py); that
+    # uninterrupted run (same config, other run.dir: 2 epochs of 3 steps) is the reference.
+    interrupted_run.thread.join(timeout=600)
+    assert interrupted_run.killed, "the run ended before it could be killed"
+    assert not (interrupted_run.dir / "export").exists()
     # The same command resumes it (in-process: the entry point's main, cheaper than a second process).
-    assert train_main(cmd[2:]) == 0
-    for a, b in zip(encoder_weights(pretrained_run), encoder_weights(tmp_path / "killed"), strict=True):
+    assert train_main(interrupted_run.cmd[2:]) == 0
+    for a, b in zip(encoder_weights(pretrained_run), encoder_weights(interrupted_run.dir), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -110,12 +84,20 @@ def test_bad_configs_are_one_line_errors_with_exit_2(tmp_path, small_world, over
     assert code == 2 and err.count("\n") == 1 and message in err, err
 
 
-def test_missing_data_directory_says_how_to_build_it(tmp_path):
-    # Through a real process: exit status 2 and no traceback as the user's shell sees them.
-    result = run([sys.executable, str(ROOT / "train.py"), "--config", TINY, f"run.dir={tmp_path / 'r'}",
-                  "data.source=tfds", f"data.data_dir={tmp_path / 'nothing'}"])
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "is not built in" in result.stderr and "tfds build tfds_builders/sen12ms" in result.stderr
+def test_a_config_error_is_one_line_and_exit_2_from_a_real_process_before_tensorflow_loads(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", TINY, f"run.dir={tmp_path / 'r'}",
+                             "train.epoch=3"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2
+    # Nothing else on stderr: no traceback, and no TensorFlow start-up lines (it was not loaded).
+    assert result.stderr.splitlines() == ["error: config: unknown key train.epoch; did you mean train.epochs?"]
+
+
+def test_missing_data_directory_says_how_to_build_it(tmp_path, capsys):
+    code = train_main(["--config", TINY, f"run.dir={tmp_path / 'r'}", "data.source=tfds",
+                       f"data.data_dir={tmp_path / 'nothing'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1
+    assert "is not built in" in err and "tfds build tfds_builders/sen12ms" in err
 
 
 def test_a_run_dir_with_another_config_is_refused(tmp_path, small_world, capsys):

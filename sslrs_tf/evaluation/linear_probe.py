@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from sslrs_tf.evaluation.metrics import confusion_scores
+from sslrs_tf.training.optimizers import FusedAdam
 
 
 def extract_features(encoders, dataset):
@@ -37,7 +38,7 @@ def linear_probe(train, test, num_classes, epochs=300, lr=1e-2, seed=0):
     mean, std = x.mean(0), x.std(0) + 1e-6
     keras.utils.set_random_seed(seed)
     probe = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(num_classes)])
-    probe.compile(optimizer=keras.optimizers.Adam(lr),
+    probe.compile(optimizer=FusedAdam(lr),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     # Full-batch steps as one Keras epoch of `epochs` steps: the same updates as `epochs`
     # Keras epochs, without Keras's per-epoch set-up (measured: most of the probe's time).

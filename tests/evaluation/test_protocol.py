@@ -1,7 +1,11 @@
-"""The comparison protocol: tables against NumPy, the headline sentence, resuming, the CLI."""
+"""The comparison protocol: tables against NumPy, the headline sentence, resuming, the CLIs."""
 
 import json
 import os
+import subprocess
+import sys
+
+import keras
 
 import numpy as np
 import pytest
@@ -13,6 +17,10 @@ from sslrs_tf.evaluation.protocol import headline, load_protocol, mean_std, repo
 from tests.helpers import ROOT
 
 CLASSES = ("A", "B")
+
+
+def encoder_weights(run_dir, modality):
+    return keras.saving.load_model(run_dir / "export" / f"encoder_{modality}.keras").get_weights()
 
 
 def result(model, fraction, seed, aa, oa, per_class=(50.0, None), label="single"):
@@ -69,6 +77,22 @@ def test_a_small_protocol_runs_reports_and_continues_where_it_stopped(pretrained
     card = json.loads((frozen_half / "export" / "card.json").read_text())
     assert card["downstream"] == {"inputs": "late_fusion", "label": "single", "label_fraction": 0.5,
                                   "pretrained": str(pretrained_run.resolve()), "freeze": True}
+    # Frozen: the run's exported encoders are exactly the pretrained ones (loaded, then kept).
+    for m in ("s1", "s2"):
+        for a, b in zip(encoder_weights(frozen_half, m), encoder_weights(pretrained_run, m), strict=True):
+            np.testing.assert_array_equal(a, b)
+    # evaluate.py as the user's shell runs it, on that run: the scores the protocol wrote (deterministic crops).
+    written = json.loads((frozen_half / "metrics.json").read_text())
+    cli = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--run", str(frozen_half)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert "| Forest |" in cli.stdout and "OA" in cli.stdout
+    assert json.loads((frozen_half / "metrics.json").read_text()) == written
+    assert written["split"] == "test" and written["synthetic"] is True
+    assert set(written["scores"]) == {"OA", "AA", "F1", "O-F1"}
+    assert 0 < sum(written["support"].values()) <= 16  # the small world's test split
+    assert (frozen_half / "metrics.md").read_text().startswith(str(frozen_half))
+
     text = report_protocol(protocol, results)
     assert text.startswith("**SYNTHETIC data**") and "| Dual-SimCLR frozen | " in text
     from matplotlib.image import imread

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from sslrs_tf.methods import Classifier, get_method
+from sslrs_tf.training.optimizers import FusedAdam
 
 
 def labelled(batch=8, size=32, seed=0, multi=False):
@@ -43,7 +44,7 @@ def test_registry_config_and_argument_errors():
 def test_loss_falls_on_a_repeated_batch(label):
     keras.utils.set_random_seed(0)
     model = Classifier("resnet10", inputs="only_s2", label=label)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.compile(optimizer=FusedAdam(1e-3))
     x, y = labelled(batch=4, size=16, multi=label == "multi")
     losses = [model.train_on_batch(x, y, return_dict=True)["loss"] for _ in range(5)]
     assert losses[-1] < 0.7 * losses[0], losses
@@ -54,7 +55,7 @@ def test_loss_falls_on_a_repeated_batch(label):
 def test_frozen_encoders_keep_weights_and_statistics_only_the_head_learns():
     keras.utils.set_random_seed(1)
     model = Classifier("resnet10", freeze=True)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.compile(optimizer=FusedAdam(1e-2))
     x, y = labelled()
     model(x)
     encoders = [v.numpy().copy() for e in model.encoders().values() for v in e.variables]

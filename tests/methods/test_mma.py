@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from sslrs_tf.methods import MMA, get_method
+from sslrs_tf.training.optimizers import FusedAdam
 from tests.helpers import ROOT, paired_batches
 from train import main as train_main
 
@@ -26,7 +27,7 @@ def test_feature_maps_are_aligned_and_the_loss_falls_on_a_repeated_batch():
     (batch,) = paired_batches(1, size=32, batch=8)
     features = m.encoder_s2(batch["s2"])["features"]
     assert features.shape == (8, 4, 4, 64)  # output stride 8: a map, not a vector
-    m.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+    m.compile(optimizer=FusedAdam(1e-3), jit_compile=False)
     losses = [float(m.train_on_batch(batch, return_dict=True)["loss"]) for _ in range(6)]
     assert losses[-1] < losses[0] * 0.8, losses
     assert np.isfinite(losses).all()

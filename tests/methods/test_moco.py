@@ -1,13 +1,18 @@
-"""MoCo-v2 with sensor pairs: momentum, queue, the skipped batch, two replicas; the fusion variant."""
+"""MoCo-v2 with sensor pairs: momentum, queue, the skipped batch, two replicas; the fusion variant; train.py."""
 
+import json
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
+from evaluate import main as evaluate_main
 from sslrs_tf.losses.contrastive import moco_info_nce
 from sslrs_tf.methods import MoCo, get_method
-from tests.helpers import paired_batches
+from sslrs_tf.training.optimizers import FusedSGD
+from tests.helpers import ROOT, paired_batches
+from train import main as train_main
 
 
 def sensor_batches(n, batch=8, seed=0):
@@ -18,7 +23,7 @@ def sensor_batches(n, batch=8, seed=0):
 def model(mode="sensor", lr=0.05, queue=32, momentum=0.9, adapters=True, seed=0):
     keras.utils.set_random_seed(seed)
     m = MoCo("resnet10", mode=mode, queue_size=queue, momentum=momentum, adapters=adapters)
-    m.compile(optimizer=keras.optimizers.SGD(lr, momentum=0.9), jit_compile=False)
+    m.compile(optimizer=FusedSGD(lr, momentum=0.9), jit_compile=False)
     return m
 
 
@@ -130,3 +135,25 @@ def test_fusion_trains_on_two_augmented_views_of_the_stacked_image():
     q, k = m._views(batch, training=True)  # noqa: SLF001
     assert q.shape == (8, 32, 32, 12) and not np.allclose(q, k)
 
+
+
+@pytest.mark.slow
+def test_train_py_runs_moco_sensor_then_evaluates_query_to_key_retrieval(small_world, tmp_path, capsys):
+    out = tmp_path / "moco"
+    assert train_main(["--config", str(ROOT / "configs" / "moco_sensor.yaml"), f"run.dir={out}", *small_world,
+                       "model.backbone=resnet10", "model.queue_size=64", "data.crop_size=32", "train.epochs=1",
+                       "train.steps_per_epoch=2", "train.batch_size=8", "train.validation_steps=1"]) == 0
+    card = json.loads((out / "export" / "card.json").read_text())
+    assert card["method"] == "moco_sensor" and set(card["encoders"]) == {"s1", "s2"}
+    s2 = card["encoders"]["s2"]
+    assert s2["input_shape"] == [None, None, None, 10] and len(s2["input"]["bands"]) == 10
+    assert s2["input"]["method"] == "zscore" and "B10" not in s2["input"]["bands"]
+    # The exported S2 encoder is the query encoder with its adapter: 10 bands in, the pooled vector out.
+    encoder = keras.saving.load_model(out / "export" / s2["file"])
+    assert encoder(np.zeros((1, 32, 32, 10), np.float32))["pooled"].shape == (1, 512)
+    capsys.readouterr()
+    assert evaluate_main(["--run", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "cross-modal retrieval on holdout" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pairs"] > 10 and 1 <= metrics["scores"]["median_rank"] <= metrics["pairs"]

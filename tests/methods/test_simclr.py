@@ -10,6 +10,7 @@ import tensorflow as tf
 from sslrs_tf.data.augment import augment
 from sslrs_tf.losses.contrastive import nt_xent
 from sslrs_tf.methods import SimCLR, get_method
+from sslrs_tf.training.optimizers import FusedAdam
 from tests.helpers import ROOT
 from train import main as train_main
 
@@ -34,7 +35,7 @@ def test_views_come_from_the_step_and_the_loss_falls():
     keras.utils.set_random_seed(0)
     # Milder views than the ImageNet recipe, so that a few steps show learning.
     m = SimCLR("resnet10", temperature=0.2, strength=0.2, crop_scale=(0.5, 1.0))
-    m.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+    m.compile(optimizer=FusedAdam(1e-3), jit_compile=False)
     batch = rgb_batch()
     # The views of a step are the augmentations seeded by (step, replica 0): recomputable.
     v1, v2 = m.views(batch["s2"])
