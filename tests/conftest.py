@@ -100,6 +100,43 @@ def pretrained_run(small_world, interrupted_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def quickstarted(small_world, pretrained_run, tmp_path_factory):
+    """`make quickstart`'s entry point, shortened, run once: its printed output, its run, its protocol.
+
+    The pre-training step is a copy of the session's finished tiny run (the quick start resumes it
+    and only exports); the protocol is small: Dual-SimCLR frozen and OnlySen-2 at 50 % of the
+    labels, one seed. tests/test_quickstart.py checks what it printed, and
+    tests/evaluation/test_protocol.py the protocol's runs and how it continues after an interruption.
+    """
+    import contextlib
+    import io
+    import shutil
+    from types import SimpleNamespace
+
+    import yaml
+
+    from sslrs_tf.quickstart import main as quickstart_main
+    from tests.helpers import ROOT
+
+    root = tmp_path_factory.mktemp("quickstart")
+    run = root / "run"
+    shutil.copytree(pretrained_run, run)
+    protocol = root / "protocol.yaml"
+    protocol.write_text(yaml.safe_dump({
+        "dir": str(root / "protocol"), "base": str(ROOT / "configs" / "finetune_tiny.yaml"),
+        "models": ["Dual-SimCLR frozen", "OnlySen-2"], "labels": ["single"], "label_fractions": [0.5], "seeds": [0],
+        "overrides": [*small_world, "train.epochs=1"], "probe": ["optimizer.lr=1e-2"],
+        "baseline": ["optimizer.encoder_lr=null"]}))
+    out = io.StringIO()
+    # In-process (the entry point's main; `python -m sslrs_tf.quickstart` adds only the interpreter).
+    with contextlib.redirect_stdout(out):
+        code = quickstart_main(["--config", str(ROOT / "configs" / "tiny.yaml"), "--protocol", str(protocol),
+                                f"run.dir={run}", *small_world])
+    assert code == 0, out.getvalue()[-3000:]
+    return SimpleNamespace(out=out.getvalue(), run=run, protocol=protocol, dir=root / "protocol")
+
+
+@pytest.fixture(scope="session")
 def two_replicas():
     """One MirroredStrategy over the two logical CPUs for the whole session.
 

@@ -92,3 +92,11 @@ def tensorboard_logs(folder):
         for tag in acc.Tags()["scalars"]:
             logs.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
     return logs
+
+
+def exported_weights(run_dir, *modalities):
+    """The weights of a run's exported encoders (``export/encoder_<modality>.keras``), one flat list."""
+    import keras
+
+    return [w for m in modalities
+            for w in keras.saving.load_model(pathlib.Path(run_dir) / "export" / f"encoder_{m}.keras").get_weights()]

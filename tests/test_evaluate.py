@@ -3,22 +3,17 @@
 import json
 import shutil
 
-import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from evaluate import main as evaluate_main
-from tests.helpers import ROOT, eurosat_fake, tensorboard_logs
+from tests.helpers import ROOT, eurosat_fake, exported_weights, tensorboard_logs
 from train import main as train_main
 
 FINETUNE = str(ROOT / "configs" / "finetune_tiny.yaml")
 EUROSAT = str(ROOT / "configs" / "finetune_eurosat.yaml")
 BIGEARTHNET = str(ROOT / "configs" / "finetune_bigearthnet.yaml")
-
-
-def weights(folder, modality):
-    return keras.saving.load_model(folder / "export" / f"encoder_{modality}.keras").get_weights()
 
 
 def test_pretrained_encoders_fed_differently_normalised_input_are_refused(pretrained_run, small_world, tmp_path,
@@ -84,7 +79,8 @@ def test_eurosat_fine_tunes_the_s2_encoder_then_evaluates(pretrained_run, tmp_pa
     assert sum(metrics["support"].values()) == 12 and len(metrics["per_class"]) == 10
     card = json.loads((out / "export" / "card.json").read_text())
     assert list(card["encoders"]) == ["s2"]  # only_s2: the S1 encoder of the pre-training run is not used
-    changed = [not np.array_equal(a, b) for a, b in zip(weights(out, "s2"), weights(pretrained_run, "s2"), strict=True)]
+    changed = [not np.array_equal(a, b)
+               for a, b in zip(exported_weights(out, "s2"), exported_weights(pretrained_run, "s2"), strict=True)]
     assert any(changed)  # fine-tuned, not frozen
 
 
@@ -117,7 +113,8 @@ def test_dual_swin_then_swinunet_from_its_frozen_encoders_evaluates_to_per_class
     seg = tmp_path / "seg"
     assert train_main(["--config", str(ROOT / "configs" / "finetune_swin_segmentation.yaml"), f"run.dir={seg}",
                        *short, f"model.pretrained={pre}", "model.inputs=only_s2", "model.freeze=true"]) == 0
-    np.testing.assert_array_equal(weights(pre, "s2")[0], weights(seg, "s2")[0])  # frozen: the pretrained S2 encoder
+    # Frozen: the pretrained S2 encoder.
+    np.testing.assert_array_equal(exported_weights(pre, "s2")[0], exported_weights(seg, "s2")[0])
     assert evaluate_main(["--run", str(seg)]) == 0
     printed = capsys.readouterr().out
     assert "segmentation-label" in printed and "mIoU" in printed and "| Forest |" in printed

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, tensorboard_logs
+from tests.helpers import ROOT, exported_weights, tensorboard_logs
 from train import main as train_main
 
 TINY = str(ROOT / "configs" / "tiny.yaml")
@@ -16,10 +16,6 @@ TINY = str(ROOT / "configs" / "tiny.yaml")
 
 def train_cmd(run_dir, world, *extra):
     return [sys.executable, str(ROOT / "train.py"), "--config", TINY, f"run.dir={run_dir}", *world, *extra]
-
-
-def encoder_weights(run_dir):
-    return [w for m in ("s1", "s2") for w in keras.saving.load_model(run_dir / "export" / f"encoder_{m}.keras").get_weights()]
 
 
 @pytest.mark.slow
@@ -50,7 +46,8 @@ def test_kill_9_mid_epoch_then_the_same_command_resumes_to_the_same_weights(inte
     assert not (interrupted_run.dir / "export").exists()
     # The same command resumes it (in-process: the entry point's main, cheaper than a second process).
     assert train_main(interrupted_run.cmd[2:]) == 0
-    for a, b in zip(encoder_weights(pretrained_run), encoder_weights(interrupted_run.dir), strict=True):
+    for a, b in zip(exported_weights(pretrained_run, "s1", "s2"), exported_weights(interrupted_run.dir, "s1", "s2"),
+                    strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -5,8 +5,6 @@ import os
 import subprocess
 import sys
 
-import keras
-
 import numpy as np
 import pytest
 import yaml
@@ -14,13 +12,9 @@ import yaml
 from evaluate import main as evaluate_main
 from sslrs_tf.errors import UserError
 from sslrs_tf.evaluation.protocol import headline, load_protocol, mean_std, report_protocol, run_protocol, tables
-from tests.helpers import ROOT
+from tests.helpers import ROOT, exported_weights
 
 CLASSES = ("A", "B")
-
-
-def encoder_weights(run_dir, modality):
-    return keras.saving.load_model(run_dir / "export" / f"encoder_{modality}.keras").get_weights()
 
 
 def result(model, fraction, seed, aa, oa, per_class=(50.0, None), label="single"):
@@ -63,24 +57,20 @@ def test_protocol_file_errors(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_small_protocol_runs_reports_and_continues_where_it_stopped(pretrained_run, small_world, tmp_path, capsys):
-    path = tmp_path / "protocol.yaml"
-    path.write_text(yaml.safe_dump({
-        "dir": str(tmp_path / "protocol"), "base": str(ROOT / "configs" / "finetune_tiny.yaml"),
-        "pretrained": str(pretrained_run), "models": ["Dual-SimCLR frozen", "OnlySen-2"], "labels": ["single"],
-        "label_fractions": [0.5], "seeds": [0], "overrides": [*small_world, "train.epochs=1"],
-        "probe": ["optimizer.lr=1e-2"], "baseline": ["optimizer.encoder_lr=null"]}))
-    protocol = load_protocol(path)
-    results = run_protocol(protocol, log=lambda _: None)
+def test_a_small_protocol_runs_reports_and_continues_where_it_stopped(quickstarted, capsys):
+    # The protocol the quick start ran (tests/conftest.py): two models at 50 % of the labels.
+    pretrained = [f"pretrained={quickstarted.run}"]
+    protocol = load_protocol(quickstarted.protocol, pretrained)
+    results = run_protocol(protocol, log=lambda _: None)  # finished: nothing trains again
     assert len(results) == 2 and {r["model"] for r in results} == {"Dual-SimCLR frozen", "OnlySen-2"}
-    frozen_half = tmp_path / "protocol" / "single" / "dualsimclr_frozen" / "f0.5" / "seed0"
+    frozen_half = quickstarted.dir / "single" / "dualsimclr_frozen" / "f0.5" / "seed0"
     card = json.loads((frozen_half / "export" / "card.json").read_text())
     assert card["downstream"] == {"inputs": "late_fusion", "label": "single", "label_fraction": 0.5,
-                                  "pretrained": str(pretrained_run.resolve()), "freeze": True}
+                                  "pretrained": str(quickstarted.run.resolve()), "freeze": True}
     # Frozen: the run's exported encoders are exactly the pretrained ones (loaded, then kept).
-    for m in ("s1", "s2"):
-        for a, b in zip(encoder_weights(frozen_half, m), encoder_weights(pretrained_run, m), strict=True):
-            np.testing.assert_array_equal(a, b)
+    for a, b in zip(exported_weights(frozen_half, "s1", "s2"), exported_weights(quickstarted.run, "s1", "s2"),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
     # evaluate.py as the user's shell runs it, on that run: the scores the protocol wrote (deterministic crops).
     written = json.loads((frozen_half / "metrics.json").read_text())
     cli = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--run", str(frozen_half)],
@@ -97,15 +87,16 @@ def test_a_small_protocol_runs_reports_and_continues_where_it_stopped(pretrained
     assert text.startswith("**SYNTHETIC data**") and "| Dual-SimCLR frozen | " in text
     from matplotlib.image import imread
 
-    assert imread(tmp_path / "protocol" / "label_fractions.png").shape[:2] == (400, 550)
+    assert imread(quickstarted.dir / "label_fractions.png").shape[:2] == (400, 550)
 
     # Interrupted after the first run: the same command trains only the second.
-    others = {p: p.stat().st_mtime_ns for p in (tmp_path / "protocol").rglob("metrics.json")}
+    others = {p: p.stat().st_mtime_ns for p in quickstarted.dir.rglob("metrics.json")}
     (frozen_half / "metrics.json").unlink()
     # Through evaluate.py's entry point, in-process (cheaper than a subprocess; same code path).
-    assert evaluate_main(["--protocol", str(path)]) == 0
+    capsys.readouterr()
+    assert evaluate_main(["--protocol", str(quickstarted.protocol), *pretrained]) == 0
     out = capsys.readouterr().out
     assert out.count("done before") == 1 and out.count(": training") == 1
     for p, mtime in others.items():
         assert p.exists() and (p == frozen_half / "metrics.json" or p.stat().st_mtime_ns == mtime)
-    assert "written:" in out and os.path.getsize(tmp_path / "protocol" / "tables.md") > 0
+    assert "written:" in out and os.path.getsize(quickstarted.dir / "tables.md") > 0
