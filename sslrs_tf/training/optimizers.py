@@ -18,21 +18,30 @@ COUPLED_L2 = ("adam", "sgd")
 # Measured on DualSimCLR ResNet-10's 80 variables: see bench/README.md (optimizer_apply.py);
 # tracing (paid by every run and every test that trains) and each step's update both shrink.
 # Same formulas, float32 rounding apart (tested against NumPy, on one device and two).
+class _StepScalars:
+    """One update's scalars by (name, dtype, graph). A plain object: Keras would track a dict
+    attribute of an optimizer as checkpoint state."""
+
+    def __init__(self):
+        self.by_key = {}
+
+
 class _Fused:
     """Shared by the fused optimizers: the step's scalars are made once per update, not per variable."""
 
     def apply(self, grads, trainable_variables=None):
         # Keras calls update_step once per variable inside one apply (under a strategy, in
         # its cross-replica merge, after every replica has entered apply).
-        self._scalars = {}
+        self._step_scalars = _StepScalars()
         return super().apply(grads, trainable_variables)
 
     def _scalar(self, name, dtype, make):
         # Keyed by graph too: the update can be traced in several graphs (a cond branch, a loop body).
+        cache = self._step_scalars.by_key
         key = (name, dtype, tf.compat.v1.get_default_graph())
-        if key not in self._scalars:
-            self._scalars[key] = make()
-        return self._scalars[key]
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
 
     def _fused_adam(self, gradient, variable, learning_rate):
         dtype = variable.dtype

@@ -115,3 +115,19 @@ def test_fused_adam_updates_each_replicas_copy_with_the_summed_gradient(two_repl
     assert len(copies) == 2
     for copy in copies:
         np.testing.assert_allclose(copy.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_adam_checkpoints_like_keras_adam(tmp_path):
+    # Same state, same names, both ways: a run checkpointed with Keras' Adam (before the fused
+    # update) resumes with FusedAdam, and every value a FusedAdam checkpoint holds is one of Keras' Adam.
+    def stepped(optimizer, value):
+        variables = [keras.Variable(np.full((2, 3), value, np.float32))]
+        optimizer.apply([tf.constant(np.full((2, 3), value / 2, np.float32))], variables)
+        return optimizer
+
+    for source, target in ((keras.optimizers.Adam, FusedAdam), (FusedAdam, keras.optimizers.Adam)):
+        saved, restored = stepped(source(0.01), 1.0), stepped(target(0.01), 3.0)
+        path = tf.train.Checkpoint(optimizer=saved).save(str(tmp_path / source.__name__))
+        tf.train.Checkpoint(optimizer=restored).restore(path).assert_consumed()
+        for a, b in zip(saved.variables, restored.variables, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
