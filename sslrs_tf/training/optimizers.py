@@ -43,7 +43,13 @@ class _Fused:
             cache[key] = make()
         return cache[key]
 
-    def _fused_adam(self, gradient, variable, learning_rate):
+
+class _FusedAdamUpdate(_Fused):
+    """The fused Adam update of FusedAdam and FusedAdamW (AdamW's decoupled decay is applied by Keras before it)."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad or isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
         index = self._get_variable_index(variable)
 
@@ -63,7 +69,7 @@ class _Fused:
 
 
 @keras.saving.register_keras_serializable(package="sslrs_tf")
-class FusedAdam(_Fused, keras.optimizers.Adam):
+class FusedAdam(_FusedAdamUpdate, keras.optimizers.Adam):
     """Keras' :class:`keras.optimizers.Adam` whose update is TF's fused Adam kernel (one op per variable).
 
     Same arguments and update as Keras' Adam; ``amsgrad`` and sparse gradients take Keras' own path.
@@ -72,24 +78,14 @@ class FusedAdam(_Fused, keras.optimizers.Adam):
     >>> optimizer = FusedAdam(1e-3)
     """
 
-    def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad or isinstance(gradient, tf.IndexedSlices):
-            return super().update_step(gradient, variable, learning_rate)
-        return self._fused_adam(gradient, variable, learning_rate)
-
 
 @keras.saving.register_keras_serializable(package="sslrs_tf")
-class FusedAdamW(_Fused, keras.optimizers.AdamW):
+class FusedAdamW(_FusedAdamUpdate, keras.optimizers.AdamW):
     """Keras' :class:`keras.optimizers.AdamW` (decoupled decay applied by Keras first), fused Adam update.
 
     Example:
     >>> optimizer = FusedAdamW(5e-4, weight_decay=0.05)
     """
-
-    def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad or isinstance(gradient, tf.IndexedSlices):
-            return super().update_step(gradient, variable, learning_rate)
-        return self._fused_adam(gradient, variable, learning_rate)
 
 
 @keras.saving.register_keras_serializable(package="sslrs_tf")
