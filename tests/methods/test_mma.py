@@ -1,6 +1,5 @@
 """MMA: VGG encoders, patch-similarity InfoNCE; learning, config round trip, a train.py run and its card."""
 
-import json
 
 import keras
 import numpy as np
@@ -8,8 +7,7 @@ import pytest
 
 from sslrs_tf.methods import MMA, get_method
 from sslrs_tf.training.optimizers import FusedAdam
-from tests.helpers import ROOT, paired_batches
-from train import main as train_main
+from tests.helpers import paired_batches, short_run
 
 
 def test_registered_and_round_trips_its_config():
@@ -36,10 +34,7 @@ def test_feature_maps_are_aligned_and_the_loss_falls_on_a_repeated_batch():
 @pytest.mark.slow
 def test_train_py_runs_mma_and_exports_vgg_encoders_with_their_card(small_world, tmp_path):
     out = tmp_path / "mma"
-    assert train_main(["--config", str(ROOT / "configs" / "mma.yaml"), f"run.dir={out}", *small_world,
-                       "train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=8", "data.crop_size=32",
-                       "model.embedding_dim=32", "train.validation_steps=1"]) == 0
-    card = json.loads((out / "export" / "card.json").read_text())
+    card = short_run("mma.yaml", out, small_world, "model.embedding_dim=32", "train.validation_steps=1")
     assert card["method"] == "mma" and card["backbone"] == "vgg"
     assert card["encoders"]["s1"]["output"] == {"features": [None, None, None, 32], "pooled": [None, 32]}
     s2 = keras.saving.load_model(out / "export" / card["encoders"]["s2"]["file"])

@@ -11,8 +11,7 @@ from evaluate import main as evaluate_main
 from sslrs_tf.losses.contrastive import moco_info_nce
 from sslrs_tf.methods import MoCo, get_method
 from sslrs_tf.training.optimizers import FusedSGD
-from tests.helpers import ROOT, paired_batches
-from train import main as train_main
+from tests.helpers import paired_batches, short_run
 
 
 def sensor_batches(n, batch=8, seed=0):
@@ -140,10 +139,8 @@ def test_fusion_trains_on_two_augmented_views_of_the_stacked_image():
 @pytest.mark.slow
 def test_train_py_runs_moco_sensor_then_evaluates_query_to_key_retrieval(small_world, tmp_path, capsys):
     out = tmp_path / "moco"
-    assert train_main(["--config", str(ROOT / "configs" / "moco_sensor.yaml"), f"run.dir={out}", *small_world,
-                       "model.backbone=resnet10", "model.queue_size=64", "data.crop_size=32", "train.epochs=1",
-                       "train.steps_per_epoch=2", "train.batch_size=8", "train.validation_steps=1"]) == 0
-    card = json.loads((out / "export" / "card.json").read_text())
+    card = short_run("moco_sensor.yaml", out, small_world, "model.backbone=resnet10", "model.queue_size=64",
+                     "train.validation_steps=1")
     assert card["method"] == "moco_sensor" and set(card["encoders"]) == {"s1", "s2"}
     s2 = card["encoders"]["s2"]
     assert s2["input_shape"] == [None, None, None, 10] and len(s2["input"]["bands"]) == 10

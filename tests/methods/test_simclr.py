@@ -1,6 +1,5 @@
 """SimCLR on RGB: views made in the step from (step, replica) seeds, learning, and train.py end to end."""
 
-import json
 
 import keras
 import numpy as np
@@ -11,8 +10,7 @@ from sslrs_tf.data.augment import augment
 from sslrs_tf.losses.contrastive import nt_xent
 from sslrs_tf.methods import SimCLR, get_method
 from sslrs_tf.training.optimizers import FusedAdam
-from tests.helpers import ROOT
-from train import main as train_main
+from tests.helpers import short_run
 
 
 def rgb_batch(batch=8, size=32, seed=0):
@@ -61,10 +59,7 @@ def test_views_come_from_the_step_and_the_loss_falls():
 @pytest.mark.slow
 def test_train_py_runs_simclr_on_rgb_and_exports_its_encoder(small_world, tmp_path):
     out = tmp_path / "simclr"
-    assert train_main(["--config", str(ROOT / "configs" / "simclr_rgb.yaml"), f"run.dir={out}", *small_world,
-                       "model.backbone=resnet10", "data.crop_size=32", "train.epochs=1", "train.steps_per_epoch=2",
-                       "train.batch_size=8", "data.validation_split=null"]) == 0
-    card = json.loads((out / "export" / "card.json").read_text())
+    card = short_run("simclr_rgb.yaml", out, small_world, "model.backbone=resnet10", "data.validation_split=null")
     assert list(card["encoders"]) == ["s2"] and card["method"] == "simclr"
     assert card["encoders"]["s2"]["input"]["bands"] == ["B04", "B03", "B02"]
     assert card["encoders"]["s2"]["input"]["method"] == "fixed"
