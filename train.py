@@ -26,7 +26,7 @@ def main(argv=None):
 
     def action():
         config = load_config(args.config, args.overrides)
-        # TensorFlow loads only now (5-10 s): a mistyped key is reported at once.
+        # TensorFlow loads only now (about 10 s here): a mistyped key is reported at once.
         from sslrs_tf.training.run import train
 
         card = train(config)
