@@ -3,8 +3,9 @@
 Both train two ResNets (S1: 2 channels, S2: 13 channels) with an MLP head each
 and NT-Xent (temperature 0.07) with Adam, on the same random 128 px batches, in
 one run, alternating A/B and reporting medians. PyTorch runs the CPU build with
-channels-last tensors and 2 threads; its ResNets are written out below in
-torchvision's layout (torchvision has no CPU build on this machine). Skipped
+channels-last tensors and 2 threads; its ResNets are those of tests/torch_reference.py,
+torchvision's layout (torchvision has no CPU build on this machine), which the
+conversion tests show compute what ours compute. Skipped
 (with a JSON line saying so) where torch is absent: ``pip install torch==2.13.0``.
 
     python bench/train_step.py [--backbones resnet18 resnet50] [--batch 16] [--steps 5] [--repeats 3]
@@ -27,7 +28,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import sslrs_tf  # noqa: E402,F401  (its TF settings must come before TensorFlow loads)
 
 SIZE = 128
-DEPTHS = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet50": ("bottleneck", [3, 4, 6, 3])}
 
 
 def keras_step_rate(backbone, batch, steps, precision="float32"):
@@ -66,71 +66,10 @@ def torch_step_rate(backbone, batch, steps):
     import torch
     from torch import nn
 
+    from tests.torch_reference import ResNet  # torchvision's layout, the one the conversion tests check ours against
+
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
-
-    class Basic(nn.Module):
-        expansion = 1
-
-        def __init__(self, cin, width, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(width)
-            self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(width)
-            self.downsample = None
-            if stride != 1 or cin != width:
-                self.downsample = nn.Sequential(nn.Conv2d(cin, width, 1, stride, bias=False), nn.BatchNorm2d(width))
-
-        def forward(self, x):
-            out = torch.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-    class Bottleneck(nn.Module):
-        expansion = 4
-
-        def __init__(self, cin, width, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(width)
-            self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(width)
-            self.conv3 = nn.Conv2d(width, width * 4, 1, bias=False)
-            self.bn3 = nn.BatchNorm2d(width * 4)
-            self.downsample = None
-            if stride != 1 or cin != width * 4:
-                self.downsample = nn.Sequential(nn.Conv2d(cin, width * 4, 1, stride, bias=False), nn.BatchNorm2d(width * 4))
-
-        def forward(self, x):
-            out = torch.relu(self.bn1(self.conv1(x)))
-            out = torch.relu(self.bn2(self.conv2(out)))
-            out = self.bn3(self.conv3(out))
-            return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-    class ResNet(nn.Module):
-        def __init__(self, channels):
-            super().__init__()
-            kind, blocks = DEPTHS[backbone]
-            block = Basic if kind == "basic" else Bottleneck
-            self.conv1 = nn.Conv2d(channels, 64, 7, 2, 3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-            layers, cin = [], 64
-            for i, (n, width) in enumerate(zip(blocks, (64, 128, 256, 512))):
-                stage = []
-                for j in range(n):
-                    stage.append(block(cin, width, 2 if (j == 0 and i > 0) else 1))
-                    cin = width * block.expansion
-                layers.append(nn.Sequential(*stage))
-            self.layer1, self.layer2, self.layer3, self.layer4 = layers
-            self.dim = cin
-            self.fc = nn.Sequential(nn.Linear(cin, cin), nn.ReLU(), nn.Linear(cin, 128))
-
-        def forward(self, x):
-            x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
     def nt_xent(a, b, t=0.07):
         z = nn.functional.normalize(torch.cat([a, b]), dim=1)
@@ -140,8 +79,8 @@ def torch_step_rate(backbone, batch, steps):
         target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
         return nn.functional.cross_entropy(logits, target)
 
-    s1_net = ResNet(2).to(memory_format=torch.channels_last)
-    s2_net = ResNet(13).to(memory_format=torch.channels_last)
+    s1_net = ResNet(backbone, 2).to(memory_format=torch.channels_last)
+    s2_net = ResNet(backbone, 13).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(list(s1_net.parameters()) + list(s2_net.parameters()), lr=3e-5, weight_decay=1e-4)
     rng = np.random.default_rng(0)
     s1 = torch.from_numpy(rng.random((batch, 2, SIZE, SIZE), np.float32)).to(memory_format=torch.channels_last)

@@ -69,14 +69,18 @@ class OptimizerConfig:
     decay_factor: float = option(0.1, above=0.0, doc="step schedule: the multiplier")
 
 
+#: the ResNet and Swin encoders of sslrs_tf.models.encoders, named here so that configs and the
+#: converter check a name before TensorFlow loads (a test keeps the two lists equal)
+ENCODERS = ("resnet10", "resnet18", "resnet34", "resnet50", "swin_t", "swin_micro")
+
+
 @dataclasses.dataclass(kw_only=True)
 class ModelConfig:
     """The method (pre-training, or a downstream model) and its encoders."""
 
     method: str = option("dual_simclr", choices=("dual_simclr", "mma", "moco_sensor", "moco_fusion", "simclr",
                                                   "classifier", "segmenter"))
-    backbone: str = option("resnet18", choices=("resnet10", "resnet18", "resnet34", "resnet50", "swin_t", "swin_micro",
-                                                "vgg", "unet"),
+    backbone: str = option("resnet18", choices=(*ENCODERS, "vgg", "unet"),
                            doc="encoder architecture (swin_*: built for data.crop_size; vgg: MMA's; unet: the "
                                "segmentation baseline, early fusion only)")
     projection_dim: typing.Optional[int] = option(128, min=1, doc="projection head width; null: no head (Dual-Swin)")

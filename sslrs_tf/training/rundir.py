@@ -75,12 +75,8 @@ class RunDir:
         card = {
             "method": config.model.method,
             "backbone": config.model.backbone,
-            "encoders": {
-                m: {"file": files[m], "input": _describe_input(norm, m, bands),
-                    "input_shape": _shape(model.encoders()[m].input),  # a Swin takes one image size only
-                    "output": _describe_output(model.encoders()[m])}
-                for m in files
-            },
+            "encoders": {m: encoder_entry(model.encoders()[m], files[m], _describe_input(norm, m, bands))
+                         for m in files},
             "data": {"source": config.data.source, "dataset": config.data.dataset, "config": config.data.config,
                      "split": config.data.split, "crop_size": config.data.crop_size,
                      **({"missing_bands": config.data.missing_bands} if config.data.dataset in CATALOG else {}),
@@ -97,6 +93,13 @@ class RunDir:
         }
         (self.export / "card.json").write_text(json.dumps(card, indent=2) + "\n")
         return card
+
+
+def encoder_entry(encoder, file, input_description):
+    """A card's entry for one exported encoder: its file, how its input is prepared, its input and output shapes."""
+    return {"file": file, "input": input_description,
+            "input_shape": _shape(encoder.input),  # a Swin takes one image size only
+            "output": _describe_output(encoder)}
 
 
 def _describe_output(encoder):

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import keras
 
-from sslrs_tf.models.encoders import feature_dim, resnet_encoder
+from sslrs_tf.config import ENCODERS
+from sslrs_tf.models.encoders import BACKBONES, SWINS, feature_dim, is_encoder, resnet_encoder
 from sslrs_tf.models.heads import projection_head
 
 
@@ -37,3 +38,8 @@ def test_bad_arguments_quote_what_was_received():
         resnet_encoder("resnet19", 2)
     with pytest.raises(ValueError, match="Received: in_channels=0"):
         resnet_encoder("resnet18", 0)
+
+
+def test_the_configs_list_of_encoders_is_what_make_encoder_builds():
+    # config.ENCODERS checks names before TensorFlow loads; it must not drift from the encoders.
+    assert sorted(ENCODERS) == sorted([*BACKBONES, *SWINS]) and all(is_encoder(e) for e in ENCODERS)
