@@ -83,6 +83,159 @@ def interrupted_run(small_world, tmp_path_factory):
         proc.kill()
 
 
+class CommandChain:
+    """Commands run one after the other as real processes by the session's :class:`Background` worker.
+
+    `join()` waits for them and checks each exit status; the test that owns the chain then
+    asserts on its files and outputs (``results[i].stdout``).
+    """
+
+    def __init__(self, commands, cwd, **attributes):
+        import threading
+
+        self.commands, self.cwd, self.results = commands, cwd, []
+        self.done = threading.Event()
+        self.__dict__.update(attributes)
+
+    def join(self):
+        """The finished processes (``subprocess.CompletedProcess``), each checked for exit status 0."""
+        assert self.done.wait(timeout=1800), "the background chain did not finish"
+        for cmd, result in zip(self.commands, self.results):
+            assert result.returncode == 0, f"{' '.join(map(str, cmd))}\n{result.stderr[-3000:]}"
+        assert len(self.results) == len(self.commands)
+        return self.results
+
+
+class Background:
+    """One worker thread running command chains as real processes, in the order submitted.
+
+    Long end-to-end chains (train.py, then evaluate.py) started before the first test run on
+    the core the in-process tests leave idle (they trace on one thread): one worker, so they
+    never take more than that core.
+    """
+
+    def __init__(self):
+        import queue
+        import threading
+
+        self.queue, self.process, self.stopped = queue.Queue(), None, False
+        self.thread = threading.Thread(target=self._work, daemon=True)
+        self.thread.start()
+
+    def submit(self, chain):
+        self.queue.put(chain)
+        return chain
+
+    def _work(self):
+        import subprocess
+
+        while (chain := self.queue.get()) is not None:
+            for cmd in chain.commands:
+                if self.stopped:
+                    break
+                self.process = subprocess.Popen(cmd, cwd=chain.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                text=True)
+                out, err = self.process.communicate()
+                chain.results.append(subprocess.CompletedProcess(cmd, self.process.returncode, out, err))
+                if self.process.returncode:
+                    break
+            chain.done.set()
+
+    def stop(self):
+        """Skips what has not started and kills the running process (the session is over)."""
+        self.stopped = True
+        self.queue.put(None)
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        self.thread.join()
+
+
+@pytest.fixture(scope="session")
+def background():
+    """The session's :class:`Background` worker."""
+    worker = Background()
+    yield worker
+    worker.stop()
+
+
+def _train_command(config, run_dir, *overrides):
+    import sys
+
+    from tests.helpers import ROOT
+
+    return [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / config), f"run.dir={run_dir}",
+            *overrides]
+
+
+def _short_chain(background, tmp_path_factory, name, config, world, *overrides, evaluate=False):
+    """A shipped config run briefly (tests/helpers.py SHORT_RUN) by train.py, then optionally evaluate.py --run."""
+    import sys
+
+    from tests.helpers import ROOT, SHORT_RUN
+
+    run = tmp_path_factory.mktemp(name) / "run"
+    commands = [_train_command(config, run, *world, *SHORT_RUN, *overrides)]
+    if evaluate:
+        commands.append([sys.executable, str(ROOT / "evaluate.py"), "--run", str(run)])
+    return background.submit(CommandChain(commands, ROOT, dir=run))
+
+
+@pytest.fixture(scope="session")
+def mma_run(background, small_world, tmp_path_factory):
+    """configs/mma.yaml briefly, by train.py in the background (tests/methods/test_mma.py)."""
+    return _short_chain(background, tmp_path_factory, "mma", "mma.yaml", small_world, "model.embedding_dim=32",
+                        "train.validation_steps=1")
+
+
+@pytest.fixture(scope="session")
+def moco_run(background, small_world, tmp_path_factory):
+    """configs/moco_sensor.yaml briefly, then evaluate.py --run, in the background (tests/methods/test_moco.py)."""
+    return _short_chain(background, tmp_path_factory, "moco", "moco_sensor.yaml", small_world,
+                        "model.backbone=resnet10", "model.queue_size=64", "train.validation_steps=1", evaluate=True)
+
+
+@pytest.fixture(scope="session")
+def simclr_run(background, small_world, tmp_path_factory):
+    """configs/simclr_rgb.yaml briefly, by train.py in the background (tests/methods/test_simclr.py)."""
+    return _short_chain(background, tmp_path_factory, "simclr", "simclr_rgb.yaml", small_world,
+                        "model.backbone=resnet10", "data.validation_split=null")
+
+
+@pytest.fixture(scope="session")
+def swin_chain(background, small_world, tmp_path_factory):
+    """The shipped Swin configs with the narrow test Swin at 32 px crops, as a user runs them:
+    ``train.py`` Dual-Swin pre-training (eight steps, no warm-up), ``train.py`` SwinUNet from its
+    frozen S2 encoder (one step), ``evaluate.py --run`` on it, in the background
+    (tests/test_evaluate.py). Has ``pre`` and ``seg``, the two run directories."""
+    import sys
+
+    from tests.helpers import ROOT
+
+    root = tmp_path_factory.mktemp("swin")
+    pre, seg = root / "dual_swin", root / "seg"
+    short = [*small_world, "model.backbone=swin_micro", "data.crop_size=32", "train.epochs=1",
+             "train.steps_per_epoch=1", "train.batch_size=8"]
+    return background.submit(CommandChain([
+        _train_command("dual_swin.yaml", pre, *short, "train.steps_per_epoch=8", "train.log_every=1",
+                       "optimizer.lr=1e-3", "optimizer.warmup_epochs=0", "data.validation_split=null"),
+        _train_command("finetune_swin_segmentation.yaml", seg, *short, f"model.pretrained={pre}",
+                       "model.inputs=only_s2", "model.freeze=true"),
+        [sys.executable, str(ROOT / "evaluate.py"), "--run", str(seg)],
+    ], ROOT, pre=pre, seg=seg))
+
+
+#: the background chains, in the order the tests that join them run
+_CHAINS = ("mma_run", "moco_run", "simclr_run", "swin_chain")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _background_chains(request):
+    """Submits the background chains the collected tests need, before the first test runs."""
+    for name in _CHAINS:
+        if any(name in getattr(item, "fixturenames", ()) for item in request.session.items):
+            request.getfixturevalue(name)
+
+
 @pytest.fixture(scope="session")
 def pretrained_run(small_world, interrupted_run, tmp_path_factory):
     """A finished tiny Dual-SimCLR run (configs/tiny.yaml) on the small world: its run directory.

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
+from evaluate import main as evaluate_main
 from sslrs_tf.convert import convert_state_dict, main as convert_main
 from sslrs_tf.data.bands import S2_BANDS
 from sslrs_tf.errors import UserError
@@ -162,7 +163,8 @@ def test_command_line_errors_are_one_line_and_nothing_is_overwritten(resnet10, t
     assert err.count("\n") == 1
 
 
-def test_a_converted_directory_starts_protocols_and_fine_tuning_configs(converted_resnet18, small_world, tmp_path):
+def test_a_converted_directory_starts_protocols_and_fine_tuning_configs(converted_resnet18, small_world, tmp_path,
+                                                                        capsys):
     from sslrs_tf.config import load_config
     from sslrs_tf.evaluation.protocol import load_protocol, run_config
     from sslrs_tf.methods import get_method
@@ -188,6 +190,9 @@ def test_a_converted_directory_starts_protocols_and_fine_tuning_configs(converte
                                                                    "data.s2_bands=s2_10"])
     with pytest.raises(UserError, match="the s1 encoder was trained on input prepared differently"):
         get_method("classifier").from_run_config(config, resolve_config_bands(config))
+    # Not a run: evaluate.py --run says where such a directory goes instead.
+    assert evaluate_main(["--run", str(converted)]) == 2
+    assert "converted or exported encoders, not a run" in capsys.readouterr().err
 
 
 def test_wrapped_and_dataparallel_checkpoints_read_as_their_state_dict(resnet10, torch, tmp_path):

@@ -26,6 +26,9 @@ def evaluate_run(run_dir, split=None, batch_size=None):
     """
     run = RunDir(run_dir)
     if not run.config.is_file():
+        if (run.path / "card.json").is_file():
+            raise UserError(f"--run {run.path}: converted or exported encoders, not a run (no config.yaml); "
+                            "evaluate them through a fine-tuning config (model.pretrained) or a protocol (pretrained)")
         raise UserError(f"--run {run.path}: no config.yaml (not a run directory)")
     config = load_config(run.config)
     kind = config.data.label

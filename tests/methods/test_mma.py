@@ -7,7 +7,7 @@ import pytest
 
 from sslrs_tf.methods import MMA, get_method
 from sslrs_tf.training.optimizers import FusedAdam
-from tests.helpers import paired_batches, short_run
+from tests.helpers import card_of, paired_batches
 
 
 def test_registered_and_round_trips_its_config():
@@ -32,9 +32,11 @@ def test_feature_maps_are_aligned_and_the_loss_falls_on_a_repeated_batch():
 
 
 @pytest.mark.slow
-def test_train_py_runs_mma_and_exports_vgg_encoders_with_their_card(small_world, tmp_path):
-    out = tmp_path / "mma"
-    card = short_run("mma.yaml", out, small_world, "model.embedding_dim=32", "train.validation_steps=1")
+def test_train_py_runs_mma_and_exports_vgg_encoders_with_their_card(mma_run):
+    # train.py on configs/mma.yaml, briefly, as a real process in the background (tests/conftest.py).
+    mma_run.join()
+    out = mma_run.dir
+    card = card_of(out)
     assert card["method"] == "mma" and card["backbone"] == "vgg"
     assert card["encoders"]["s1"]["output"] == {"features": [None, None, None, 32], "pooled": [None, 32]}
     s2 = keras.saving.load_model(out / "export" / card["encoders"]["s2"]["file"])

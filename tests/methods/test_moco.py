@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from evaluate import main as evaluate_main
 from sslrs_tf.losses.contrastive import moco_info_nce
 from sslrs_tf.methods import MoCo, get_method
 from sslrs_tf.training.optimizers import FusedSGD
-from tests.helpers import paired_batches, short_run
+from tests.helpers import card_of, paired_batches
 
 
 def sensor_batches(n, batch=8, seed=0):
@@ -137,10 +136,12 @@ def test_fusion_trains_on_two_augmented_views_of_the_stacked_image():
 
 
 @pytest.mark.slow
-def test_train_py_runs_moco_sensor_then_evaluates_query_to_key_retrieval(small_world, tmp_path, capsys):
-    out = tmp_path / "moco"
-    card = short_run("moco_sensor.yaml", out, small_world, "model.backbone=resnet10", "model.queue_size=64",
-                     "train.validation_steps=1")
+def test_train_py_runs_moco_sensor_then_evaluates_query_to_key_retrieval(moco_run):
+    # train.py on configs/moco_sensor.yaml briefly, then evaluate.py --run: real processes in the
+    # background (tests/conftest.py).
+    _, evaluated = moco_run.join()
+    out = moco_run.dir
+    card = card_of(out)
     assert card["method"] == "moco_sensor" and set(card["encoders"]) == {"s1", "s2"}
     s2 = card["encoders"]["s2"]
     assert s2["input_shape"] == [None, None, None, 10] and len(s2["input"]["bands"]) == 10
@@ -148,9 +149,7 @@ def test_train_py_runs_moco_sensor_then_evaluates_query_to_key_retrieval(small_w
     # The exported S2 encoder is the query encoder with its adapter: 10 bands in, the pooled vector out.
     encoder = keras.saving.load_model(out / "export" / s2["file"])
     assert encoder(np.zeros((1, 32, 32, 10), np.float32))["pooled"].shape == (1, 512)
-    capsys.readouterr()
-    assert evaluate_main(["--run", str(out)]) == 0
-    printed = capsys.readouterr().out
+    printed = evaluated.stdout
     assert "cross-modal retrieval on holdout" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["pairs"] > 10 and 1 <= metrics["scores"]["median_rank"] <= metrics["pairs"]

@@ -10,7 +10,7 @@ from sslrs_tf.data.augment import augment
 from sslrs_tf.losses.contrastive import nt_xent
 from sslrs_tf.methods import SimCLR, get_method
 from sslrs_tf.training.optimizers import FusedAdam
-from tests.helpers import short_run
+from tests.helpers import card_of
 
 
 def rgb_batch(batch=8, size=32, seed=0):
@@ -57,9 +57,11 @@ def test_views_come_from_the_step_and_the_loss_falls():
 
 
 @pytest.mark.slow
-def test_train_py_runs_simclr_on_rgb_and_exports_its_encoder(small_world, tmp_path):
-    out = tmp_path / "simclr"
-    card = short_run("simclr_rgb.yaml", out, small_world, "model.backbone=resnet10", "data.validation_split=null")
+def test_train_py_runs_simclr_on_rgb_and_exports_its_encoder(simclr_run):
+    # train.py on configs/simclr_rgb.yaml, briefly, as a real process in the background (tests/conftest.py).
+    simclr_run.join()
+    out = simclr_run.dir
+    card = card_of(out)
     assert list(card["encoders"]) == ["s2"] and card["method"] == "simclr"
     assert card["encoders"]["s2"]["input"]["bands"] == ["B04", "B03", "B02"]
     assert card["encoders"]["s2"]["input"]["method"] == "fixed"
