@@ -123,9 +123,9 @@ def convert_state_dict(state, arch, image_size=None, checkpoint="checkpoint"):
     missing = [k for k in expected if k not in state]
     unexpected, extra = [], []
     for key in state:
-        prefix = next((p for p in PREFIXES.values() if key.startswith(p)), None)
         if key in expected:
             continue
+        prefix = next((p for p in PREFIXES.values() if key.startswith(p)), None)
         if prefix and torch_layout.is_extra(arch, key[len(prefix):]):
             extra.append(key)
         else:
@@ -139,8 +139,7 @@ def convert_state_dict(state, arch, image_size=None, checkpoint="checkpoint"):
     if unexpected:
         problems.append(f"unexpected {_first(unexpected)}")
     if wrong:
-        problems.append("wrong shape " + ", ".join(_shape_problem(*w) for w in wrong[:_SHOWN])
-                        + (f" (+{len(wrong) - _SHOWN} more)" if len(wrong) > _SHOWN else ""))
+        problems.append(f"wrong shape {_first([_shape_problem(*w) for w in wrong])}")
     if bad_buffers:
         problems.append(f"relative_position_index of another window layout {_first(bad_buffers)}")
     if problems:
