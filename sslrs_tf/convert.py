@@ -147,7 +147,7 @@ def convert_state_dict(state, arch, image_size=None, checkpoint="checkpoint"):
     for key, (v, _) in expected.items():
         v.assign(torch_layout.to_keras(state[key], v.path))
     report = {"converted": {m: sum(k.startswith(p) for k in expected) for m, p in PREFIXES.items()},
-              "not_converted": sorted(k for k in extra if torch_layout.HEAD_KEY.search(k.split(".", 1)[1]))}
+              "not_converted": sorted(k for k in extra if torch_layout.is_head(arch, k.split(".", 1)[1]))}
     return encoders, report
 
 

@@ -42,9 +42,9 @@ _SWIN_LAYERS = [
 # Keys of the released layout that hold no encoder weight: BatchNorm's step counter, the
 # Swin buffers (index and shift mask, both recomputed from the architecture), and the
 # projection heads (ResNet ``fc``, Swin ``head``), which downstream use does not need.
-_RESNET_EXTRA = re.compile(r"(^|\.)num_batches_tracked$|^fc(\.\d+)?\.(weight|bias)$")
-_SWIN_EXTRA = re.compile(r"\.attn\.relative_position_index$|\.attn_mask$|^head(\.\d+)?\.(weight|bias)$")
-HEAD_KEY = re.compile(r"^(fc|head)(\.\d+)?\.(weight|bias)$")
+_BUFFERS = {"resnet": re.compile(r"(^|\.)num_batches_tracked$"),
+            "swin": re.compile(r"\.attn\.relative_position_index$|\.attn_mask$")}
+_HEADS = {"resnet": re.compile(r"^fc(\.\d+)?\.(weight|bias)$"), "swin": re.compile(r"^head(\.\d+)?\.(weight|bias)$")}
 
 
 def is_swin(arch):
@@ -97,9 +97,18 @@ def to_keras(value, keras_path):
     return value
 
 
+def _family(arch):
+    return "swin" if is_swin(arch) else "resnet"
+
+
+def is_head(arch, key):
+    """Whether `key` (without prefix) is a weight of the projection head of an `arch` backbone."""
+    return bool(_HEADS[_family(arch)].search(key))
+
+
 def is_extra(arch, key):
     """Whether `key` (without prefix) belongs to the released layout but holds no encoder weight."""
-    return bool((_SWIN_EXTRA if is_swin(arch) else _RESNET_EXTRA).search(key))
+    return is_head(arch, key) or bool(_BUFFERS[_family(arch)].search(key))
 
 
 def check_buffers(arch, state, prefix):
@@ -109,9 +118,9 @@ def check_buffers(arch, state, prefix):
     bad = []
     for key, value in state.items():
         if key.startswith(prefix) and key.endswith(".attn.relative_position_index"):
-            window = int(round(np.sqrt(np.asarray(value).shape[0])))
-            if np.asarray(value).shape != (window ** 2,) * 2 or \
-                    not np.array_equal(np.asarray(value), relative_position_index(window)):
+            value = np.asarray(value)
+            window = int(round(np.sqrt(value.shape[0])))
+            if value.shape != (window ** 2,) * 2 or not np.array_equal(value, relative_position_index(window)):
                 bad.append(key)
     return bad
 
