@@ -224,8 +224,34 @@ def swin_chain(background, small_world, tmp_path_factory):
     ], ROOT, pre=pre, seg=seg))
 
 
+#: tiny.yaml as the two-worker test trains it: two steps of SGD, a checkpoint after each. SGD,
+#: not Adam: Adam's normalised update turns the summation-order noise of near-zero gradients
+#: into whole ±lr steps; SGD's step is proportional to the gradient. Two steps: the noise grows
+#: quickly from step to step (tiny ResNets, 32 px crops, batch 8: 3e-6 after two steps on the
+#: quick-start world, 4e-4 after three).
+MULTI_WORKER_RUN = ("optimizer.name=sgd", "optimizer.lr=0.01", "optimizer.weight_decay=0", "train.epochs=1",
+                    "train.steps_per_epoch=2", "train.checkpoint_every=1")
+
+
+@pytest.fixture(scope="session")
+def two_worker_run(background, small_world, tmp_path_factory):
+    """tests/training/two_workers.py (two train.py workers, worker 1 killed after checkpoint 1, both
+    restarted), then the same config on one device, in the background (tests/training/test_multi_worker.py).
+    Has ``dir`` and ``reference``, the two run directories."""
+    import sys
+
+    from tests.helpers import ROOT
+
+    root = tmp_path_factory.mktemp("multi_worker")
+    run, reference = root / "two_workers", root / "one_device"
+    return background.submit(CommandChain([
+        [sys.executable, "-m", "tests.training.two_workers", str(run), *small_world, *MULTI_WORKER_RUN],
+        _train_command("tiny.yaml", reference, *small_world, *MULTI_WORKER_RUN),
+    ], ROOT, dir=run, reference=reference))
+
+
 #: the background chains, in the order the tests that join them run
-_CHAINS = ("mma_run", "moco_run", "simclr_run", "swin_chain")
+_CHAINS = ("mma_run", "moco_run", "simclr_run", "swin_chain", "two_worker_run")
 
 
 @pytest.fixture(scope="session", autouse=True)

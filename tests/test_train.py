@@ -34,11 +34,12 @@ def test_tiny_run_writes_config_logs_checkpoints_and_exported_encoders(pretraine
     assert {"s2_rgb", "s1_vv"} <= tags, tags
     # The same command again (in-process: cheaper) finds the run finished and does not train further.
     assert train_main(train_cmd(out, small_world)[2:]) == 0
-    assert "Epoch" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Epoch" not in printed and f"resuming from {out / 'checkpoints' / 'ckpt-6'}: training done" in printed
 
 
 @pytest.mark.slow
-def test_kill_9_mid_epoch_then_the_same_command_resumes_to_the_same_weights(interrupted_run, pretrained_run):
+def test_kill_9_mid_epoch_then_the_same_command_resumes_to_the_same_weights(interrupted_run, pretrained_run, capsys):
     # The process was started and killed beside the session's tiny run (tests/conftest.py); that
     # uninterrupted run (same config, other run.dir: 2 epochs of 3 steps) is the reference.
     interrupted_run.thread.join(timeout=600)
@@ -46,6 +47,8 @@ def test_kill_9_mid_epoch_then_the_same_command_resumes_to_the_same_weights(inte
     assert not (interrupted_run.dir / "export").exists()
     # The same command resumes it (in-process: the entry point's main, cheaper than a second process).
     assert train_main(interrupted_run.cmd[2:]) == 0
+    resumed = f"resuming from {interrupted_run.dir / 'checkpoints' / 'ckpt-2'}: epoch 1 of 2, batch 3 of 3"
+    assert resumed in capsys.readouterr().out
     for a, b in zip(exported_weights(pretrained_run, "s1", "s2"), exported_weights(interrupted_run.dir, "s1", "s2"),
                     strict=True):
         np.testing.assert_array_equal(a, b)
@@ -73,6 +76,7 @@ def test_a_loss_that_stays_non_finite_stops_the_run_with_a_message(tmp_path, sma
         ("model.backbone=vgg", "model.method dual_simclr has ResNet or Swin encoders"),
         ("model.backbone=swin_t", "data.crop_size 32 does not fit model.backbone swin_t"),
         ("model.method=byol", "model.method must be one of dual_simclr"),
+        ("train.distribution=multi_worker", "multi_worker needs TF_CONFIG (JSON with cluster and task)"),
     ],
 )
 def test_bad_configs_are_one_line_errors_with_exit_2(tmp_path, small_world, override, message, capsys):

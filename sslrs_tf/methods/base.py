@@ -63,6 +63,18 @@ def encoder_image_size(config):
     return crop
 
 
+def _step_logs(logs):
+    """A step's logs as Keras' fit can reduce them under the current strategy.
+
+    Keras 3.15 reduces the logs of a MultiWorkerMirroredStrategy step with a mean along axis
+    0, which scalars lack (tensorflow#72388): there, each log becomes a 1-vector, and the
+    reduction is the mean over all replicas that MirroredStrategy's logs get.
+    """
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return {k: tf.reshape(v, [1]) for k, v in logs.items()}
+    return logs
+
+
 class Method(keras.Model):
     """Base class of everything ``train.py`` trains (see the module docstring).
 
@@ -128,6 +140,16 @@ class Method(keras.Model):
             groups.append((self.encoder_optimizer, [v for v in self.trainable_variables if id(v) in owned]))
         return groups
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15's fit draws a batch and reduces it across replicas (to build layers and
+        # compiled metrics symbolically) before it checks whether anything is unbuilt; under
+        # MultiWorkerMirroredStrategy that reduce fails for dict inputs. A method is built before
+        # fit (train.py calls it once and builds its optimizers), so there is nothing to build.
+        if all(layer.built for layer in self._flatten_layers()) and self._compile_metrics is None \
+                and self._compile_loss is None:
+            return
+        super()._maybe_symbolic_build(iterator, data_batch)
+
     def build_optimizers(self):
         """Creates the variables of every optimizer not built yet (needed before a checkpoint can be restored)."""
         for optimizer, variables in self.optimizer_groups():
@@ -180,7 +202,7 @@ class Method(keras.Model):
         logs["learning_rate"] = tf.cast(self.optimizer.learning_rate, "float32")
         if self.encoder_optimizer is not None:
             logs["encoder_learning_rate"] = tf.cast(self.encoder_optimizer.learning_rate, "float32")
-        return logs
+        return _step_logs(logs)
 
     def _all_finite(self, loss, grads):
         """Whether the loss, the gradients and the state the forward pass updated are finite.
@@ -245,7 +267,7 @@ class Method(keras.Model):
     def test_step(self, data):
         loss, values = self.loss_and_values(data, training=False)
         self._record(loss, values, tf.math.is_finite(loss))
-        return {m.name: m.result() for m in self.metrics if m is not self.skipped_tracker}
+        return _step_logs({m.name: m.result() for m in self.metrics if m is not self.skipped_tracker})
 
 
 class ContrastiveMethod(Method):

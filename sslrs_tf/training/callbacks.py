@@ -17,14 +17,17 @@ class Checkpointer(keras.callbacks.Callback):
     save falls back to the previous checkpoint.
 
     Args:
-        directory: where checkpoints go.
+        directory: where checkpoints go, and where a resumed run finds them.
         every: steps between checkpoints.
         start_step: batches of the first epoch already done (when resuming mid-epoch).
+        save_directory: where this process writes its checkpoints instead (a multi-worker
+            run's non-chief workers: every worker must save, one writes `directory`).
     """
 
-    def __init__(self, directory, every, start_step=0):
+    def __init__(self, directory, every, start_step=0, save_directory=None):
         super().__init__()
         self.directory, self.every, self.start_step = str(directory), every, start_step
+        self.save_directory = str(save_directory or directory)
         self.position = tf.Variable([0, 0], dtype=tf.int64, trainable=False, name="position")
         self._manager = None
         self._epoch = 0
@@ -34,15 +37,16 @@ class Checkpointer(keras.callbacks.Callback):
         if self._manager is None:
             extra = {"encoder_optimizer": model.encoder_optimizer} if getattr(model, "encoder_optimizer", None) else {}
             checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, position=self.position, **extra)
-            self._manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=2)
+            self._manager = tf.train.CheckpointManager(checkpoint, self.save_directory, max_to_keep=2)
         return self._manager
 
     def restore(self, model):
         """Restores the latest checkpoint; returns (epoch, step) to resume from, (0, 0) if none."""
         manager = self.manager(model)
-        if manager.latest_checkpoint is None:
+        latest = tf.train.latest_checkpoint(self.directory)
+        if latest is None:
             return 0, 0
-        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        manager.checkpoint.restore(latest).assert_existing_objects_matched()
         epoch, step = (int(v) for v in self.position.numpy())
         return epoch, step
 

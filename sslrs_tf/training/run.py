@@ -1,6 +1,7 @@
 """The training driver behind ``train.py``: config in, trained and exported encoders out."""
 
 import dataclasses
+import shutil
 
 import keras
 import numpy as np
@@ -15,7 +16,7 @@ from sslrs_tf.methods import get_method
 from sslrs_tf.training.callbacks import Checkpointer, InputImages, NonFiniteGuard
 from sslrs_tf.training.optimizers import make_optimizer
 from sslrs_tf.training.rundir import RunDir
-from sslrs_tf.training.strategy import make_strategy, set_precision
+from sslrs_tf.training.strategy import make_strategy, set_precision, worker_role
 
 
 def resolve_config_bands(config):
@@ -56,13 +57,15 @@ def train(config, verbose="auto"):
         UserError: a config or data problem (one line).
         TrainingStopped: the loss stayed non-finite for ``train.max_skipped`` batches.
     """
+    # First: a multi-worker strategy configures TF's collective ops, which only works before
+    # anything else has initialised TensorFlow's runtime.
+    strategy = make_strategy(config.train.distribution)
     run = RunDir(config.run.dir)
     run.start(config)
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.train.seed)
     set_precision(config.train.mixed_precision)
-    strategy = make_strategy(config.train.distribution)
     bands = resolve_config_bands(config)
     builder = builder_for(config)
     sizes = {}
@@ -90,13 +93,13 @@ def train(config, verbose="auto"):
     method = get_method(config.model.method)
 
     def data(split, start_epoch=0, start_step=0, training=True):
-        return make_dataset(builder, split, modalities=method.input_modalities(config), bands=bands,
+        return _shard_by_data(make_dataset(builder, split, modalities=method.input_modalities(config), bands=bands,
                             missing_bands=config.data.missing_bands, normalization=config.data.normalization,
                             crop_size=config.data.crop_size, batch_size=config.train.batch_size,
                             training=training, seed=config.train.seed, shuffle_buffer=config.data.shuffle_buffer,
                             start_epoch=start_epoch, start_step=start_step, label=config.data.label,
                             label_fraction=config.data.label_fraction if training else 1.0,
-                            steps_per_epoch=steps if training else None)
+                            steps_per_epoch=steps if training else None))
 
     sample = next(iter(data(config.data.split).take(1)))
     inputs = sample[0] if isinstance(sample, tuple) else sample
@@ -110,18 +113,23 @@ def train(config, verbose="auto"):
         # Create every variable now, so that a checkpoint can be restored into them.
         model({k: v[:1] for k, v in inputs.items()})
         model.build_optimizers()
-    checkpointer = Checkpointer(run.checkpoints, config.train.checkpoint_every)
+    chief, worker = worker_role(strategy)
+    # A multi-worker run's other workers write beside the run, and remove it at the end.
+    own = run if chief else RunDir(run.path / "workers" / worker)
+    checkpointer = Checkpointer(run.checkpoints, config.train.checkpoint_every, save_directory=own.checkpoints)
     epoch, step = checkpointer.restore(model)
     if step >= steps:  # killed between the last batch's checkpoint and the epoch-end one
         epoch, step = epoch + 1, 0
     checkpointer.start_step = step
+    if epoch or step:
+        where = (f"epoch {epoch + 1} of {config.train.epochs}, batch {step + 1} of {steps}"
+                 if epoch < config.train.epochs else "training done, exporting")
+        print(f"resuming from {tf.train.latest_checkpoint(str(run.checkpoints))}: {where}")
     guard = NonFiniteGuard(config.train.max_skipped)
-    callbacks = [
-        checkpointer,
-        guard,
-        keras.callbacks.TensorBoard(log_dir=str(run.tensorboard), update_freq=config.train.log_every),
-        InputImages(run.tensorboard, inputs, bands["s2"]),
-    ]
+    callbacks = [checkpointer, guard]
+    if chief:
+        callbacks += [keras.callbacks.TensorBoard(log_dir=str(run.tensorboard), update_freq=config.train.log_every),
+                      InputImages(run.tensorboard, inputs, bands["s2"])]
     validation, validation_steps = None, None
     if config.data.validation_split:
         validation = data(config.data.validation_split, training=False)
@@ -144,4 +152,23 @@ def train(config, verbose="auto"):
             f"stopped: {guard.consecutive} consecutive batches had a non-finite loss and were skipped "
             f"({guard.total} in all); lower optimizer.lr or check the data")
     final = {k: v[-1] for k, v in history.items() if v and np.isfinite(v[-1])}
-    return run.export_encoders(model, config, final)
+    card = own.export_encoders(model, config, final)
+    if not chief:
+        shutil.rmtree(own.path, ignore_errors=True)
+        try:
+            own.path.parent.rmdir()  # RUN_DIR/workers, once the last worker has left it
+        except OSError:
+            pass
+    return card
+
+
+def _shard_by_data(dataset):
+    """Multi-worker input sharding by data, not by file: every worker reads the whole split and
+    keeps its share of each global batch (tf.distribute splits a global batch into per-replica
+    batches, then hands worker i every i-th of them). The global batches are then those of a
+    one-device run, so the run's data, its resume position and its result do not depend on the
+    worker count; the price is that each worker reads every record (see README, multi-worker).
+    No effect on one machine."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)

@@ -10,6 +10,7 @@
 
 import datetime
 import json
+import os
 import pathlib
 import subprocess
 
@@ -59,7 +60,10 @@ class RunDir:
                 )
         else:
             self.path.mkdir(parents=True, exist_ok=True)
-            self.config.write_text(text)
+            # Atomically: a multi-worker run's workers start together and read what the chief writes.
+            partial = self.config.with_name(f".config.yaml.{os.getpid()}")
+            partial.write_text(text)
+            os.replace(partial, self.config)
 
     def export_encoders(self, model, config, metrics):
         """Saves each encoder as ``.keras`` and writes ``card.json`` with what a user of the weights needs."""
@@ -82,7 +86,10 @@ class RunDir:
                      **({"missing_bands": config.data.missing_bands} if config.data.dataset in CATALOG else {}),
                      **({"synthetic": True, "note": "SYNTHETIC data: not for real imagery"}
                         if config.data.source == "synthetic" else {})},
+            # batch_size is global: split over `replicas` by `distribution`.
             "training": {"epochs": config.train.epochs, "batch_size": config.train.batch_size,
+                         "distribution": config.train.distribution,
+                         "replicas": model.distribute_strategy.num_replicas_in_sync,
                          "optimizer": config.optimizer.name, "lr": config.optimizer.lr, "seed": config.train.seed},
             **({"downstream": {"inputs": config.model.inputs, "label": config.data.label,
                                "label_fraction": config.data.label_fraction, "pretrained": config.model.pretrained,

@@ -19,18 +19,18 @@ def make_strategy(name):
     * ``multi_worker``: MultiWorkerMirroredStrategy, from the ``TF_CONFIG`` environment variable;
     * ``tpu``: TPUStrategy on the TPU found by the cluster resolver.
     """
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "one_device" or (name == "auto" and len(gpus) < 2):
-        return tf.distribute.get_strategy()
-    if name in ("auto", "mirrored"):
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
+        # Before anything lists devices: that starts TF's runtime, after which collective ops
+        # can no longer be configured.
         try:
             json.loads(os.environ["TF_CONFIG"])
         except (KeyError, ValueError):
             raise UserError("train.distribution: multi_worker needs TF_CONFIG (JSON with cluster and task) in the environment") from None
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as err:  # this process already ran TensorFlow (e.g. a protocol's second run)
+            raise UserError(f"train.distribution: multi_worker must start its process: run one train.py per "
+                            f"worker ({err})") from None
     if name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
@@ -39,7 +39,31 @@ def make_strategy(name):
         except (ValueError, tf.errors.NotFoundError) as err:
             raise UserError(f"train.distribution: tpu, but no TPU was found ({str(err).splitlines()[0]})") from None
         return tf.distribute.TPUStrategy(resolver)
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "one_device" or (name == "auto" and len(gpus) < 2):
+        return tf.distribute.get_strategy()
+    if name in ("auto", "mirrored"):
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
     raise UserError(f"train.distribution: unknown strategy {name!r}")
+
+
+def worker_role(strategy):
+    """``(is_chief, name)`` of this process in `strategy`'s cluster.
+
+    The chief (task ``chief``, or worker 0 of a cluster without one) writes the run
+    directory; the other workers write what they must (checkpoints: saving reads
+    variables collectively, so every worker saves) to ``RUN_DIR/workers/<name>``,
+    removed when the run ends. One process (no cluster): ``(True, "chief")``.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task = getattr(resolver, "task_type", None)
+    if not task:
+        return True, "chief"
+    index = getattr(resolver, "task_id", 0) or 0
+    jobs = resolver.cluster_spec().as_dict()
+    chief = task == "chief" or (task == "worker" and index == 0 and "chief" not in jobs)
+    return chief, f"{task}_{index}"
 
 
 def set_precision(policy):
