@@ -35,7 +35,7 @@ def test_tiny_run_writes_config_logs_checkpoints_and_exported_encoders(pretraine
     # The same command again (in-process: cheaper) finds the run finished and does not train further.
     assert train_main(train_cmd(out, small_world)[2:]) == 0
     printed = capsys.readouterr().out
-    assert "Epoch" not in printed and f"resuming from {out / 'checkpoints' / 'ckpt-6'}: training done" in printed
+    assert "Epoch" not in printed and f"resuming from {out / 'checkpoints' / 'ckpt-6'}: all epochs done" in printed
 
 
 @pytest.mark.slow

@@ -123,7 +123,7 @@ def train(config, verbose="auto"):
     checkpointer.start_step = step
     if epoch or step:
         where = (f"epoch {epoch + 1} of {config.train.epochs}, batch {step + 1} of {steps}"
-                 if epoch < config.train.epochs else "training done, exporting")
+                 if epoch < config.train.epochs else "all epochs done, exporting")
         print(f"resuming from {tf.train.latest_checkpoint(str(run.checkpoints))}: {where}")
     guard = NonFiniteGuard(config.train.max_skipped)
     callbacks = [checkpointer, guard]
