@@ -28,6 +28,8 @@ bench: $(STAMP)
 	$(PY) bench/input_pipeline.py
 	$(PY) bench/input_steps.py
 	$(PY) bench/train_step.py
+	$(PY) bench/end_to_end.py
+	$(PY) bench/memory.py
 	$(PY) bench/cpu_settings.py
 	$(PY) bench/optimizer_apply.py
 

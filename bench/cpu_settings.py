@@ -27,7 +27,7 @@ SCRIPT = pathlib.Path(__file__).with_name("train_step.py")
 def rate(backbone, onednn=True, precision="float32"):
     """Pairs/s of one fresh process with TF_ENABLE_ONEDNN_OPTS set to `onednn`."""
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"}
-    out = subprocess.run([sys.executable, str(SCRIPT), "--ours-only", "--backbones", backbone, "--repeats", "1",
+    out = subprocess.run([sys.executable, str(SCRIPT), "--ours-only", "--cases", f"simclr_{backbone}", "--repeats", "1",
                           "--steps", "3", "--precision", precision],
                          env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["ours"]

@@ -1,19 +1,33 @@
-"""Dual-SimCLR training pairs/s: sslrs_tf (Keras on TF) against the same step in PyTorch.
+"""Training pairs/s: sslrs_tf (Keras on TF) against the same step in PyTorch, with achieved FLOP/s.
 
-Both train two ResNets (S1: 2 channels, S2: 13 channels) with an MLP head each
-and NT-Xent (temperature 0.07) with Adam, on the same random 128 px batches, in
-one run, alternating A/B and reporting medians. PyTorch runs the CPU build with
-channels-last tensors and 2 threads; its ResNets are those of tests/torch_reference.py,
-torchvision's layout (torchvision has no CPU build on this machine), which the
-conversion tests show compute what ours compute. Skipped
-(with a JSON line saying so) where torch is absent: ``pip install torch==2.13.0``.
+Cases (``--cases``; all by default), each on the same random batches in one run,
+alternating A/B and reporting medians:
 
-    python bench/train_step.py [--backbones resnet18 resnet50] [--batch 16] [--steps 5] [--repeats 3]
+* ``simclr_resnet18``, ``simclr_resnet50``: Dual-SimCLR, two ResNets (S1: 2 channels,
+  S2: 13) with an MLP head each, NT-Xent at 0.07, Adam (L2 1e-4), 128 px, batch 16;
+* ``simclr_swin_t``: Dual-Swin-T as configs/dual_swin.yaml: no head, NT-Xent at 0.2 on the
+  pooled 768-d vectors, Adam 5e-4, 224 px, batch 8;
+* ``moco_resnet50``: MoCo-v2 with sensor-based pairs as configs/moco_sensor.yaml: S2 (10
+  bands) query and S1 key through 1x1 adapters to 3 channels, ResNet-50s and MLP necks, the
+  key network following by momentum 0.999, a queue of 65 536 keys, temperature 0.2, SGD 0.03
+  with momentum 0.9 and L2 1e-4, 128 px, batch 16.
 
-Prints one JSON line per backbone; ``ratio`` is ours / PyTorch's pairs/s.
+PyTorch runs the CPU build with 2 threads, ResNets channels-last; its networks are those of
+tests/torch_reference.py (torchvision's ResNet layout, the original Swin), which the
+conversion tests show compute what ours compute. Skipped (with a JSON line saying so) where
+torch is absent: ``pip install torch==2.13.0``.
+
+FLOPs per pair come from TensorFlow's profiler on our encoders' forward graphs (conv,
+matmul and attention ops), times 3 for a trained network (forward, input and weight
+gradients) and 2 for MoCo's key network (forward, and input gradients for its adapter).
+
+    python bench/train_step.py [--cases simclr_resnet18 ...] [--batch N] [--steps 5] [--repeats 3]
+
+Prints one JSON line per case; ``ratio`` is ours / PyTorch's pairs/s.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -27,27 +41,90 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import sslrs_tf  # noqa: E402,F401  (its TF settings must come before TensorFlow loads)
 
-SIZE = 128
+#: the matrix-multiply peak of the reference 2-core CPU, GFLOP/s (../shared/NOTES.md)
+PEAK_GFLOPS = 210
 
 
-def keras_step_rate(backbone, batch, steps, precision="float32"):
-    """Pairs/s of DualSimCLR.fit on a cached batch (the library's real training path)."""
-    import keras
-    import tensorflow as tf
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One benchmarked training step."""
 
-    keras.mixed_precision.set_global_policy(precision)
+    method: str  # "dual_simclr" or "moco_sensor"
+    backbone: str
+    size: int
+    batch: int
+    s2_channels: int = 13
 
-    from sslrs_tf.methods import DualSimCLR
-    from sslrs_tf.training.optimizers import FusedAdam
+    @property
+    def what(self):
+        name = {"dual_simclr": "Dual-SimCLR", "moco_sensor": "MoCo-v2 (sensor pairs)"}[self.method]
+        return f"{name} {self.backbone} training pairs/s, {self.size} px, batch {self.batch}, fp32"
 
+
+CASES = {
+    "simclr_resnet18": Case("dual_simclr", "resnet18", 128, 16),
+    "simclr_resnet50": Case("dual_simclr", "resnet50", 128, 16),
+    "simclr_swin_t": Case("dual_simclr", "swin_t", 224, 8),
+    "moco_resnet50": Case("moco_sensor", "resnet50", 128, 16, s2_channels=10),
+}
+
+
+def batches(case):
+    """The case's random S1 and S2 batch, channels last."""
     rng = np.random.default_rng(0)
-    data = {"s1": rng.random((batch, SIZE, SIZE, 2), np.float32), "s2": rng.random((batch, SIZE, SIZE, 13), np.float32)}
-    ds = tf.data.Dataset.from_tensors(data).repeat()
+    return {"s1": rng.random((case.batch, case.size, case.size, 2), np.float32),
+            "s2": rng.random((case.batch, case.size, case.size, case.s2_channels), np.float32)}
+
+
+def forward_gflop(backbone, channels, size):
+    """GFLOP of one image through our encoder, counted by TensorFlow's profiler on the frozen graph."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from sslrs_tf.models.encoders import make_encoder
+
+    encoder = make_encoder(backbone, channels, False, size if backbone.startswith("swin") else None)
+    spec = tf.TensorSpec([1, size, size, channels], tf.float32)
+    graph = convert_variables_to_constants_v2(
+        tf.function(lambda x: encoder(x, training=False)).get_concrete_function(spec)).graph
+    options = {**tf.compat.v1.profiler.ProfileOptionBuilder.float_operation(), "output": "none"}
+    return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops / 1e9
+
+
+def gflop_per_pair(case):
+    """Training GFLOP per S1/S2 pair (see the module docstring)."""
+    if case.method == "moco_sensor":  # both encoders take the adapters' 3 channels
+        f = forward_gflop(case.backbone, 3, case.size)
+        return 3 * f + 2 * f
+    return 3 * (forward_gflop(case.backbone, 2, case.size) + forward_gflop(case.backbone, case.s2_channels, case.size))
+
+
+def keras_method(case):
+    """The case's method, compiled with its optimizer, as train.py would build it."""
+    import keras
+
+    from sslrs_tf.methods import DualSimCLR, MoCo
+    from sslrs_tf.training.optimizers import FusedAdam, FusedSGD
+
     keras.utils.set_random_seed(0)
-    model = DualSimCLR(backbone)
-    model.l2_penalty = 1e-4  # PyTorch's Adam(weight_decay=1e-4), as on the other side
-    model.compile(optimizer=FusedAdam(3e-5), jit_compile=False)
-    model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up
+    if case.method == "moco_sensor":
+        model = MoCo(case.backbone, mode="sensor", s2_channels=case.s2_channels)
+        model.l2_penalty, optimizer = 1e-4, FusedSGD(0.03, momentum=0.9)  # PyTorch's SGD(weight_decay=1e-4)
+    elif case.backbone.startswith("swin"):
+        model = DualSimCLR(case.backbone, projection_dim=None, temperature=0.2, image_size=case.size)
+        optimizer = FusedAdam(5e-4)
+    else:
+        model = DualSimCLR(case.backbone)
+        model.l2_penalty, optimizer = 1e-4, FusedAdam(3e-5)  # PyTorch's Adam(weight_decay=1e-4)
+    model.compile(optimizer=optimizer, jit_compile=False)
+    return model
+
+
+def fit_step_times(model, dataset, steps, warmup=2):
+    """Seconds of each of `steps` batches of ``model.fit`` on `dataset` (input wait included), after
+    `warmup` batches (tracing, tf.data's autotuning)."""
+    import keras
+
     times = []
 
     class Clock(keras.callbacks.Callback):
@@ -55,23 +132,75 @@ def keras_step_rate(backbone, batch, steps, precision="float32"):
             self.start = time.perf_counter()
 
         def on_train_batch_end(self, batch_index, logs=None):
-            times.append(time.perf_counter() - self.start)
+            if batch_index >= warmup:
+                times.append(time.perf_counter() - self.start)
 
-    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[Clock()])
-    return batch / statistics.median(times)
+    model.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[Clock()])
+    return times
 
 
-def torch_step_rate(backbone, batch, steps):
-    """Pairs/s of the same step in PyTorch."""
+def keras_step_rate(case, steps, precision="float32"):
+    """Pairs/s of the method's fit on a cached batch (the library's real training path)."""
+    import keras
+    import tensorflow as tf
+
+    keras.mixed_precision.set_global_policy(precision)
+    times = fit_step_times(keras_method(case), tf.data.Dataset.from_tensors(batches(case)).repeat(), steps)
+    return case.batch / statistics.median(times)
+
+
+def to_torch(case, array):
+    """A channels-last NumPy batch as the NCHW tensor the case's PyTorch network takes (channels-last
+    memory for ResNets)."""
+    import torch
+
+    layout = torch.contiguous_format if case.backbone.startswith("swin") else torch.channels_last
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous(memory_format=layout)
+
+
+def torch_step(case):
+    """The same training step in PyTorch: a function of the S1 and S2 batches (NCHW tensors)."""
     import torch
     from torch import nn
 
-    from tests.torch_reference import ResNet  # torchvision's layout, the one the conversion tests check ours against
+    from tests.torch_reference import ResNet, Swin
 
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
+    swin = case.backbone.startswith("swin")
+    layout = torch.contiguous_format if swin else torch.channels_last
 
-    def nt_xent(a, b, t=0.07):
+    if case.method == "moco_sensor":
+        def network(channels):  # 1x1 adapter to 3 channels, ResNet, MLP neck (the ResNet's fc)
+            adapter = nn.Sequential(nn.Conv2d(channels, 3, 1, bias=False), nn.BatchNorm2d(3), nn.ReLU())
+            return adapter, ResNet(case.backbone, 3).to(memory_format=layout)
+
+        q_adapter, q_net = network(case.s2_channels)
+        k_adapter, k_net = network(2)
+        k_net.load_state_dict(q_net.state_dict())
+        for p in k_net.parameters():  # follows by momentum; its adapter is trained by gradient, as ours
+            p.requires_grad_(False)
+        params = [*q_adapter.parameters(), *q_net.parameters(), *k_adapter.parameters()]
+        optimizer = torch.optim.SGD(params, lr=0.03, momentum=0.9, weight_decay=1e-4)
+        queue = nn.functional.normalize(torch.randn(65536, 128), dim=1)
+        state = {"ptr": 0}
+
+        def step(s1, s2):
+            optimizer.zero_grad(set_to_none=True)
+            q = nn.functional.normalize(q_net(q_adapter(s2)), dim=1)
+            k = nn.functional.normalize(k_net(k_adapter(s1)), dim=1)
+            logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], dim=1) / 0.2
+            nn.functional.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long)).backward()
+            optimizer.step()
+            with torch.no_grad():
+                for pk, pq in zip(k_net.parameters(), q_net.parameters()):
+                    pk.mul_(0.999).add_(pq, alpha=0.001)
+                ptr = state["ptr"]
+                queue[ptr:ptr + len(k)] = k.detach()
+                state["ptr"] = (ptr + len(k)) % len(queue)
+        return step
+
+    def nt_xent(a, b, t):
         z = nn.functional.normalize(torch.cat([a, b]), dim=1)
         logits = z @ z.T / t
         n = len(a)
@@ -79,65 +208,75 @@ def torch_step_rate(backbone, batch, steps):
         target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
         return nn.functional.cross_entropy(logits, target)
 
-    s1_net = ResNet(backbone, 2).to(memory_format=torch.channels_last)
-    s2_net = ResNet(backbone, 13).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(list(s1_net.parameters()) + list(s2_net.parameters()), lr=3e-5, weight_decay=1e-4)
-    rng = np.random.default_rng(0)
-    s1 = torch.from_numpy(rng.random((batch, 2, SIZE, SIZE), np.float32)).to(memory_format=torch.channels_last)
-    s2 = torch.from_numpy(rng.random((batch, 13, SIZE, SIZE), np.float32)).to(memory_format=torch.channels_last)
+    if swin:  # no head: NT-Xent on the pooled features, Adam 5e-4 without decay
+        s1_net, s2_net = Swin(case.backbone, 2, case.size), Swin(case.backbone, case.s2_channels, case.size)
+        s1_f, s2_f, t = s1_net.features, s2_net.features, 0.2
+        params = [p for n in (s1_net, s2_net) for name, p in n.named_parameters() if not name.startswith("head.")]
+        optimizer = torch.optim.Adam(params, lr=5e-4)
+    else:
+        s1_f = ResNet(case.backbone, 2).to(memory_format=layout)
+        s2_f = ResNet(case.backbone, case.s2_channels).to(memory_format=layout)
+        t = 0.07
+        optimizer = torch.optim.Adam([*s1_f.parameters(), *s2_f.parameters()], lr=3e-5, weight_decay=1e-4)
 
-    def step():
+    def step(s1, s2):
         optimizer.zero_grad(set_to_none=True)
-        loss = nt_xent(s1_net(s1), s2_net(s2))
-        loss.backward()
+        nt_xent(s1_f(s1), s2_f(s2), t).backward()
         optimizer.step()
+    return step
 
+
+def torch_step_rate(case, steps):
+    """Pairs/s of the same step in PyTorch."""
+    step, data = torch_step(case), batches(case)
+    s1, s2 = to_torch(case, data["s1"]), to_torch(case, data["s2"])
     for _ in range(2):
-        step()
+        step(s1, s2)
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        step()
+        step(s1, s2)
         times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+    return case.batch / statistics.median(times)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50"])
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--batch", type=int, default=None, help="replaces each case's batch size")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ours-only", action="store_true", help="only sslrs_tf's rate (used by bench/cpu_settings.py)")
     parser.add_argument("--precision", default="float32", help="Keras dtype policy of our side (with --ours-only)")
     args = parser.parse_args()
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    if args.batch:
+        for name in args.cases:
+            CASES[name] = dataclasses.replace(CASES[name], batch=args.batch)
     if args.ours_only:
-        for backbone in args.backbones:
-            rates = [keras_step_rate(backbone, args.batch, args.steps, args.precision) for _ in range(args.repeats)]
-            print(json.dumps({"backbone": backbone, "ours": round(statistics.median(rates), 2)}), flush=True)
+        for name in args.cases:
+            rates = [keras_step_rate(CASES[name], args.steps, args.precision) for _ in range(args.repeats)]
+            print(json.dumps({"case": name, "ours": round(statistics.median(rates), 2)}), flush=True)
         return
     try:
         import torch  # noqa: F401
     except ImportError:
         print(json.dumps({"bench": "train_step", "skipped": "torch is not installed (pip install torch==2.13.0)"}))
         return
-    for backbone in args.backbones:
+    for name in args.cases:
+        case = CASES[name]
         ours, theirs = [], []
         for _ in range(args.repeats):
-            ours.append(keras_step_rate(backbone, args.batch, args.steps))
-            theirs.append(torch_step_rate(backbone, args.batch, args.steps))
-        line = {
-            "bench": "train_step",
-            "what": f"Dual-SimCLR {backbone} training pairs/s, 128 px, batch {args.batch}, Adam, fp32",
-            "backbone": backbone,
-            "ours": round(statistics.median(ours), 2),
-            "pytorch": round(statistics.median(theirs), 2),
-            "ratio": round(statistics.median(ours) / statistics.median(theirs), 2),
-            "repeats": args.repeats,
-            "machine": machine,
-        }
-        print(json.dumps(line), flush=True)
+            ours.append(keras_step_rate(case, args.steps))
+            theirs.append(torch_step_rate(case, args.steps))
+        ours, theirs, gflop = statistics.median(ours), statistics.median(theirs), gflop_per_pair(case)
+        print(json.dumps({
+            "bench": "train_step", "case": name, "what": case.what,
+            "ours": round(ours, 2), "pytorch": round(theirs, 2), "ratio": round(ours / theirs, 2),
+            "gflop_per_pair": round(gflop, 2), "ours_gflops": round(ours * gflop, 1),
+            "pytorch_gflops": round(theirs * gflop, 1), "ours_of_peak": round(ours * gflop / PEAK_GFLOPS, 2),
+            "peak_gflops": PEAK_GFLOPS, "repeats": args.repeats, "machine": machine,
+        }), flush=True)
 
 
 if __name__ == "__main__":

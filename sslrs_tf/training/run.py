@@ -93,13 +93,14 @@ def train(config, verbose="auto"):
     method = get_method(config.model.method)
 
     def data(split, start_epoch=0, start_step=0, training=True):
-        return _shard_by_data(make_dataset(builder, split, modalities=method.input_modalities(config), bands=bands,
-                            missing_bands=config.data.missing_bands, normalization=config.data.normalization,
-                            crop_size=config.data.crop_size, batch_size=config.train.batch_size,
-                            training=training, seed=config.train.seed, shuffle_buffer=config.data.shuffle_buffer,
-                            start_epoch=start_epoch, start_step=start_step, label=config.data.label,
-                            label_fraction=config.data.label_fraction if training else 1.0,
-                            steps_per_epoch=steps if training else None))
+        dataset = make_dataset(builder, split, modalities=method.input_modalities(config), bands=bands,
+                               missing_bands=config.data.missing_bands, normalization=config.data.normalization,
+                               crop_size=config.data.crop_size, batch_size=config.train.batch_size,
+                               training=training, seed=config.train.seed, shuffle_buffer=config.data.shuffle_buffer,
+                               start_epoch=start_epoch, start_step=start_step, label=config.data.label,
+                               label_fraction=config.data.label_fraction if training else 1.0,
+                               steps_per_epoch=steps if training else None)
+        return _shard_by_data(dataset)
 
     sample = next(iter(data(config.data.split).take(1)))
     inputs = sample[0] if isinstance(sample, tuple) else sample
