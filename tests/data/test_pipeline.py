@@ -75,6 +75,20 @@ def test_same_seed_same_batches_and_epochs_differ(built):
     assert not np.array_equal(a[0]["s1"], other[0]["s1"])
 
 
+def test_each_epoch_is_a_permutation_that_depends_on_seed_and_epoch_not_on_tfs_global_seed(built):
+    kw = dict(crop_size=CROP, batch_size=1, seed=3, with_ids=True, epochs=2)
+    orders = []
+    for global_seed in (0, 123):  # 0: where Dataset.shuffle's tensor seed fails
+        tf.random.set_seed(global_seed)
+        orders.append([b["id"][0] for b in batches(make_dataset(built["sen12ms"], "train", **kw))])
+    assert orders[0] == orders[1]
+    stored = [b["id"][0] for b in batches(make_dataset(built["sen12ms"], "train", training=False, with_ids=True,
+                                                       crop_size=CROP, batch_size=1))]
+    first, second = orders[0][: len(stored)], orders[0][len(stored) :]
+    assert sorted(first) == sorted(second) == sorted(stored)  # every sample once per epoch
+    assert len({tuple(stored), tuple(first), tuple(second)}) == 3  # shuffled, and differently each epoch
+
+
 def test_resuming_at_an_epoch_gives_the_data_of_an_uninterrupted_run(built):
     kw = dict(crop_size=CROP, batch_size=2, seed=11, with_ids=True)
     uninterrupted = batches(make_dataset(built["sen12ms"], "train", epochs=3, **kw))
