@@ -7,7 +7,7 @@ from sslrs_tf.data.augment import augment
 from sslrs_tf.errors import UserError
 from sslrs_tf.losses.contrastive import embedding_spread, l2_normalize, moco_info_nce, queue_logits
 from sslrs_tf.methods.base import ContrastiveMethod, encoder_image_size, gather, require_encoder_backbone
-from sslrs_tf.models.encoders import feature_dim, is_encoder, make_encoder
+from sslrs_tf.models.encoders import feature_dim, is_encoder, make_encoder, synchronize_batch_norm
 from sslrs_tf.models.heads import projection_head
 
 MODES = ("sensor", "fusion")
@@ -113,6 +113,8 @@ class MoCo(ContrastiveMethod):
             y = keras.layers.Conv2D(3, 1, use_bias=False, name="conv")(adapter_in)
             y = keras.layers.BatchNormalization(synchronized=sync, name="bn")(y)
             adapter = keras.Model(adapter_in, keras.layers.ReLU()(y), name=f"{name}_adapter")
+            if sync:
+                synchronize_batch_norm(adapter)
             parts.append(adapter)
             x = adapter(x)
         net = make_encoder(self.backbone, 3 if self.adapters else channels, sync, self.image_size,

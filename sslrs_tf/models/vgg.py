@@ -8,6 +8,8 @@ its late blocks, no BatchNorm, and pools after the last block.
 
 import keras
 
+from sslrs_tf.models.encoders import synchronize_batch_norm
+
 
 def vgg_encoder(in_channels, widths=(64, 128, 256, 256), sync_bn=True, name=None):
     """A VGG-style encoder for `in_channels` input channels.
@@ -43,4 +45,5 @@ def vgg_encoder(in_channels, widths=(64, 128, 256, 256), sync_bn=True, name=None
             x = keras.layers.BatchNormalization(synchronized=sync_bn, name=f"{name}_b{block}_bn{conv}")(x)
             x = keras.layers.ReLU(name=f"{name}_b{block}_relu{conv}")(x)
     pooled = keras.layers.GlobalAveragePooling2D(name=f"{name}_pooled")(x)
-    return keras.Model(inputs, {"features": x, "pooled": pooled}, name=name)
+    model = keras.Model(inputs, {"features": x, "pooled": pooled}, name=name)
+    return synchronize_batch_norm(model) if sync_bn else model

@@ -25,15 +25,13 @@ def test_two_workers_killed_and_restarted_end_with_the_weights_of_one_device(two
     assert outcome["resumed"] == [f"resuming from {run / 'checkpoints' / 'ckpt-1'}: epoch 1 of 1, batch 2 of 2"] * 2
     # Each worker read every record and kept its half of each global batch (sharding by data):
     # the global batches, synchronized batch norms and summed gradients of one device, so the
-    # same weights up to float noise. That noise is not small everywhere: synchronized batch
-    # norm computes var = E[x²] - E[x]² from the workers' partial sums (one device: mean of
-    # squared deviations), which cancels on near-constant channels of the stems; two SGD steps
-    # later a few hundred weights differ by up to 2.3e-3 (0.004 % of them > 1e-3; 3e-6 in all
-    # on the quick-start world). A real fault is of another order: sharding OFF (every worker
-    # the same half-batches) differs by up to 0.68, with 21 % of the weights > 1e-3.
+    # same weights up to float noise, which two SGD steps amplify: measured max 5.5e-4, none
+    # > 1e-3 (with Keras' own synchronized variance, E[x²] - E[x]², which cancels on
+    # near-constant channels: max 2.3e-3, 0.004 % > 1e-3). A real fault is of another order:
+    # sharding OFF (every worker the same half-batches) differs by up to 0.68, 21 % > 1e-3.
     ours = exported_weights(run, "s1", "s2")
     theirs = exported_weights(two_worker_run.reference, "s1", "s2")
     assert [a.shape for a in ours] == [b.shape for b in theirs]
     diff = np.concatenate([np.abs(a - b).ravel() for a, b in zip(ours, theirs)])
-    assert diff.max() < 2e-2, diff.max()
-    assert (diff > 1e-3).mean() < 1e-3, (diff > 1e-3).mean()
+    assert diff.max() < 1e-2, diff.max()
+    assert (diff > 1e-3).mean() < 1e-4, (diff > 1e-3).mean()
