@@ -93,9 +93,8 @@ def forward_gflop(backbone, channels, size):
 
 def gflop_per_pair(case):
     """Training GFLOP per S1/S2 pair (see the module docstring)."""
-    if case.method == "moco_sensor":  # both encoders take the adapters' 3 channels
-        f = forward_gflop(case.backbone, 3, case.size)
-        return 3 * f + 2 * f
+    if case.method == "moco_sensor":  # both encoders take the adapters' 3 channels; query ×3, key ×2
+        return 5 * forward_gflop(case.backbone, 3, case.size)
     return 3 * (forward_gflop(case.backbone, 2, case.size) + forward_gflop(case.backbone, case.s2_channels, case.size))
 
 
