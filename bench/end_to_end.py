@@ -25,13 +25,12 @@ import pathlib
 import platform
 import statistics
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import sslrs_tf  # noqa: E402,F401  (its TF settings must come before TensorFlow loads)
 
-from bench.input_pipeline import research_style_sample  # noqa: E402
+from bench.input_pipeline import research_style_sample, synthetic_sen12ms  # noqa: E402
 from bench.train_step import CASES, fit_step_times, keras_method, torch_step  # noqa: E402
 
 CASE = CASES["simclr_resnet18"]
@@ -98,12 +97,7 @@ def main():
         print(json.dumps({"bench": "end_to_end", "skipped": "torch is not installed (pip install torch==2.13.0)"}))
         return
 
-    from sslrs_tf.data.build import prepare_world
-
-    work = pathlib.Path(args.work or tempfile.mkdtemp(prefix="bench_e2e_"))
-    params = {"patches": args.patches, "size": 256, "seed": 0, "dfc_validation": 1, "dfc_test": 1}
-    builder = prepare_world(work / "world", work / "tfds", params)["sen12ms"]
-    files = sorted(str(p) for p in (work / "world" / "sen12ms").rglob("*_s2_*.tif"))
+    builder, files = synthetic_sen12ms(args.work, args.patches, "bench_e2e_")
     a, b = [], []
     for _ in range(args.repeats):
         a.append(ours(builder, args.steps))

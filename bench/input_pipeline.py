@@ -99,6 +99,17 @@ def run_tfds(builder, crop, samples):
     return done / (time.perf_counter() - start)
 
 
+def synthetic_sen12ms(work, patches, prefix):
+    """SEN12MS of `patches` synthetic 256 px patches under `work` (a temp folder if None), written and
+    built once: its TFDS builder, and the paths of its S2 GeoTIFFs (the research-style reader's input)."""
+    from sslrs_tf.data.build import prepare_world
+
+    work = pathlib.Path(work or tempfile.mkdtemp(prefix=prefix))
+    params = {"patches": patches, "size": 256, "seed": 0, "dfc_validation": 1, "dfc_test": 1}
+    builder = prepare_world(work / "world", work / "tfds", params)["sen12ms"]
+    return builder, sorted(str(p) for p in (work / "world" / "sen12ms").rglob("*_s2_*.tif"))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patches", type=int, default=256)
@@ -107,12 +118,7 @@ def main():
     parser.add_argument("--work", default=None, help="folder for the synthetic files (default: a temp folder)")
     args = parser.parse_args()
 
-    from sslrs_tf.data.build import prepare_world
-
-    work = pathlib.Path(args.work or tempfile.mkdtemp(prefix="bench_input_"))
-    params = {"patches": args.patches, "size": 256, "seed": 0, "dfc_validation": 1, "dfc_test": 1}
-    builders = prepare_world(work / "world", work / "tfds", params)
-    files = sorted(str(p) for p in (work / "world" / "sen12ms").rglob("*_s2_*.tif"))
+    builder, files = synthetic_sen12ms(args.work, args.patches, "bench_input_")
 
     results = {}
     # Two ways to run the research-style reader on 2 cores; the faster one is the
@@ -122,7 +128,7 @@ def main():
         for crop in (128, 256):
             ours, by_procs, by_threads = [], [], []
             for _ in range(args.repeats):
-                ours.append(run_tfds(builders["sen12ms"], crop, args.samples))
+                ours.append(run_tfds(builder, crop, args.samples))
                 by_procs.append(run_rasterio(procs, files, crop, args.samples))
                 by_threads.append(run_rasterio(threads, files, crop, args.samples))
             results[crop] = {

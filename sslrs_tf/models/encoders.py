@@ -59,11 +59,11 @@ def synchronized_moments(layer, inputs, mask=None):
         return type(layer)._moments(layer, inputs, mask)  # noqa: SLF001
     x = tf.cast(inputs, "float32")  # statistics in float32 under mixed precision, as Keras does
     axes = layer._reduction_axes  # noqa: SLF001
+    sums = tf.reduce_sum(x, axes, keepdims=True)
     count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), "float32")
-    total = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.concat(
-        [tf.reshape(tf.reduce_sum(x, axes), [-1]), [count]], axis=0))
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.concat([tf.reshape(sums, [-1]), [count]], axis=0))
     count = total[-1]
-    mean = tf.reshape(tf.math.divide_no_nan(total[:-1], count), tf.shape(tf.reduce_sum(x, axes, keepdims=True)))
+    mean = tf.reshape(tf.math.divide_no_nan(total[:-1], count), tf.shape(sums))
     squares = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(tf.square(x - mean), axes))
     variance = tf.math.divide_no_nan(squares, count)
     mean = tf.squeeze(mean, axes)
