@@ -113,7 +113,9 @@ class WindowAttention(keras.layers.Layer):
     def call(self, x, attn_mask=None):
         n, heads = self.window_size ** 2, self.num_heads
         qkv = ops.transpose(ops.reshape(self.qkv(x), (-1, n, 3, heads, self.dim // heads)), (2, 0, 3, 1, 4))
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        # Unstacked, not indexed: each index's gradient is a zero-filled copy of the whole qkv tensor
+        # (StridedSliceGrad, then summed), which took ~15 % of a Dual-Swin-T training step.
+        q, k, v = ops.unstack(qkv, 3, axis=0)
         attn = ops.matmul(q * ops.cast((self.dim // heads) ** -0.5, q.dtype), ops.transpose(k, (0, 1, 3, 2)))
         bias = ops.take(self.relative_position_bias_table, self.index, axis=0)
         attn = attn + ops.cast(ops.transpose(ops.reshape(bias, (n, n, heads)), (2, 0, 1)), attn.dtype)
@@ -218,8 +220,11 @@ class PatchMerging(keras.layers.Layer):
         self.reduction.build((None, 4 * self.dim))
 
     def call(self, x):
-        x = ops.concatenate([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], axis=-1)
-        return self.reduction(self.norm(x))
+        # Swin's order x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2] (column offset major), by
+        # reshape and transpose: strided slices have gradients that write zero-filled copies of the map.
+        _, h, w, c = x.shape
+        x = ops.transpose(ops.reshape(x, (-1, h // 2, 2, w // 2, 2, c)), (0, 1, 3, 4, 2, 5))
+        return self.reduction(self.norm(ops.reshape(x, (-1, h // 2, w // 2, 4 * c))))
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
