@@ -1,7 +1,7 @@
 """Training pairs/s: sslrs_tf (Keras on TF) against the same step in PyTorch, with achieved FLOP/s.
 
-Cases (``--cases``; all by default), each on the same random batches in one run,
-alternating A/B and reporting medians:
+Cases (``--cases``; all by default), each on the same random batches in one run, one step
+of ours and one of PyTorch's in turn (ABBA), reporting the median step of each:
 
 * ``simclr_resnet18``, ``simclr_resnet50``: Dual-SimCLR, two ResNets (S1: 2 channels,
   S2: 13) with an MLP head each, NT-Xent at 0.07, Adam (L2 1e-4), 128 px, batch 16;
@@ -23,7 +23,9 @@ gradients) and 2 for MoCo's key network (forward, and input gradients for its ad
 
     python bench/train_step.py [--cases simclr_resnet18 ...] [--batch N] [--steps 5] [--repeats 3]
 
-Prints one JSON line per case; ``ratio`` is ours / PyTorch's pairs/s.
+Prints one JSON line per case; ``ratio`` is ours / PyTorch's pairs/s, ``pair_ratio_quartiles``
+the quartiles of the ratio of adjacent steps (how much one run's ratio can move). Ours is the
+step function ``fit`` calls for each batch; ``--ours-only`` (bench/cpu_settings.py) runs ``fit``.
 """
 
 import argparse
@@ -148,6 +150,16 @@ def keras_step_rate(case, steps, precision="float32"):
     return case.batch / statistics.median(times)
 
 
+def keras_stepper(case):
+    """One training step of the method per call: the function ``fit`` runs for each batch, on a cached batch."""
+    import tensorflow as tf
+
+    model = keras_method(case)
+    model.make_train_function()
+    batches_ = iter(tf.data.Dataset.from_tensors(batches(case)).repeat())
+    return lambda: float(model.train_function(batches_)["loss"])
+
+
 def to_torch(case, array):
     """A channels-last NumPy batch as the NCHW tensor the case's PyTorch network takes (channels-last
     memory for ResNets)."""
@@ -225,26 +237,34 @@ def torch_step(case):
     return step
 
 
-def torch_step_rate(case, steps):
-    """Pairs/s of the same step in PyTorch."""
+def torch_stepper(case):
+    """One training step of the same step in PyTorch per call."""
     step, data = torch_step(case), batches(case)
     s1, s2 = to_torch(case, data["s1"]), to_torch(case, data["s2"])
-    for _ in range(2):
-        step(s1, s2)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step(s1, s2)
-        times.append(time.perf_counter() - start)
-    return case.batch / statistics.median(times)
+    return lambda: step(s1, s2)
+
+
+def paired_step_times(ours, theirs, pairs, warmup=2):
+    """Seconds of `pairs` steps of each of two step functions, run alternately (ABBA order), after `warmup`
+    steps of each: this VM's speed drifts by 10-20 % over minutes, and alternating single steps lets
+    both sides see the same drift, where one side's run after the other's would not."""
+    for _ in range(warmup):
+        ours(), theirs()
+    times = {"ours": [], "theirs": []}
+    for i in range(pairs):
+        for side in (("ours", "theirs") if i % 2 == 0 else ("theirs", "ours")):
+            start = time.perf_counter()
+            (ours if side == "ours" else theirs)()
+            times[side].append(time.perf_counter() - start)
+    return times["ours"], times["theirs"]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--batch", type=int, default=None, help="replaces each case's batch size")
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5, help="measured steps per repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="steps x repeats steps of each side are timed")
     parser.add_argument("--ours-only", action="store_true", help="only sslrs_tf's rate (used by bench/cpu_settings.py)")
     parser.add_argument("--precision", default="float32", help="Keras dtype policy of our side (with --ours-only)")
     args = parser.parse_args()
@@ -264,17 +284,17 @@ def main():
         return
     for name in args.cases:
         case = CASES[name]
-        ours, theirs = [], []
-        for _ in range(args.repeats):
-            ours.append(keras_step_rate(case, args.steps))
-            theirs.append(torch_step_rate(case, args.steps))
-        ours, theirs, gflop = statistics.median(ours), statistics.median(theirs), gflop_per_pair(case)
+        ours_t, theirs_t = paired_step_times(keras_stepper(case), torch_stepper(case), args.steps * args.repeats)
+        ours, theirs = case.batch / statistics.median(ours_t), case.batch / statistics.median(theirs_t)
+        # The ratio of each adjacent pair of steps: its quartiles show how far one run's ratio can be trusted.
+        quartiles = statistics.quantiles([t / o for o, t in zip(ours_t, theirs_t)], n=4)
+        gflop = gflop_per_pair(case)
         print(json.dumps({
             "bench": "train_step", "case": name, "what": case.what,
             "ours": round(ours, 2), "pytorch": round(theirs, 2), "ratio": round(ours / theirs, 2),
-            "gflop_per_pair": round(gflop, 2), "ours_gflops": round(ours * gflop, 1),
+            "pair_ratio_quartiles": [round(q, 2) for q in quartiles], "gflop_per_pair": round(gflop, 2), "ours_gflops": round(ours * gflop, 1),
             "pytorch_gflops": round(theirs * gflop, 1), "ours_of_peak": round(ours * gflop / PEAK_GFLOPS, 2),
-            "peak_gflops": PEAK_GFLOPS, "repeats": args.repeats, "machine": machine,
+            "peak_gflops": PEAK_GFLOPS, "steps": args.steps * args.repeats, "machine": machine,
         }), flush=True)
 
 

@@ -261,7 +261,7 @@ def make_dataset(
         multi-label float32 ``[B, classes]``, segmentation uint8 ``[B, h, w]`` (255 = ignore).
     """
     source = load_builder(dataset, data_dir, config)
-    split_size(source, split)  # a clear error for a split the dataset lacks
+    examples = split_size(source, split)  # a clear error for a split the dataset lacks
     modalities = tuple(modalities)
     for m in modalities:
         if m not in MODALITY_BANDS:
@@ -281,6 +281,12 @@ def make_dataset(
     if not 0 < label_fraction <= 1:
         label_subset([], label_fraction)  # raises the range error
     drop_remainder = training if drop_remainder is None else drop_remainder
+    if label is not None and label_fraction < 1:
+        examples = max(1, round(label_fraction * examples))
+    if training and drop_remainder and examples < batch_size:
+        # Every epoch would be empty, and the endless training dataset would look for a batch forever.
+        raise UserError(f"batch_size {batch_size} is larger than the {examples} samples of split {split!r}: "
+                        f"no full batch to train on")
     if isinstance(source, CatalogSource):
         records, parse, finish = _catalog_reader(source, split, modalities, bands, normalization, crop_size,
                                                        training, eval_crop, label, label_fraction, missing_bands, seed)

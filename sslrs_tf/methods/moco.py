@@ -7,7 +7,8 @@ from sslrs_tf.data.augment import augment
 from sslrs_tf.errors import UserError
 from sslrs_tf.losses.contrastive import embedding_spread, l2_normalize, moco_info_nce, queue_logits
 from sslrs_tf.methods.base import ContrastiveMethod, encoder_image_size, gather, require_encoder_backbone
-from sslrs_tf.models.encoders import feature_dim, is_encoder, make_encoder, synchronize_batch_norm
+from sslrs_tf.models.batch_norm import fuse_batch_norm, synchronize_batch_norm
+from sslrs_tf.models.encoders import feature_dim, is_encoder, make_encoder
 from sslrs_tf.models.heads import projection_head
 
 MODES = ("sensor", "fusion")
@@ -112,7 +113,7 @@ class MoCo(ContrastiveMethod):
             adapter_in = keras.Input((self.image_size, self.image_size, channels))
             y = keras.layers.Conv2D(3, 1, use_bias=False, name="conv")(adapter_in)
             y = keras.layers.BatchNormalization(synchronized=sync, name="bn")(y)
-            adapter = keras.Model(adapter_in, keras.layers.ReLU()(y), name=f"{name}_adapter")
+            adapter = fuse_batch_norm(keras.Model(adapter_in, keras.layers.ReLU()(y), name=f"{name}_adapter"))
             if sync:
                 synchronize_batch_norm(adapter)
             parts.append(adapter)

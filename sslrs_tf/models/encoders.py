@@ -9,14 +9,13 @@ layers are switched to ``synchronized=True``: under a distribution strategy the
 batch statistics then cover the global batch, as SimCLR's global BN does — per-
 replica statistics let a contrastive model tell replicas apart, and would make a
 multi-device run differ from a one-device run on the same global batch.
+On one replica they train through TF's fused kernel (:mod:`sslrs_tf.models.batch_norm`).
 """
-
-import functools
 
 import keras
 import keras_hub
-import tensorflow as tf
 
+from sslrs_tf.models.batch_norm import fuse_batch_norm, synchronize_batch_norm
 from sslrs_tf.models.swin import SWINS, swin_dim, swin_encoder
 
 RESNETS = {
@@ -29,47 +28,6 @@ RESNETS = {
     50: ("bottleneck_block", [3, 4, 6, 3], 2048),
 }
 BACKBONES = {f"resnet{depth}": depth for depth in RESNETS}
-
-
-def synchronize_batch_norm(model):
-    """Makes every BatchNormalization of `model` compute its statistics over all replicas.
-
-    With the mean and variance of :func:`synchronized_moments`, not Keras' own: Keras
-    (3.15, TF backend) takes the variance as E[x²] − E[x]² of the replicas' sums, which
-    cancels when a channel's mean is large against its spread (near-constant bands, stems on
-    offset inputs) and made a two-worker run's weights differ from one device's by up to 2e-3
-    after two SGD steps. Set per layer: keras-hub builds the layers.
-    """
-    for layer in model._flatten_layers(include_self=False, recursive=True):  # noqa: SLF001
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.synchronized = True
-            layer._moments = functools.partial(synchronized_moments, layer)  # noqa: SLF001
-    return model
-
-
-def synchronized_moments(layer, inputs, mask=None):
-    """Mean and variance of `inputs` over `layer`'s reduction axes and over all replicas, in two passes.
-
-    One all-reduce of (sum, count) gives the global mean, a second one the sum of squared
-    deviations from it: the variance one device computes, up to summation order. Outside a
-    multi-replica step, or with a mask, the layer's own statistics.
-    """
-    context = tf.distribute.get_replica_context()
-    if mask is not None or context is None or context.num_replicas_in_sync == 1:
-        return type(layer)._moments(layer, inputs, mask)  # noqa: SLF001
-    x = tf.cast(inputs, "float32")  # statistics in float32 under mixed precision, as Keras does
-    axes = layer._reduction_axes  # noqa: SLF001
-    sums = tf.reduce_sum(x, axes, keepdims=True)
-    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), "float32")
-    total = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.concat([tf.reshape(sums, [-1]), [count]], axis=0))
-    count = total[-1]
-    mean = tf.reshape(tf.math.divide_no_nan(total[:-1], count), tf.shape(sums))
-    squares = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(tf.square(x - mean), axes))
-    variance = tf.math.divide_no_nan(squares, count)
-    mean = tf.squeeze(mean, axes)
-    if inputs.dtype == tf.float16:  # as Keras: keep the statistics finite in float16
-        mean, variance = (tf.clip_by_value(t, tf.float16.min, tf.float16.max) for t in (mean, variance))
-    return tf.cast(mean, inputs.dtype), tf.cast(variance, inputs.dtype)
 
 
 def resnet_encoder(backbone, in_channels, sync_bn=True, name=None):
@@ -107,6 +65,7 @@ def resnet_encoder(backbone, in_channels, sync_bn=True, name=None):
         image_shape=(None, None, in_channels),
         name=f"{name or backbone}_backbone",
     )
+    fuse_batch_norm(net)
     if sync_bn:
         synchronize_batch_norm(net)
     inputs = keras.Input((None, None, in_channels), name="image")

@@ -8,7 +8,7 @@ its late blocks, no BatchNorm, and pools after the last block.
 
 import keras
 
-from sslrs_tf.models.encoders import synchronize_batch_norm
+from sslrs_tf.models.batch_norm import fuse_batch_norm, synchronize_batch_norm
 
 
 def vgg_encoder(in_channels, widths=(64, 128, 256, 256), sync_bn=True, name=None):
@@ -45,5 +45,5 @@ def vgg_encoder(in_channels, widths=(64, 128, 256, 256), sync_bn=True, name=None
             x = keras.layers.BatchNormalization(synchronized=sync_bn, name=f"{name}_b{block}_bn{conv}")(x)
             x = keras.layers.ReLU(name=f"{name}_b{block}_relu{conv}")(x)
     pooled = keras.layers.GlobalAveragePooling2D(name=f"{name}_pooled")(x)
-    model = keras.Model(inputs, {"features": x, "pooled": pooled}, name=name)
+    model = fuse_batch_norm(keras.Model(inputs, {"features": x, "pooled": pooled}, name=name))
     return synchronize_batch_norm(model) if sync_bn else model

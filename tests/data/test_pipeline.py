@@ -186,6 +186,7 @@ def test_band_selection_by_name(built):
         (dict(label_fraction=0.0), r"label_fraction must be in \(0, 1\]"),
         (dict(bands={"s2": ["B13"]}), "s2 has no band 'B13'"),
         (dict(modalities=["s3"]), "unknown modality 's3'"),
+        (dict(batch_size=1000), r"batch_size 1000 is larger than the \d+ samples of split 'validation'"),
     ],
 )
 def test_bad_arguments_are_user_errors(built, kwargs, message):
