@@ -78,6 +78,23 @@ def batches(case):
             "s2": rng.random((case.batch, case.size, case.size, case.s2_channels), np.float32)}
 
 
+def matmul_gflops(n=2048, repeats=20):
+    """This run's float32 matrix-multiply rate (TensorFlow, all cores), GFLOP/s: the VM's speed today,
+    beside the reference peak NOTES.md measured on a quieter day."""
+    import tensorflow as tf
+
+    a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
+    product = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
+    product(a, b).numpy()
+    rates = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            product(a, b).numpy()
+        rates.append(2 * n**3 * repeats / (time.perf_counter() - start) / 1e9)
+    return max(rates)
+
+
 def forward_gflop(backbone, channels, size):
     """GFLOP of one image through our encoder, counted by TensorFlow's profiler on the frozen graph."""
     import tensorflow as tf
@@ -282,6 +299,7 @@ def main():
     except ImportError:
         print(json.dumps({"bench": "train_step", "skipped": "torch is not installed (pip install torch==2.13.0)"}))
         return
+    peak_now = matmul_gflops()
     for name in args.cases:
         case = CASES[name]
         ours_t, theirs_t = paired_step_times(keras_stepper(case), torch_stepper(case), args.steps * args.repeats)
@@ -292,9 +310,11 @@ def main():
         print(json.dumps({
             "bench": "train_step", "case": name, "what": case.what,
             "ours": round(ours, 2), "pytorch": round(theirs, 2), "ratio": round(ours / theirs, 2),
-            "pair_ratio_quartiles": [round(q, 2) for q in quartiles], "gflop_per_pair": round(gflop, 2), "ours_gflops": round(ours * gflop, 1),
-            "pytorch_gflops": round(theirs * gflop, 1), "ours_of_peak": round(ours * gflop / PEAK_GFLOPS, 2),
-            "peak_gflops": PEAK_GFLOPS, "steps": args.steps * args.repeats, "machine": machine,
+            "pair_ratio_quartiles": [round(q, 2) for q in quartiles], "gflop_per_pair": round(gflop, 2),
+            "ours_gflops": round(ours * gflop, 1), "pytorch_gflops": round(theirs * gflop, 1),
+            "ours_of_peak": round(ours * gflop / PEAK_GFLOPS, 2),
+            "peak_gflops": PEAK_GFLOPS, "matmul_gflops_now": round(peak_now), "steps": args.steps * args.repeats,
+            "machine": machine,
         }), flush=True)
 
 

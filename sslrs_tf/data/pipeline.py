@@ -281,12 +281,6 @@ def make_dataset(
     if not 0 < label_fraction <= 1:
         label_subset([], label_fraction)  # raises the range error
     drop_remainder = training if drop_remainder is None else drop_remainder
-    if label is not None and label_fraction < 1:
-        examples = max(1, round(label_fraction * examples))
-    if training and drop_remainder and examples < batch_size:
-        # Every epoch would be empty, and the endless training dataset would look for a batch forever.
-        raise UserError(f"batch_size {batch_size} is larger than the {examples} samples of split {split!r}: "
-                        f"no full batch to train on")
     if isinstance(source, CatalogSource):
         records, parse, finish = _catalog_reader(source, split, modalities, bands, normalization, crop_size,
                                                        training, eval_crop, label, label_fraction, missing_bands, seed)
@@ -294,6 +288,12 @@ def make_dataset(
         records, parse, finish = _sen12ms_reader(source, split, modalities, bands, normalization, crop_size,
                                                        training, eval_crop, label, label_source, label_fraction,
                                                        batch_size, drop_remainder, seed, with_ids)
+    if label is not None and label_fraction < 1:
+        examples = max(1, round(label_fraction * examples))
+    if training and drop_remainder and examples < batch_size:
+        # Every epoch would be empty, and the endless training dataset would look for a batch forever.
+        raise UserError(f"batch_size {batch_size} is larger than the {examples} samples of split {split!r}: "
+                        f"no full batch to train on")
 
     def one_epoch(epoch):
         # Stateless permutations seeded by (seed, epoch, block): the order of an
