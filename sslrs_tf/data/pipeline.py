@@ -71,6 +71,11 @@ def load_builder(dataset, data_dir=None, config=None):
     return builder
 
 
+def kept_count(examples, fraction):
+    """How many of `examples` samples a label fraction keeps: at least one."""
+    return max(1, round(fraction * examples))
+
+
 def label_subset(ids, fraction, seed=LABEL_FRACTIONS_SEED):
     """The ids kept at a label fraction: the same every run, and nested (1 % within 10 % within 50 %).
 
@@ -83,8 +88,7 @@ def label_subset(ids, fraction, seed=LABEL_FRACTIONS_SEED):
         raise UserError(f"label_fraction must be in (0, 1]. Received: label_fraction={fraction}")
     ids = sorted(ids)
     order = np.random.default_rng(seed).permutation(len(ids))
-    keep = max(1, round(fraction * len(ids)))
-    return sorted(ids[i] for i in order[:keep])
+    return sorted(ids[i] for i in order[:kept_count(len(ids), fraction)])
 
 
 def split_ids(builder, split):
@@ -289,7 +293,7 @@ def make_dataset(
                                                        training, eval_crop, label, label_source, label_fraction,
                                                        batch_size, drop_remainder, seed, with_ids)
     if label is not None and label_fraction < 1:
-        examples = max(1, round(label_fraction * examples))
+        examples = kept_count(examples, label_fraction)
     if training and drop_remainder and examples < batch_size:
         # Every epoch would be empty, and the endless training dataset would look for a batch forever.
         raise UserError(f"batch_size {batch_size} is larger than the {examples} samples of split {split!r}: "
@@ -401,7 +405,7 @@ def _catalog_reader(source, split, modalities, bands, normalization, crop_size, 
     base = source.read(split)
     if label_fraction < 1:
         # TFDS shuffled the examples when writing: the first share is a fixed random draw, nested across fractions.
-        base = base.take(max(1, round(label_fraction * source.num_examples(split))))
+        base = base.take(kept_count(source.num_examples(split), label_fraction))
     base = base.map(lambda ex: {"s2": spec.raster(ex, present),
                                 **({"label": spec.target(ex, classes)} if label else {})},
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -10,7 +10,7 @@ import tensorflow as tf
 from sslrs_tf.data.bands import resolve_bands
 from sslrs_tf.data.build import prepare_world
 from sslrs_tf.data.normalization import Normalization
-from sslrs_tf.data.pipeline import load_builder, make_dataset, split_size
+from sslrs_tf.data.pipeline import kept_count, load_builder, make_dataset, split_size
 from sslrs_tf.errors import TrainingStopped, UserError  # noqa: F401  (TrainingStopped: re-exported)
 from sslrs_tf.methods import get_method
 from sslrs_tf.training.callbacks import Checkpointer, InputImages, NonFiniteGuard
@@ -78,7 +78,7 @@ def train(config, verbose="auto"):
                 raise UserError(f"config: data.{key}: {err}") from None
     examples = sizes[config.data.split]
     if config.data.label and config.data.label_fraction < 1:
-        examples = max(1, round(config.data.label_fraction * examples))  # as pipeline.label_subset keeps
+        examples = kept_count(examples, config.data.label_fraction)
     if config.data.label and examples < config.train.batch_size:
         # A small label fraction can hold fewer samples than a batch: train on all of them at once.
         print(f"note: {examples} labelled samples < train.batch_size {config.train.batch_size}; batches of {examples}")
