@@ -32,6 +32,9 @@ bench: $(STAMP)
 	$(PY) bench/memory.py
 	$(PY) bench/cpu_settings.py
 	$(PY) bench/optimizer_apply.py
+	# PyTorch on jemalloc (apt-get install libjemalloc2); skipped with a message where it is missing
+	-$(PY) bench/train_step.py --torch-allocator jemalloc --cases simclr_resnet18 moco_resnet50 simclr_resnet18_b200 moco_resnet50_b64
+	-$(PY) bench/end_to_end.py --torch-allocator jemalloc
 
 clean:
 	rm -rf $(VENV) data

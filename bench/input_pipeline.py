@@ -20,9 +20,7 @@ import argparse
 import json
 import multiprocessing
 import multiprocessing.pool
-import os
 import pathlib
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import sslrs_tf  # noqa: E402,F401  (its TF settings must come before TensorFlow loads)
+from bench.machine import describe  # noqa: E402
 
 BATCH = 32
 
@@ -145,7 +144,7 @@ def main():
                      f"rasterio_threads_{crop}": round(r["threads"], 1)})
     line["ratio"] = round(results[128]["ours"] / results[128]["theirs"], 2)
     line["ratio_256"] = round(results[256]["ours"] / results[256]["theirs"], 2)
-    line.update({"repeats": args.repeats, "machine": f"{platform.machine()}, {os.cpu_count()} cores"})
+    line.update({"repeats": args.repeats, "machine": describe()})
     print(json.dumps(line))
 
 

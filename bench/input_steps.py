@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import sslrs_tf  # noqa: E402,F401  (its TF settings must come before TensorFlow loads)
+from bench.machine import describe  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
@@ -104,7 +104,7 @@ def main():
         "normalise_ms": round(times[False] * 1000, 1),
         "normalise_xla_ms": round(times[True] * 1000, 1),
         "ratio": round(times[False] / times[True], 2),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": describe(),
     }
     print(json.dumps(line))
 

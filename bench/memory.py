@@ -23,13 +23,14 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.machine import describe  # noqa: E402
 
 
 def peak_mb(cmd):
@@ -58,7 +59,6 @@ def main():
     parser.add_argument("--train-steps", type=int, default=15, help="steps per epoch (two epochs)")
     parser.add_argument("--work", default=None, help="folder for the synthetic files (default: a temp folder)")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     from sslrs_tf.data import synthetic
 
     work = pathlib.Path(args.work or tempfile.mkdtemp(prefix="bench_memory_"))
@@ -87,7 +87,7 @@ def main():
     own = {n: line[f"build_{n}_mb"] - line[f"records_{n}_mb"] for n in (args.small, args.large)}
     line["ratio"] = round(own[args.large] / own[args.small], 2)
     line["train_ratio"] = round(line[f"train_{args.large}_mb"] / line[f"train_{args.small}_mb"], 2)
-    line["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
+    line["machine"] = describe()
     print(json.dumps(line))
 
 

@@ -18,12 +18,14 @@ alternating Keras and ours; prints one JSON line per optimizer with medians and
 
 import argparse
 import json
-import os
-import platform
+import pathlib
 import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from bench.machine import describe  # noqa: E402
 
 
 def measure(kind, name, backbone, steps=30):
@@ -93,7 +95,7 @@ def main():
             (median["keras"]["trace_s"] + median["keras"]["first_call_s"])
             / (median["ours"]["trace_s"] + median["ours"]["first_call_s"]), 2)
         line["repeats"] = args.repeats
-        line["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
+        line["machine"] = describe()
         print(json.dumps(line), flush=True)
 
 

@@ -10,7 +10,13 @@ of ours and one of PyTorch's in turn (ABBA), reporting the median step of each:
 * ``moco_resnet50``: MoCo-v2 with sensor-based pairs as configs/moco_sensor.yaml: S2 (10
   bands) query and S1 key through 1x1 adapters to 3 channels, ResNet-50s and MLP necks, the
   key network following by momentum 0.999, a queue of 65 536 keys, temperature 0.2, SGD 0.03
-  with momentum 0.9 and L2 1e-4, 128 px, batch 16.
+  with momentum 0.9 and L2 1e-4, 128 px, batch 16;
+* ``simclr_resnet18_b200``: the first at the published batch of 200; ``moco_resnet50_b64``:
+  MoCo at batch 64 (published: 256, which does not fit both sides in 24 GiB). 6 steps each.
+
+PyTorch's allocator matters: with glibc's malloc (the default, what the research code runs
+on) its per-pair rate falls as the batch grows; ``--torch-allocator jemalloc`` reruns the
+comparison with jemalloc configured to keep freed memory (bench/machine.py's ``use_jemalloc``).
 
 PyTorch runs the CPU build with 2 threads, ResNets channels-last; its networks are those of
 tests/torch_reference.py (torchvision's ResNet layout, the original Swin), which the
@@ -22,6 +28,7 @@ matmul and attention ops), times 3 for a trained network (forward, input and wei
 gradients) and 2 for MoCo's key network (forward, and input gradients for its adapter).
 
     python bench/train_step.py [--cases simclr_resnet18 ...] [--batch N] [--steps 5] [--repeats 3]
+                               [--torch-allocator glibc|jemalloc]
 
 Prints one JSON line per case; ``ratio`` is ours / PyTorch's pairs/s, ``pair_ratio_quartiles``
 the quartiles of the ratio of adjacent steps (how much one run's ratio can move). Ours is the
@@ -33,7 +40,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import time
@@ -42,6 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import sslrs_tf  # noqa: E402,F401  (its TF settings must come before TensorFlow loads)
+from bench.machine import allocator, describe, use_jemalloc  # noqa: E402
 
 #: the matrix-multiply peak of the reference 2-core CPU, GFLOP/s (../shared/NOTES.md)
 PEAK_GFLOPS = 210
@@ -56,6 +63,8 @@ class Case:
     size: int
     batch: int
     s2_channels: int = 13
+    #: steps timed per side when set (large batches: a step takes 15-70 s), else --steps x --repeats
+    pairs: int | None = None
 
     @property
     def what(self):
@@ -68,6 +77,10 @@ CASES = {
     "simclr_resnet50": Case("dual_simclr", "resnet50", 128, 16),
     "simclr_swin_t": Case("dual_simclr", "swin_t", 224, 8),
     "moco_resnet50": Case("moco_sensor", "resnet50", 128, 16, s2_channels=10),
+    # The published Dual-SimCLR batch, and the largest MoCo batch (published: 256) at which both
+    # sides fit in one process on 24 GiB: PyTorch's rate per pair falls as the batch grows.
+    "simclr_resnet18_b200": Case("dual_simclr", "resnet18", 128, 200, pairs=6),
+    "moco_resnet50_b64": Case("moco_sensor", "resnet50", 128, 64, s2_channels=10, pairs=6),
 }
 
 
@@ -284,8 +297,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="steps x repeats steps of each side are timed")
     parser.add_argument("--ours-only", action="store_true", help="only sslrs_tf's rate (used by bench/cpu_settings.py)")
     parser.add_argument("--precision", default="float32", help="Keras dtype policy of our side (with --ours-only)")
+    parser.add_argument("--torch-allocator", choices=("glibc", "jemalloc"), default="glibc",
+                        help="jemalloc: rerun under LD_PRELOAD jemalloc (both sides share the process)")
     args = parser.parse_args()
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    if args.torch_allocator == "jemalloc":
+        use_jemalloc()
+    machine = describe()
     if args.batch:
         for name in args.cases:
             CASES[name] = dataclasses.replace(CASES[name], batch=args.batch)
@@ -302,7 +319,8 @@ def main():
     peak_now = matmul_gflops()
     for name in args.cases:
         case = CASES[name]
-        ours_t, theirs_t = paired_step_times(keras_stepper(case), torch_stepper(case), args.steps * args.repeats)
+        pairs = case.pairs or args.steps * args.repeats
+        ours_t, theirs_t = paired_step_times(keras_stepper(case), torch_stepper(case), pairs)
         ours, theirs = case.batch / statistics.median(ours_t), case.batch / statistics.median(theirs_t)
         # The ratio of each adjacent pair of steps: its quartiles show how far one run's ratio can be trusted.
         quartiles = statistics.quantiles([t / o for o, t in zip(ours_t, theirs_t)], n=4)
@@ -313,8 +331,8 @@ def main():
             "pair_ratio_quartiles": [round(q, 2) for q in quartiles], "gflop_per_pair": round(gflop, 2),
             "ours_gflops": round(ours * gflop, 1), "pytorch_gflops": round(theirs * gflop, 1),
             "ours_of_peak": round(ours * gflop / PEAK_GFLOPS, 2),
-            "peak_gflops": PEAK_GFLOPS, "matmul_gflops_now": round(peak_now), "steps": args.steps * args.repeats,
-            "machine": machine,
+            "peak_gflops": PEAK_GFLOPS, "matmul_gflops_now": round(peak_now), "steps": pairs,
+            "allocator": allocator(), "machine": machine,
         }), flush=True)
 
 
