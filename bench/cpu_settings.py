@@ -3,8 +3,9 @@
 TensorFlow enables oneDNN by default only on some Intel CPUs; ``import sslrs_tf``
 sets ``TF_ENABLE_ONEDNN_OPTS=1`` unless the variable is already set. The
 setting is read once, when TensorFlow loads, so each measurement runs
-``bench/train_step.py --ours-only`` (Dual-SimCLR, 128 px, batch 16) in a fresh
-process, alternating A and B.
+``bench/train_step.py --ours-only`` (Dual-SimCLR, 128 px, batch 16 or ``--batch``) in a
+fresh process, alternating A and B. jemalloc: does our step change on the allocator that
+speeds PyTorch up (bench/machine.py)?
 
     python bench/cpu_settings.py [--backbone resnet18] [--batch 16] [--repeats 3] [--only NAME]   # ~15 min
 
@@ -15,7 +16,6 @@ with glibc's malloc).
 """
 
 import argparse
-import ctypes.util
 import json
 import os
 import pathlib
@@ -24,16 +24,14 @@ import subprocess
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from bench.machine import JEMALLOC_CONF, describe  # noqa: E402
+from bench.machine import describe, jemalloc_env  # noqa: E402
 
 SCRIPT = pathlib.Path(__file__).with_name("train_step.py")
 
 
 def rate(backbone, batch, onednn=True, precision="float32", jemalloc=False):
     """Pairs/s of one fresh process with TF_ENABLE_ONEDNN_OPTS set to `onednn`, on jemalloc if `jemalloc`."""
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"}
-    if jemalloc:
-        env.update(LD_PRELOAD=ctypes.util.find_library("jemalloc"), MALLOC_CONF=JEMALLOC_CONF)
+    env = {**(jemalloc_env() if jemalloc else os.environ), "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"}
     out = subprocess.run([sys.executable, str(SCRIPT), "--ours-only", "--cases", f"simclr_{backbone}", "--repeats", "1",
                           "--steps", "3", "--precision", precision, "--batch", str(batch)],
                          env=env, capture_output=True, text=True, check=True).stdout
@@ -57,7 +55,7 @@ def main():
     for bench, ((name_a, a), (name_b, b)) in pairs.items():
         if args.only and bench != args.only:
             continue
-        if bench == "jemalloc" and ctypes.util.find_library("jemalloc") is None:
+        if bench == "jemalloc" and jemalloc_env() is None:
             print(json.dumps({"bench": bench, "skipped": "libjemalloc not found (apt-get install libjemalloc2)"}))
             continue
         rates_a, rates_b = [], []

@@ -61,8 +61,13 @@ def use_jemalloc():
     """
     if "jemalloc" in os.environ.get("LD_PRELOAD", ""):
         return
-    library = ctypes.util.find_library("jemalloc")
-    if library is None:
+    env = jemalloc_env()
+    if env is None:
         raise SystemExit("--torch-allocator jemalloc: libjemalloc not found (apt-get install libjemalloc2)")
-    env = {**os.environ, "LD_PRELOAD": library, "MALLOC_CONF": JEMALLOC_CONF}
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def jemalloc_env():
+    """This process's environment plus jemalloc preloaded with :data:`JEMALLOC_CONF`; None without libjemalloc."""
+    library = ctypes.util.find_library("jemalloc")
+    return None if library is None else {**os.environ, "LD_PRELOAD": library, "MALLOC_CONF": JEMALLOC_CONF}
