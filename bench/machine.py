@@ -16,24 +16,26 @@ import sys
 JEMALLOC_CONF = "oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:-1,muzzy_decay_ms:-1"
 
 
-def cpu_model():
-    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` says."""
+def _cpuinfo(key):
+    """The value of the first `key` line of /proc/cpuinfo; None where there is none (not Linux)."""
     try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), None)
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo, else what `platform` says."""
+    return _cpuinfo("model name") or platform.processor() or "unknown CPU"
 
 
 def vector_isa():
     """The widest x86 vector extensions the CPU reports: e.g. ``"avx512f+avx512_bf16"``, ``"avx2"``."""
-    try:
-        text = pathlib.Path("/proc/cpuinfo").read_text()
-    except OSError:
+    flags = _cpuinfo("flags")
+    if flags is None:
         return "unknown"
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    flags = flags.split()
     wide = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     return "+".join(wide) if wide else ("avx2" if "avx2" in flags else "no avx2")
 
