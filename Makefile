@@ -20,8 +20,16 @@ install: $(STAMP)
 quickstart: $(STAMP)
 	$(PY) -m sslrs_tf.quickstart
 
+# The end-to-end chains (tests/e2e: real train.py/evaluate.py processes; the pytest running them
+# mostly waits) run in a second pytest beside the rest, on the core the in-process tests leave
+# idle; their report is printed after the main one and both must pass.
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=20
+	@log=$$(mktemp); $(PY) -m pytest -q -p no:cacheprovider --durations=0 tests/e2e > $$log 2>&1 & e2e=$$!; \
+	trap 'kill $$e2e 2>/dev/null' INT TERM; \
+	$(PY) -m pytest -q -m "not e2e" --durations=20; main=$$?; \
+	wait $$e2e; chains=$$?; \
+	echo; echo "=== tests/e2e (end-to-end chains, run beside the tests above) ==="; cat $$log; rm -f $$log; \
+	test $$main -eq 0 && test $$chains -eq 0
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[torch]'

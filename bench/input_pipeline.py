@@ -101,7 +101,7 @@ def run_tfds(builder, crop, samples):
 def synthetic_sen12ms(work, patches, prefix):
     """SEN12MS of `patches` synthetic 256 px patches under `work` (a temp folder if None), written and
     built once: its TFDS builder, and the paths of its S2 GeoTIFFs (the research-style reader's input)."""
-    from sslrs_tf.data.build import prepare_world
+    from sslrs_tf.datasets import prepare_world
 
     work = pathlib.Path(work or tempfile.mkdtemp(prefix=prefix))
     params = {"patches": patches, "size": 256, "seed": 0, "dfc_validation": 1, "dfc_test": 1}

@@ -51,7 +51,7 @@ def main():
     args = parser.parse_args()
 
     from sslrs_tf.data.normalization import Normalization, raw_channel_max
-    from sslrs_tf.data.build import prepare_world
+    from sslrs_tf.datasets import prepare_world
 
     work = pathlib.Path(args.work or tempfile.mkdtemp(prefix="bench_input_"))
     params = {"patches": args.patches, "size": SIZE, "seed": 0, "dfc_validation": 1, "dfc_test": 1}

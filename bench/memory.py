@@ -8,7 +8,7 @@ records, capped at 1 GB: both are reported. Training holds one shuffle block of
 what remains is what could grow with the dataset. Each measurement is a fresh process, and its
 peak resident memory (``ru_maxrss`` of that one child, from ``os.wait4``) is reported:
 
-* build: ``python -m sslrs_tf.data.build sen12ms`` (the real command line) on a synthetic
+* build: ``python -m sslrs_tf.datasets sen12ms`` (the real command line) on a synthetic
   world of N patches written beforehand, into an empty folder;
 * train: ``train.py`` with configs/tiny.yaml (Dual-SimCLR ResNet-10, 32 px crops, batch 8)
   on that build, two epochs of ``--train-steps`` steps, ``data.shuffle_buffer=128``.
@@ -71,12 +71,12 @@ def main():
         config = json.dumps({"name": f"synthetic{args.size}", "patch_size": args.size})
         for old in (tfds_dir, work / f"run{n}"):  # measure a fresh build and a fresh run
             shutil.rmtree(old, ignore_errors=True)
-        line[f"build_{n}_mb"] = round(peak_mb([sys.executable, "-m", "sslrs_tf.data.build", "sen12ms",
+        line[f"build_{n}_mb"] = round(peak_mb([sys.executable, "-m", "sslrs_tf.datasets", "sen12ms",
                                                "--manual_dir", str(world / "sen12ms"), "--data_dir", str(tfds_dir),
                                                "--config", config]), 1)
         line[f"records_{n}_mb"] = round(sum(f.stat().st_size for f in tfds_dir.rglob("*.tfrecord*")) / 2**20, 1)
         # DFC2020 too (not measured), so that train.py finds both built and only trains.
-        subprocess.run([sys.executable, "-m", "sslrs_tf.data.build", "dfc2020", "--manual_dir", str(world / "dfc2020"),
+        subprocess.run([sys.executable, "-m", "sslrs_tf.datasets", "dfc2020", "--manual_dir", str(world / "dfc2020"),
                         "--data_dir", str(tfds_dir), "--config", config], cwd=ROOT, check=True, capture_output=True)
         line[f"train_{n}_mb"] = round(peak_mb([
             sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "tiny.yaml"),

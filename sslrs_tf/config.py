@@ -9,6 +9,7 @@ wrong type or an out-of-range value says what was expected and what was received
 
 import dataclasses
 import difflib
+import importlib.resources
 import pathlib
 import typing
 
@@ -245,6 +246,31 @@ def parse_override(text):
     return key.strip().split("."), value
 
 
+def shipped_configs():
+    """``{name: path}`` of the configs shipped with the package (the repository's ``configs/``)."""
+    folder = pathlib.Path(str(importlib.resources.files("sslrs_tf.configs")))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def find_config(path):
+    """The config file `path` names: the file itself when it exists, else the shipped config of that name.
+
+    ``dual_simclr.yaml`` and ``dual_simclr`` both name ``configs/dual_simclr.yaml`` when no such file
+    is in the working folder. A name that is neither is a UserError listing the shipped configs.
+    """
+    path = pathlib.Path(path)
+    if path.is_file():
+        return path
+    if path.parent != pathlib.Path("."):
+        raise UserError(f"config file {path}: no such file")
+    shipped = shipped_configs()
+    name = path.name[:-len(".yaml")] if path.name.endswith(".yaml") else path.name
+    if name not in shipped:
+        raise UserError(f"config file {path}: no such file here, and no shipped config {name!r}; shipped configs: "
+                        f"{', '.join(shipped)}")
+    return shipped[name]
+
+
 def _read_with_base(path, seen):
     """The mapping of a YAML config file; a ``base: FILE`` key (relative to it) is read first and merged under it."""
     try:
@@ -273,14 +299,16 @@ def _merge(base, over):
 def load_config(path=None, overrides=(), data=None):
     """Reads a YAML config (or takes `data`), applies dotted `overrides`, validates it.
 
-    A file may start from another: ``base: other.yaml`` (relative to the file) is read
+    `path` is a file, or the name of a shipped config (see :func:`find_config`). A file may start
+    from another: ``base: other.yaml`` (relative to the file) is read
     first and the file's own sections are merged over it key by key.
 
     Returns:
         A :class:`Config`.
     """
     if data is None:
-        data = _read_with_base(pathlib.Path(path), ())
+        path = find_config(path)
+        data = _read_with_base(path, ())
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a mapping of sections (run, train, optimizer, model, data)")
     for text in overrides:

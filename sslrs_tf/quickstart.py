@@ -19,36 +19,31 @@ import pathlib
 import sys
 import time
 
-from sslrs_tf.errors import UserError
-
-CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
-CONFIG = CONFIGS / "quickstart.yaml"
-PROTOCOL = CONFIGS / "protocol_quickstart.yaml"
+from sslrs_tf.cli import quiet
+from sslrs_tf.errors import run_entry_point
 
 
 def probe_table(config):
     """Linear-probe accuracy of the exported encoders and of randomly initialised ones (markdown)."""
     import keras
 
-    from sslrs_tf.data.bands import resolve_bands
-    from sslrs_tf.data.build import make_builder
     from sslrs_tf.data.pipeline import make_dataset
+    from sslrs_tf.datasets import open_source, synthetic_config
     from sslrs_tf.evaluation.linear_probe import extract_features, linear_probe
-    from sslrs_tf.methods import get_method
+    from sslrs_tf.experiment import Experiment
 
-    syn = config.data.synthetic
-    builder = make_builder("dfc2020", config.data.data_dir, {"name": f"synthetic{syn.size}", "patch_size": syn.size})
-    data = {split: make_dataset(builder, split, training=False, label="single", batch_size=64,
+    experiment = Experiment(config)
+    labelled = open_source("dfc2020", config.data.data_dir, synthetic_config(config.data.synthetic.size))
+    data = {split: make_dataset(labelled, split, training=False, label="single", batch_size=64,
                                 normalization=config.data.normalization) for split in ("validation", "test")}
     export = pathlib.Path(config.run.dir) / "export"
     pretrained = {m: keras.saving.load_model(export / f"encoder_{m}.keras") for m in ("s1", "s2")}
     keras.utils.set_random_seed(config.train.seed)  # the initialisation pre-training started from
-    fresh = get_method(config.model.method)(backbone=config.model.backbone, s1_channels=len(resolve_bands("s1")),
-                                            s2_channels=len(resolve_bands("s2"))).encoders()
+    fresh = experiment.method_class.from_model_config(config.model, experiment.method_inputs()).encoders()
     rows = []
     for name, encoders in (("random initialisation", fresh), ("Dual-SimCLR pre-trained", pretrained)):
         train, test = (extract_features(encoders, data[s]) for s in ("validation", "test"))
-        report = linear_probe(train, test, num_classes=8)
+        report = linear_probe(train, test, num_classes=len(labelled.class_names))
         rows.append(f"| {name:24s} | {100 * report['OA']:5.1f} | {100 * report['AA']:5.1f} |")
     header = ("Linear probe on frozen S1+S2 encoders, synthetic DFC2020 (SYNTHETIC data), "
               f"{len(train[1])} train / {len(test[1])} test patches, single-label, %\n\n"
@@ -57,14 +52,17 @@ def probe_table(config):
 
 
 def main(argv=None):
-    """Command-line entry point of `make quickstart`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(CONFIG), help="pre-training config")
-    parser.add_argument("--protocol", default=str(PROTOCOL), help="the comparison run at the end")
+    """Command-line entry point of `make quickstart` (``python -m sslrs_tf.quickstart``, from any folder)."""
+    quiet()
+    parser = argparse.ArgumentParser(prog="python -m sslrs_tf.quickstart", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="quickstart.yaml", help="pre-training config (file or shipped name)")
+    parser.add_argument("--protocol", default="protocol_quickstart.yaml",
+                        help="the comparison run at the end (file or shipped name)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides of the pre-training config")
     args = parser.parse_args(argv)
     start = time.time()
-    try:
+
+    def action():
         from sslrs_tf.config import load_config
         from sslrs_tf.evaluation.protocol import load_protocol, report_protocol, run_protocol
         from sslrs_tf.training.run import train
@@ -83,11 +81,9 @@ def main(argv=None):
         print()
         print(text)
         print(f"\nplot: {pathlib.Path(protocol.dir) / 'label_fractions.png'}")
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"\nquick start done in {time.time() - start:.0f} s (SYNTHETIC data).")
-    return 0
+        print(f"\nquick start done in {time.time() - start:.0f} s (SYNTHETIC data).")
+
+    return run_entry_point(action)
 
 
 if __name__ == "__main__":

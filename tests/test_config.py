@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from sslrs_tf.config import dump_config, load_config
+from sslrs_tf.config import dump_config, find_config, load_config, shipped_configs
 from sslrs_tf.errors import UserError
 from tests.helpers import ROOT
 
@@ -56,11 +56,25 @@ def test_yaml_exponent_without_a_dot_is_a_number(tmp_path):
 def test_missing_required_key_and_bad_files(tmp_path):
     with pytest.raises(UserError, match="config: train.batch_size is required"):
         load_config(data={**BASE, "train": {"epochs": 1}})
-    with pytest.raises(UserError, match="No such file"):
+    with pytest.raises(UserError, match="nope.yaml: no such file$"):
         load_config(tmp_path / "nope.yaml")
     (tmp_path / "bad.yaml").write_text("train: [1, 2\n")
     with pytest.raises(UserError, match="is not valid YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+def test_a_config_that_is_no_file_is_a_shipped_one_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty folder: nothing to find but the shipped configs
+    shipped = shipped_configs()
+    assert shipped["dual_simclr"] == ROOT / "configs" / "dual_simclr.yaml" and "protocol_isprs" in shipped
+    assert find_config("dual_simclr.yaml") == find_config("dual_simclr") == shipped["dual_simclr"]
+    assert load_config("tiny.yaml").model.backbone == "resnet10"
+    # A file in the working folder wins over the shipped config of its name.
+    (tmp_path / "tiny.yaml").write_text("run: {dir: mine}\ntrain: {epochs: 1, batch_size: 2}\noptimizer: {lr: 0.1}\n"
+                                        "data: {crop_size: 16}\n")
+    assert load_config("tiny.yaml").run.dir == "mine"
+    with pytest.raises(UserError, match=r"no shipped config 'dual_simclr2'; shipped configs: dual_simclr, dual_swin, "):
+        find_config("dual_simclr2.yaml")
 
 
 RUN_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.startswith("protocol_"))

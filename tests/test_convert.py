@@ -167,8 +167,7 @@ def test_a_converted_directory_starts_protocols_and_fine_tuning_configs(converte
                                                                         capsys):
     from sslrs_tf.config import load_config
     from sslrs_tf.evaluation.protocol import load_protocol, run_config
-    from sslrs_tf.methods import get_method
-    from sslrs_tf.training.run import resolve_config_bands
+    from sslrs_tf.experiment import Experiment
 
     _, _, converted, encoders = converted_resnet18
     expected = {m: e.get_weights() for m, e in encoders.items()}
@@ -180,7 +179,8 @@ def test_a_converted_directory_starts_protocols_and_fine_tuning_configs(converte
     config = run_config(load_protocol(protocol), "single", "Dual-SimCLR fine-tuned", 0.1, 0)
     assert pathlib.Path(config.model.pretrained) == converted.resolve()
     # What train() builds first: the model of the run's config, its encoders loaded from the card's directory.
-    model = get_method(config.model.method).from_run_config(config, resolve_config_bands(config))
+    experiment = Experiment(config)
+    model = experiment.build_method(next(iter(experiment.dataset(config.data.split, training=False))))
     for m, encoder in model.encoders().items():
         for a, b in zip(encoder.get_weights(), expected[m], strict=True):
             np.testing.assert_array_equal(a, b)
@@ -188,8 +188,9 @@ def test_a_converted_directory_starts_protocols_and_fine_tuning_configs(converte
     config = load_config(ROOT / "configs" / "finetune_tiny.yaml", [*small_world, f"model.pretrained={converted}",
                                                                    "model.backbone=resnet18", "data.normalization=zscore",
                                                                    "data.s2_bands=s2_10"])
+    experiment = Experiment(config)
     with pytest.raises(UserError, match="the s1 encoder was trained on input prepared differently"):
-        get_method("classifier").from_run_config(config, resolve_config_bands(config))
+        experiment.build_method(next(iter(experiment.dataset(config.data.split, training=False))))
     # Not a run: evaluate.py --run says where such a directory goes instead.
     assert evaluate_main(["--run", str(converted)]) == 2
     assert "converted or exported encoders, not a run" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from evaluate import main as evaluate_main
-from tests.helpers import ROOT, eurosat_fake, exported_weights, tensorboard_logs
+from tests.helpers import ROOT, eurosat_fake, exported_weights
 from train import main as train_main
 
 FINETUNE = str(ROOT / "configs" / "finetune_tiny.yaml")
@@ -92,30 +92,3 @@ def test_bigearthnet_refuses_a_13_band_encoder_unless_told_how_to_fill_b10(pretr
     assert err.startswith("error: bigearthnet/all has no S2 band B10") and err.count("\n") == 1
     assert train_main(["--config", EUROSAT, f"run.dir={tmp_path / 'y'}", "data.source=synthetic"]) == 2
     assert capsys.readouterr().err.startswith("error: config: data.source synthetic has sen12ms and dfc2020")
-
-
-@pytest.mark.slow
-def test_dual_swin_then_swinunet_from_its_frozen_encoders_evaluates_to_per_class_iou(swin_chain):
-    # tests/conftest.py: train.py (Dual-Swin, eight steps without warm-up), train.py (SwinUNet
-    # from its frozen S2 encoder, one step), evaluate.py --run: real processes in the background,
-    # on the core the in-process tests leave idle (a Swin step's first trace costs 15-25 s).
-    *_, evaluated = swin_chain.join()
-    pre, seg = swin_chain.pre, swin_chain.seg
-    losses = [float(v) for _, v in sorted(tensorboard_logs(pre / "tensorboard")["batch_loss"], key=lambda e: e[0])]
-    assert len(losses) == 8 and losses[-1] < 0.8 * losses[0], losses  # the epoch's running mean vs the first batch
-    card = json.loads((pre / "export" / "card.json").read_text())
-    assert card["backbone"] == "swin_micro" and card["encoders"]["s1"]["input_shape"] == [None, 32, 32, 2]
-    assert card["encoders"]["s2"]["output"]["P2"] == [None, 16, 16, 24]
-    # Frozen: the pretrained S2 encoder.
-    np.testing.assert_array_equal(exported_weights(pre, "s2")[0], exported_weights(seg, "s2")[0])
-    printed = evaluated.stdout
-    assert "segmentation-label" in printed and "mIoU" in printed and "| Forest |" in printed
-    metrics = json.loads((seg / "metrics.json").read_text())
-    assert list(metrics["scores"]) == ["OA", "AA", "mIoU"]
-    present = [v for v in metrics["per_class"].values() if v["IoU"] is not None]
-    assert present and all(set(v) == {"accuracy", "IoU"} for v in present)
-    # The averages are over the classes present, computed from the same counts as the per-class values.
-    assert metrics["scores"]["mIoU"] == pytest.approx(np.mean([v["IoU"] for v in present]), abs=0.01)
-    assert metrics["scores"]["AA"] == pytest.approx(np.mean([v["accuracy"] for v in present]), abs=0.01)
-    pixels = sum(metrics["support"].values())
-    assert 0 < pixels <= 16 * 32 * 32  # the small world's 16 test patches, centre crops of 32 px (255 excluded)

@@ -35,7 +35,7 @@ import dataclasses
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from sslrs_tf.data.labels import NUM_CLASSES
+from sslrs_tf.data.sources import Reader, Source, checked_crop, kept_count, random_crop_offsets
 from sslrs_tf.errors import UserError
 
 MISSING_BANDS = ("error", "zeros")
@@ -93,7 +93,7 @@ CATALOG = {
 }
 
 
-class CatalogSource:
+class CatalogSource(Source):
     """A catalog dataset in a TFDS data folder, read the way the pipeline needs it.
 
     Args:
@@ -137,6 +137,45 @@ class CatalogSource:
         """The bands of `bands` this dataset does not have."""
         return [b for b in bands if b not in self.spec.bands]
 
+    def reader(self, split, settings):
+        spec = self.spec
+        if settings.modalities != ("s2",):
+            raise UserError(f"{spec.name} holds Sentinel-2 only; it feeds an S2 encoder (model.inputs: only_s2). "
+                            f"Received: modalities={list(settings.modalities)}")
+        label = settings.label
+        if label not in (None, spec.label):
+            raise UserError(f"{spec.name} has {spec.label}-label targets; set data.label: {spec.label}. "
+                            f"Received: label={label!r}")
+        if settings.eval_crop != "center":
+            raise UserError(f"{spec.name} is evaluated on centre crops. Received: eval_crop={settings.eval_crop!r}")
+        wanted = list(settings.bands["s2"])
+        check_bands(self, wanted, settings.missing_bands)
+        present = [b for b in wanted if b in spec.bands]
+        size, classes, normalization = spec.size, len(self.class_names), settings.normalization
+        crop = checked_crop(settings.crop_size, size)
+        base = self.read(split)
+        if settings.label_fraction < 1:
+            # TFDS shuffled the examples when writing: the first share is a fixed random draw, nested across fractions.
+            base = base.take(kept_count(self.num_examples(split), settings.label_fraction))
+        base = base.map(lambda ex: {"s2": spec.raster(ex, present),
+                                    **({"label": spec.target(ex, classes)} if label else {})},
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+        def parse(epoch, batch_index, batch):
+            x = batch["s2"]
+            if crop < size:
+                n = tf.shape(x)[0]
+                if settings.training:
+                    top, left = random_crop_offsets(settings.seed, epoch, batch_index, n, size, crop)
+                else:
+                    top = left = tf.fill([n], (size - crop) // 2)
+                x = tf.gather(x, top[:, None] + tf.range(crop)[None, :], axis=1, batch_dims=1)
+                x = tf.gather(x, left[:, None] + tf.range(crop)[None, :], axis=2, batch_dims=1)
+            x = fill_missing(normalization(x, "s2", present), wanted, present)
+            return ({"s2": x}, batch["label"]) if label else {"s2": x}
+
+        return Reader(lambda epoch_seed: base, parse, lambda batches: batches)
+
 
 def check_bands(source, bands, missing_bands):
     """Raises a UserError when `source` lacks a band of `bands` and ``missing_bands`` is ``"error"``."""
@@ -156,12 +195,3 @@ def fill_missing(x, bands, present):
     zero = len(present)  # index of the appended zero channel
     order = [present.index(b) if b in present else zero for b in bands]
     return tf.gather(tf.concat([x, tf.zeros_like(x[..., :1])], axis=-1), order, axis=-1)
-
-
-def num_classes(dataset):
-    """Number of classes of `dataset`'s labels: DFC2020/SEN12MS's 8, or a catalog dataset's (no data needed)."""
-    if dataset not in CATALOG:
-        return NUM_CLASSES
-    spec = CATALOG[dataset]
-    feature = tfds.builder(spec.name).info.features[spec.label_feature]
-    return (feature.feature if spec.label == "multi" else feature).num_classes

@@ -37,7 +37,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from sslrs_tf.data import layout
-from sslrs_tf.errors import UserError
+from sslrs_tf.errors import UserError, run_entry_point
 
 # DFC-10 classes 1..10: Forest, Shrubland, Savanna, Grassland, Wetlands,
 # Croplands, Urban, Snow/Ice, Barren, Water.
@@ -303,15 +303,14 @@ def main(argv=None):
     parser.add_argument("--dfc-validation", type=int, default=None, help="DFC2020 validation patches (default patches/4)")
     parser.add_argument("--dfc-test", type=int, default=None, help="DFC2020 test patches (default patches/4)")
     args = parser.parse_args(argv)
-    try:
+
+    def action():
         params = generate(args.out, args.patches, args.size, args.seed, args.dfc_validation, args.dfc_test)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"synthetic world (SYNTHETIC data, not real Sentinel imagery) written to {args.out}: "
-          f"{params['patches']} SEN12MS triplets, {params['dfc_validation']} + {params['dfc_test']} DFC2020 patches, "
-          f"{params['size']} px")
-    return 0
+        print(f"synthetic world (SYNTHETIC data, not real Sentinel imagery) written to {args.out}: "
+              f"{params['patches']} SEN12MS triplets, {params['dfc_validation']} + {params['dfc_test']} DFC2020 "
+              f"patches, {params['size']} px")
+
+    return run_entry_point(action)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sslrs_tf.evaluation.metrics import confusion_scores
+from sslrs_tf.metrics import confusion_scores
 from sslrs_tf.training.optimizers import FusedAdam
 
 

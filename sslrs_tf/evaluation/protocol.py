@@ -18,7 +18,7 @@ import typing
 import numpy as np
 import yaml
 
-from sslrs_tf.config import from_dict, option, parse_override
+from sslrs_tf.config import find_config, from_dict, option, parse_override
 from sslrs_tf.data.labels import CLASS_NAMES
 from sslrs_tf.errors import UserError
 
@@ -46,7 +46,8 @@ class ProtocolConfig:
     """A protocol file (see ``configs/protocol_isprs.yaml``)."""
 
     dir: str = option(doc="where the runs, tables and plot go")
-    base: str = option(doc="downstream config every run starts from (relative to the protocol file)")
+    base: str = option(doc="downstream config every run starts from (relative to the protocol file, or the "
+                           "name of a shipped config)")
     pretrained: typing.Optional[str] = option(None, doc="pre-training run directory of the pretrained models")
     models: typing.List[str] = option(list(MODELS), doc="models to compare (names in the ISPRS tables)")
     labels: typing.List[str] = option(["single"], doc="single, multi, segmentation (needs a segmenter base)")
@@ -59,9 +60,11 @@ class ProtocolConfig:
 
 
 def load_protocol(path, overrides=()):
-    """Reads and validates a protocol file; `overrides` are ``key=value`` on its top-level keys."""
+    """Reads and validates a protocol file (a path, or the name of a shipped one); `overrides` are
+    ``key=value`` on its top-level keys."""
+    path = find_config(path)
     try:
-        data = yaml.safe_load(pathlib.Path(path).read_text()) or {}
+        data = yaml.safe_load(path.read_text()) or {}
     except OSError as err:
         raise UserError(f"protocol file {path}: {err.strerror}") from None
     for text in overrides:
@@ -81,9 +84,10 @@ def load_protocol(path, overrides=()):
     if needs_pretrained and not protocol.pretrained:
         raise UserError("protocol: pretrained is required for the Dual-SimCLR/Dual-Swin models "
                         "(a pre-training run directory)")
-    base = pathlib.Path(protocol.base)
-    if not base.is_absolute():
-        base = pathlib.Path(path).resolve().parent / base
+    # `base` is relative to the protocol file; a bare name that is no file there is a shipped config.
+    base = path.resolve().parent / protocol.base
+    if not base.is_file() and pathlib.Path(protocol.base).parent == pathlib.Path("."):
+        base = find_config(protocol.base)
     return dataclasses.replace(protocol, base=str(base))
 
 

@@ -20,13 +20,14 @@ values for a batch. The base class:
   first replica's values).
 """
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
-from sslrs_tf.errors import UserError
+from sslrs_tf.data.labels import NUM_CLASSES
 from sslrs_tf.losses.contrastive import embedding_spread, l2_normalize, retrieval_accuracy
-from sslrs_tf.models.encoders import is_encoder
-from sslrs_tf.models.swin import SWINS, check_image_size
+from sslrs_tf.models.encoders import ENCODERS
 
 
 def gather(x):
@@ -42,25 +43,30 @@ def gather(x):
     return x, ctx.all_gather(x, axis=0), offset
 
 
-def require_encoder_backbone(config):
-    """The config error of a method whose encoders must be ResNets or Swins, when ``model.backbone`` is neither."""
-    m = config.model
-    if not is_encoder(m.backbone):
-        raise UserError(f"config: model.method {m.method} has ResNet or Swin encoders (resnet10/18/34/50, swin_t, "
-                        f"swin_micro); received model.backbone {m.backbone!r}")
+@dataclasses.dataclass(frozen=True)
+class MethodInputs:
+    """What a method is built for besides its own settings: the data it is fed.
 
+    :mod:`sslrs_tf.experiment` resolves these from the whole run config (bands and crop from
+    ``data``, label kind and classes from the dataset); a method's :meth:`Method.from_model_config`
+    combines them with the ``model`` section.
 
-def encoder_image_size(config):
-    """The input side a Swin encoder of the run is built for (the pipeline's crop); None for other encoders."""
-    backbone, crop = config.model.backbone, config.data.crop_size
-    if backbone not in SWINS:
-        return None
-    try:
-        check_image_size(backbone, crop)
-    except ValueError as err:
-        raise UserError(f"config: data.crop_size {crop} does not fit model.backbone {backbone}: "
-                        f"{str(err).split('. Received')[0]}") from None
-    return crop
+    Args:
+        bands: ``{"s1": (names), "s2": (names)}``: each sensor's channels, in order.
+        image_size: the side of the input a Swin encoder is built for (the crop); None for
+            other encoders, which take any size.
+        label: the downstream label kind (``"single"``, ``"multi"``, ``"segmentation"``), or None.
+        num_classes: number of classes of the labels.
+    """
+
+    bands: dict
+    image_size: int = None
+    label: str = None
+    num_classes: int = NUM_CLASSES
+
+    def channels(self, modality):
+        """Input channels of `modality`'s encoder."""
+        return len(self.bands[modality])
 
 
 def _step_logs(logs):
@@ -81,11 +87,20 @@ class Method(keras.Model):
     Subclasses implement ``loss_and_values(data, training)`` returning
     ``(loss, {metric name: value})`` for the batch `data` as the dataset yields it,
     ``encoders()`` returning ``{modality: keras.Model}``, and the classmethod
-    ``from_run_config(config, bands)``, which builds the method from a run's config.
+    ``from_model_config(model, inputs)``, which builds the method from a run config's
+    ``model`` section and the :class:`MethodInputs` the experiment resolved. The class
+    attributes below say what the method accepts; :mod:`sslrs_tf.experiment` checks a
+    config against them before anything is built.
     """
 
     #: names of the per-batch values `loss_and_values` reports besides the loss
     METRICS = ()
+    #: the ``model.backbone`` values it is built with
+    BACKBONES = ENCODERS
+    #: the ``data.label`` kinds it trains on (None: unlabelled pre-training)
+    LABELS = (None,)
+    #: channels a sensor's input must have where the method fixes them, e.g. ``{"s2": 3}``
+    INPUT_CHANNELS = {}
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -114,18 +129,20 @@ class Method(keras.Model):
         raise NotImplementedError
 
     @classmethod
-    def from_run_config(cls, config, bands, pretrained=True):
-        """The method a run's :class:`~sslrs_tf.config.Config` describes (`bands`: resolved band lists).
-
-        `pretrained=False`: do not load start weights the config names (``model.pretrained``),
-        because the caller loads all weights itself (evaluation).
-        """
+    def from_model_config(cls, model, inputs):
+        """The method a run config's ``model`` section (:class:`~sslrs_tf.config.ModelConfig`) describes,
+        for the data `inputs` (:class:`MethodInputs`)."""
         raise NotImplementedError
 
     @classmethod
-    def input_modalities(cls, config):
-        """The sensors the configured method reads (only these are decoded)."""
+    def input_modalities(cls, model):
+        """The sensors the method reads with a run config's ``model`` section (only these are decoded)."""
         return ("s1", "s2")
+
+    @classmethod
+    def crop_divisor(cls, backbone):
+        """The number the input side must be a multiple of with `backbone` (1: any side)."""
+        return 1
 
     def encoder_variables(self):
         """The trainable variables `encoder_optimizer` updates (default: none)."""

@@ -4,9 +4,8 @@ import keras
 from keras import ops
 
 from sslrs_tf.data.labels import NUM_CLASSES
-from sslrs_tf.errors import UserError
-from sslrs_tf.evaluation.metrics import ConfusionMatrix, MultiLabelCounts
 from sslrs_tf.methods.downstream import DownstreamMethod
+from sslrs_tf.metrics import ConfusionMatrix, MultiLabelCounts
 from sslrs_tf.models.encoders import feature_dim, is_encoder
 
 
@@ -48,13 +47,6 @@ class Classifier(DownstreamMethod):
         else:
             self.loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
             self.task_metrics = [MultiLabelCounts(num_classes, "F1"), MultiLabelCounts(num_classes, "O-F1")]
-
-    @classmethod
-    def check_run_config(cls, config):
-        super().check_run_config(config)
-        if not is_encoder(config.model.backbone):
-            raise UserError(f"config: model.backbone {config.model.backbone} is not for classification; "
-                            "classification takes a ResNet or a Swin")
 
     def call(self, inputs, training=False):
         """Class logits ``[B, num_classes]`` (float32) of a batch ``{"s1": ..., "s2": ...}``."""

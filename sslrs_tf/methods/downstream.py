@@ -20,10 +20,8 @@ learning rate (``optimizer.encoder_lr``).
 import keras
 from keras import ops
 
-from sslrs_tf.data.catalog import num_classes
 from sslrs_tf.data.labels import NUM_CLASSES
-from sslrs_tf.errors import UserError
-from sslrs_tf.methods.base import Method, encoder_image_size
+from sslrs_tf.methods.base import Method
 from sslrs_tf.models.encoders import is_encoder, make_encoder
 
 INPUTS = {
@@ -54,6 +52,9 @@ class DownstreamMethod(Method):
     """
 
     LABELS = ()
+    #: whether ``model.pretrained`` can start each ``model.inputs``' encoders (early fusion's stacked
+    #: encoder has no pre-trained counterpart)
+    PRETRAINABLE_INPUTS = ("only_s1", "only_s2", "late_fusion")
 
     def __init__(self, backbone="resnet18", inputs="late_fusion", label=None, num_classes=NUM_CLASSES,
                  s1_channels=2, s2_channels=13, freeze=False, sync_bn=True, image_size=None, **kwargs):
@@ -100,53 +101,32 @@ class DownstreamMethod(Method):
         return [v for e in self.encoder_models.values() for v in e.trainable_variables]
 
     def load_encoders(self, encoders):
-        """Copies pretrained weights into the encoders, by modality (``{"s1": model, "s2": model}``)."""
+        """Copies pretrained weights into the encoders, by stream (``{"s1": model, "s2": model}``).
+
+        Raises:
+            ValueError: an encoder is missing, or its weights do not fit (the message names it).
+        """
         for name, encoder in self.encoder_models.items():
             if name not in encoders:
-                raise UserError(f"model.pretrained: no {name} encoder to start inputs={self.inputs_kind} from "
-                                "(early_fusion has no pretrained counterpart)")
+                raise ValueError(f"no {name} encoder to start inputs={self.inputs_kind} from")
             try:
                 encoder.set_weights(encoders[name].get_weights())
             except ValueError as err:
-                raise UserError(f"model.pretrained: the {name} encoder does not fit model.backbone "
-                                f"{self.backbone}: {str(err).splitlines()[0]}") from None
+                raise ValueError(f"the {name} encoder does not fit backbone {self.backbone}: "
+                                 f"{str(err).splitlines()[0]}") from None
 
     @classmethod
-    def check_run_config(cls, config):
-        """Raises a UserError for a config this model cannot train (subclasses add their own checks)."""
-        m, d = config.model, config.data
-        if d.label not in cls.LABELS:
-            raise UserError(f"config: model.method {m.method} needs data.label {' or '.join(cls.LABELS)}; "
-                            f"received {d.label!r}")
-        if m.freeze and not m.pretrained:
-            raise UserError("config: model.freeze needs model.pretrained (frozen random encoders learn nothing)")
-        if m.pretrained and m.inputs == "early_fusion":
-            raise UserError("config: model.pretrained with model.inputs early_fusion: pre-training gives one "
-                            "encoder per sensor; use late_fusion, only_s1 or only_s2")
-        if config.optimizer.encoder_lr is not None and config.train.mixed_precision == "mixed_float16":
-            raise UserError("config: optimizer.encoder_lr with train.mixed_precision mixed_float16 is not supported "
-                            "(two optimizers cannot share one loss scale); use mixed_bfloat16 or one learning rate")
-
-    @classmethod
-    def input_modalities(cls, config):
-        used = {m for stream in INPUTS[config.model.inputs].values() for m in stream}
+    def input_modalities(cls, model):
+        used = {m for stream in INPUTS[model.inputs].values() for m in stream}
         return tuple(m for m in ("s1", "s2") if m in used)
 
     @classmethod
-    def from_run_config(cls, config, bands, pretrained=True):
-        """Built from a run config; `pretrained=False` skips loading the start weights (evaluation reloads all weights)."""
-        from sslrs_tf.models.pretrained import load_encoders
-
-        cls.check_run_config(config)
-        m, d = config.model, config.data
-        model = cls(backbone=m.backbone, inputs=m.inputs, label=d.label, num_classes=num_classes(d.dataset),
-                    s1_channels=len(bands["s1"]),
-                    s2_channels=len(bands["s2"]), freeze=m.freeze, sync_bn=m.sync_bn,
-                    image_size=encoder_image_size(config))
-        if m.pretrained and pretrained:
-            _, encoders = load_encoders(m.pretrained, tuple(model.streams), d.normalization, bands, m.backbone)
-            model.load_encoders(encoders)
-        return model
+    def from_model_config(cls, model, inputs):
+        """Built from a run config's ``model`` section; the encoders start from random weights (the
+        experiment loads ``model.pretrained`` into them, see :meth:`load_encoders`)."""
+        return cls(backbone=model.backbone, inputs=model.inputs, label=inputs.label, num_classes=inputs.num_classes,
+                   s1_channels=inputs.channels("s1"), s2_channels=inputs.channels("s2"), freeze=model.freeze,
+                   sync_bn=model.sync_bn, image_size=inputs.image_size)
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone, "inputs": self.inputs_kind, "label": self.label,

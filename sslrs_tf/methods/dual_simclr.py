@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 
 from sslrs_tf.losses.contrastive import nt_xent
-from sslrs_tf.methods.base import SensorPairMethod, encoder_image_size, require_encoder_backbone
+from sslrs_tf.methods.base import SensorPairMethod
 from sslrs_tf.models.encoders import feature_dim, is_encoder, make_encoder
 from sslrs_tf.models.heads import projection_head
 
@@ -70,12 +70,10 @@ class DualSimCLR(SensorPairMethod):
         return nt_xent(a, b, self.temperature, all_a, all_b, offset)
 
     @classmethod
-    def from_run_config(cls, config, bands, pretrained=True):
-        m = config.model
-        require_encoder_backbone(config)
-        return cls(backbone=m.backbone, s1_channels=len(bands["s1"]), s2_channels=len(bands["s2"]),
-                   projection_dim=m.projection_dim, temperature=m.temperature, sync_bn=m.sync_bn,
-                   image_size=encoder_image_size(config))
+    def from_model_config(cls, model, inputs):
+        return cls(backbone=model.backbone, s1_channels=inputs.channels("s1"), s2_channels=inputs.channels("s2"),
+                   projection_dim=model.projection_dim, temperature=model.temperature, sync_bn=model.sync_bn,
+                   image_size=inputs.image_size)
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone, "s1_channels": self.s1_channels,

@@ -3,7 +3,6 @@
 import keras
 import tensorflow as tf
 
-from sslrs_tf.errors import UserError
 from sslrs_tf.losses.contrastive import patch_embedding, symmetric_info_nce
 from sslrs_tf.methods.base import SensorPairMethod
 from sslrs_tf.models.vgg import vgg_encoder
@@ -32,6 +31,8 @@ class MMA(SensorPairMethod):
     >>> model.fit(make_dataset("sen12ms", "train", crop_size=128, batch_size=64), steps_per_epoch=100)
     """
 
+    BACKBONES = ("vgg",)
+
     def __init__(self, s1_channels=2, s2_channels=13, embedding_dim=256, temperature=0.1, sync_bn=True, **kwargs):
         super().__init__(**kwargs)
         if temperature <= 0:
@@ -52,12 +53,9 @@ class MMA(SensorPairMethod):
         return symmetric_info_nce(a, b, self.temperature, all_a, all_b, offset)
 
     @classmethod
-    def from_run_config(cls, config, bands, pretrained=True):
-        m = config.model
-        if m.backbone != "vgg":
-            raise UserError(f"config: model.method mma has VGG encoders: set model.backbone vgg; received {m.backbone!r}")
-        return cls(s1_channels=len(bands["s1"]), s2_channels=len(bands["s2"]), embedding_dim=m.embedding_dim,
-                   temperature=m.temperature, sync_bn=m.sync_bn)
+    def from_model_config(cls, model, inputs):
+        return cls(s1_channels=inputs.channels("s1"), s2_channels=inputs.channels("s2"),
+                   embedding_dim=model.embedding_dim, temperature=model.temperature, sync_bn=model.sync_bn)
 
     def get_config(self):
         return {**super().get_config(), "s1_channels": self.s1_channels, "s2_channels": self.s2_channels,

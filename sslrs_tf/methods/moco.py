@@ -6,7 +6,7 @@ import tensorflow as tf
 from sslrs_tf.data.augment import augment
 from sslrs_tf.errors import UserError
 from sslrs_tf.losses.contrastive import embedding_spread, l2_normalize, moco_info_nce, queue_logits
-from sslrs_tf.methods.base import ContrastiveMethod, encoder_image_size, gather, require_encoder_backbone
+from sslrs_tf.methods.base import ContrastiveMethod, gather
 from sslrs_tf.models.batch_norm import fuse_batch_norm, synchronize_batch_norm
 from sslrs_tf.models.encoders import feature_dim, is_encoder, make_encoder
 from sslrs_tf.models.heads import projection_head
@@ -196,13 +196,12 @@ class MoCo(ContrastiveMethod):
         return {"s1s2": self.encoder_q}
 
     @classmethod
-    def from_run_config(cls, config, bands, pretrained=True):
-        m = config.model
-        require_encoder_backbone(config)
-        return cls(backbone=m.backbone, mode=m.method.split("_", 1)[1], s1_channels=len(bands["s1"]),
-                   s2_channels=len(bands["s2"]), adapters=m.adapters, projection_dim=m.projection_dim or 128,
-                   queue_size=m.queue_size, momentum=m.momentum, temperature=m.temperature, sync_bn=m.sync_bn,
-                   image_size=encoder_image_size(config))
+    def from_model_config(cls, model, inputs):
+        return cls(backbone=model.backbone, mode=model.method.split("_", 1)[1], s1_channels=inputs.channels("s1"),
+                   s2_channels=inputs.channels("s2"), adapters=model.adapters,
+                   projection_dim=model.projection_dim or 128, queue_size=model.queue_size,
+                   momentum=model.momentum, temperature=model.temperature, sync_bn=model.sync_bn,
+                   image_size=inputs.image_size)
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone, "mode": self.mode,

@@ -5,9 +5,9 @@ import keras
 from keras import ops
 
 from sslrs_tf.data.labels import IGNORE, NUM_CLASSES
-from sslrs_tf.errors import UserError
-from sslrs_tf.evaluation.metrics import ConfusionMatrix
 from sslrs_tf.methods.downstream import DownstreamMethod
+from sslrs_tf.metrics import ConfusionMatrix
+from sslrs_tf.models.encoders import ENCODERS
 from sslrs_tf.models.swin import SWINS
 from sslrs_tf.models.swin_unet import swin_unet_decoder
 from sslrs_tf.models.unet import pyramid_decoder, unet
@@ -43,6 +43,7 @@ class Segmenter(DownstreamMethod):
     """
 
     LABELS = ("segmentation",)
+    BACKBONES = (*ENCODERS, "unet")
 
     def __init__(self, backbone="resnet18", inputs="late_fusion", label="segmentation", num_classes=NUM_CLASSES,
                  **kwargs):
@@ -71,12 +72,5 @@ class Segmenter(DownstreamMethod):
         return ops.cast(self.net(maps, training=training), "float32")
 
     @classmethod
-    def check_run_config(cls, config):
-        super().check_run_config(config)
-        divisor = DIVISOR.get(config.model.backbone, 32)
-        if config.data.crop_size % divisor:
-            raise UserError(f"config: data.crop_size must be a multiple of {divisor} for segmentation with "
-                            f"{config.model.backbone}; received {config.data.crop_size}")
-        if config.model.backbone == "unet" and (config.model.inputs != "early_fusion" or config.model.pretrained):
-            raise UserError("config: model.backbone unet is the supervised early-fusion baseline: "
-                            "model.inputs early_fusion, no model.pretrained")
+    def crop_divisor(cls, backbone):
+        return DIVISOR.get(backbone, 32)

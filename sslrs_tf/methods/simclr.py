@@ -6,8 +6,7 @@ import tensorflow as tf
 from sslrs_tf.data.augment import augment
 from sslrs_tf.errors import UserError
 from sslrs_tf.losses.contrastive import nt_xent
-from sslrs_tf.methods.base import (ContrastiveMethod, encoder_image_size, gather, pair_metrics,
-                                   require_encoder_backbone)
+from sslrs_tf.methods.base import ContrastiveMethod, gather, pair_metrics
 from sslrs_tf.models.encoders import feature_dim, is_encoder, make_encoder
 from sslrs_tf.models.heads import projection_head
 
@@ -40,6 +39,7 @@ class SimCLR(ContrastiveMethod):
     """
 
     METRICS = ("top1", "top5", "spread")
+    INPUT_CHANNELS = {"s2": 3}  # colour jitter and grey work on RGB
 
     def __init__(self, backbone="resnet18", channels=3, projection_dim=128, temperature=0.07, strength=1.0,
                  crop_scale=(0.08, 1.0), sync_bn=True, image_size=None, **kwargs):
@@ -80,18 +80,13 @@ class SimCLR(ContrastiveMethod):
         return {"s2": self.encoder}
 
     @classmethod
-    def input_modalities(cls, config):
+    def input_modalities(cls, model):
         return ("s2",)
 
     @classmethod
-    def from_run_config(cls, config, bands, pretrained=True):
-        m = config.model
-        require_encoder_backbone(config)
-        if len(bands["s2"]) != 3:
-            raise UserError(f"config: model.method simclr augments RGB: set data.s2_bands rgb (B04, B03, B02); "
-                            f"received {len(bands['s2'])} bands")
-        return cls(backbone=m.backbone, channels=3, projection_dim=m.projection_dim or 128,
-                   temperature=m.temperature, sync_bn=m.sync_bn, image_size=encoder_image_size(config))
+    def from_model_config(cls, model, inputs):
+        return cls(backbone=model.backbone, channels=inputs.channels("s2"), projection_dim=model.projection_dim or 128,
+                   temperature=model.temperature, sync_bn=model.sync_bn, image_size=inputs.image_size)
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone, "channels": self.channels,

@@ -97,6 +97,10 @@ def make_encoder(backbone, in_channels, sync_bn=True, image_size=None, name=None
     return resnet_encoder(backbone, in_channels, sync_bn, name=name)
 
 
+#: every encoder :func:`make_encoder` builds: the ResNets, then the Swins
+ENCODERS = (*BACKBONES, *SWINS)
+
+
 def is_encoder(backbone):
     """Whether `backbone` names an encoder :func:`make_encoder` builds (a ResNet or a Swin)."""
-    return backbone in BACKBONES or backbone in SWINS
+    return backbone in ENCODERS

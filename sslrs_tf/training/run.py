@@ -1,4 +1,11 @@
-"""The training driver behind ``train.py``: config in, trained and exported encoders out."""
+"""The training driver behind ``train.py``: config in, trained and exported encoders out.
+
+:func:`train` runs the steps below in order: the strategy first (multi-worker set-up must come
+before anything starts TensorFlow's runtime), then :func:`plan` (batch and steps per epoch from
+the split sizes), :func:`build` (the method and its optimizers under the strategy),
+:func:`restore` (the last checkpoint, and where in the data it stopped), :func:`make_callbacks`,
+:func:`fit` (the interrupted epoch, then the rest) and :func:`export` (encoders and card).
+"""
 
 import dataclasses
 import shutil
@@ -7,44 +14,152 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sslrs_tf.data.bands import resolve_bands
-from sslrs_tf.data.build import prepare_world
-from sslrs_tf.data.normalization import Normalization
-from sslrs_tf.data.pipeline import kept_count, load_builder, make_dataset, split_size
-from sslrs_tf.errors import TrainingStopped, UserError  # noqa: F401  (TrainingStopped: re-exported)
-from sslrs_tf.methods import get_method
+from sslrs_tf.data.sources import kept_count
+from sslrs_tf.errors import TrainingStopped, UserError
+from sslrs_tf.experiment import Experiment
 from sslrs_tf.training.callbacks import Checkpointer, InputImages, NonFiniteGuard
 from sslrs_tf.training.optimizers import make_optimizer
 from sslrs_tf.training.rundir import RunDir
 from sslrs_tf.training.strategy import make_strategy, set_precision, worker_role
 
 
-def resolve_config_bands(config):
-    """``{"s1": [...], "s2": [...]}``: the band lists of ``data.s1_bands``/``data.s2_bands``."""
-    try:
-        bands = {"s1": resolve_bands("s1", config.data.s1_bands), "s2": resolve_bands("s2", config.data.s2_bands)}
-    except ValueError as err:
-        raise UserError(f"config: data bands: {err}") from None
-    norm = Normalization(config.data.normalization)
-    for modality, names in bands.items():
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How a run steps through its data.
+
+    Args:
+        batch_size: the global batch (``train.batch_size``, or all labelled samples when fewer).
+        steps: training steps per epoch.
+        validation_steps: steps of the validation pass after each epoch (None: no validation).
+    """
+
+    batch_size: int
+    steps: int
+    validation_steps: int = None
+
+
+def plan(experiment):
+    """The :class:`Plan` of a run: its batch, steps per epoch and validation steps, checked against the
+    sizes of its splits."""
+    config = experiment.config
+    data, batch_size = config.data, config.train.batch_size
+    examples = experiment.split_size(data.split, "config: data.split")
+    validation = experiment.split_size(data.validation_split, "config: data.validation_split") \
+        if data.validation_split else None
+    if data.label and data.label_fraction < 1:
+        examples = kept_count(examples, data.label_fraction)
+    if data.label and examples < batch_size:
+        # A small label fraction can hold fewer samples than a batch: train on all of them at once.
+        print(f"note: {examples} labelled samples < train.batch_size {batch_size}; batches of {examples}")
+        batch_size = examples
+    per_pass = examples // batch_size
+    if per_pass == 0:
+        raise UserError(f"config: train.batch_size {batch_size} is larger than the {examples} samples of {data.split}")
+    steps = config.train.steps_per_epoch or per_pass
+    if steps > per_pass:
+        raise UserError(f"config: train.steps_per_epoch {steps} is more than one pass over the data ({per_pass} batches)")
+    validation_steps = None
+    if validation is not None:
+        batches = -(-validation // batch_size)
+        validation_steps = min(batches, config.train.validation_steps or batches)
+    return Plan(batch_size, steps, validation_steps)
+
+
+def build(experiment, run_plan, strategy):
+    """The method built under `strategy`, compiled with its optimizers, every variable created (so that a
+    checkpoint can be restored into it); and the first training batch's inputs."""
+    config = experiment.config
+    sample = next(iter(experiment.dataset(config.data.split, training=True, batch_size=run_plan.batch_size).take(1)))
+    with strategy.scope():
+        model = experiment.build_method(sample)
+        optimizer, model.l2_penalty = make_optimizer(config.optimizer, run_plan.steps, config.train.epochs)
+        if config.optimizer.encoder_lr is not None and model.encoder_variables():
+            model.encoder_optimizer, _ = make_optimizer(config.optimizer, run_plan.steps, config.train.epochs,
+                                                        lr=config.optimizer.encoder_lr)
+        model.compile(optimizer=optimizer, jit_compile=False)  # XLA measured 1.5-2x slower on CPU
+    return model, sample[0] if isinstance(sample, tuple) else sample
+
+
+def restore(model, run, own, config, run_plan):
+    """Restores the latest checkpoint of `run` into `model`.
+
+    Args:
+        own: the run directory this process writes its checkpoints to (`run`, or beside it for a
+            multi-worker run's other workers).
+
+    Returns:
+        ``(checkpointer, epoch, step)``: the callback that keeps checkpointing, and the epoch and
+        batch to continue from (0, 0 for a new run).
+    """
+    checkpointer = Checkpointer(run.checkpoints, config.train.checkpoint_every, save_directory=own.checkpoints)
+    epoch, step = checkpointer.restore(model)
+    if step >= run_plan.steps:  # killed between the last batch's checkpoint and the epoch-end one
+        epoch, step = epoch + 1, 0
+    checkpointer.start_step = step
+    if epoch or step:
+        where = (f"epoch {epoch + 1} of {config.train.epochs}, batch {step + 1} of {run_plan.steps}"
+                 if epoch < config.train.epochs else "all epochs done, exporting")
+        print(f"resuming from {tf.train.latest_checkpoint(str(run.checkpoints))}: {where}")
+    return checkpointer, epoch, step
+
+
+def make_callbacks(config, run, checkpointer, inputs, bands, chief):
+    """The run's callbacks: checkpoints, the non-finite guard, and on the chief TensorBoard with a few
+    input patches."""
+    guard = NonFiniteGuard(config.train.max_skipped)
+    callbacks = [checkpointer, guard]
+    if chief:
+        callbacks += [keras.callbacks.TensorBoard(log_dir=str(run.tensorboard), update_freq=config.train.log_every),
+                      InputImages(run.tensorboard, inputs, bands["s2"])]
+    return callbacks
+
+
+def fit(model, experiment, run_plan, epoch, step, callbacks, verbose):
+    """Trains from `epoch`, `step` to the last epoch: the interrupted epoch from its next batch, then the
+    rest; each batch is the one an uninterrupted run would see. Returns the last ``History.history``
+    (empty when nothing was left to train)."""
+    config = experiment.config
+    guard = next(c for c in callbacks if isinstance(c, NonFiniteGuard))
+
+    def training_data(start_epoch, start_step=0):
+        return _shard_by_data(experiment.dataset(config.data.split, training=True, batch_size=run_plan.batch_size,
+                                                 start_epoch=start_epoch, start_step=start_step,
+                                                 steps_per_epoch=run_plan.steps))
+
+    validation = None
+    if config.data.validation_split:
+        validation = _shard_by_data(experiment.dataset(config.data.validation_split, training=False,
+                                                       batch_size=run_plan.batch_size))
+    options = dict(callbacks=callbacks, verbose=verbose, validation_data=validation,
+                   validation_steps=run_plan.validation_steps, shuffle=False)  # the pipeline shuffles
+    history = {}
+    if epoch < config.train.epochs and step:
+        h = model.fit(training_data(epoch, step), initial_epoch=epoch, epochs=epoch + 1,
+                      steps_per_epoch=run_plan.steps - step, **options)
+        history, epoch = h.history, epoch + 1
+    if epoch < config.train.epochs and not guard.stopped:
+        h = model.fit(training_data(epoch), initial_epoch=epoch, epochs=config.train.epochs,
+                      steps_per_epoch=run_plan.steps, **options)
+        history = h.history
+    if guard.stopped:
+        raise TrainingStopped(
+            f"stopped: {guard.consecutive} consecutive batches had a non-finite loss and were skipped "
+            f"({guard.total} in all); lower optimizer.lr or check the data")
+    return history
+
+
+def export(model, own, config, history, chief):
+    """Exports the encoders and the card into `own` and returns the card; a non-chief worker's
+    directory is removed afterwards."""
+    final = {k: v[-1] for k, v in history.items() if v and np.isfinite(v[-1])}
+    card = own.export_encoders(model, config, final)
+    if not chief:
+        shutil.rmtree(own.path, ignore_errors=True)
         try:
-            norm.describe(modality, names)
-        except ValueError as err:
-            raise UserError(f"config: data.normalization {norm.method} with data.{modality}_bands: {err}") from None
-    return bands
-
-
-def builder_for(config):
-    """The TFDS builder of ``data`` (the synthetic world is generated and built on first use)."""
-    data = config.data
-    if data.source == "synthetic":
-        if data.dataset not in ("sen12ms", "dfc2020"):
-            raise UserError(f"config: data.source synthetic has sen12ms and dfc2020, not data.dataset {data.dataset}")
-        syn = data.synthetic
-        params = {"patches": syn.patches, "size": syn.size, "seed": syn.seed,
-                  "dfc_validation": syn.dfc_validation, "dfc_test": syn.dfc_test}
-        return prepare_world(syn.dir, data.data_dir, params)[data.dataset]
-    return load_builder(data.dataset, data.data_dir, data.config)
+            own.path.parent.rmdir()  # RUN_DIR/workers, once the last worker has left it
+        except OSError:
+            pass
+    return card
 
 
 def train(config, verbose="auto"):
@@ -60,107 +175,24 @@ def train(config, verbose="auto"):
     # First: a multi-worker strategy configures TF's collective ops, which only works before
     # anything else has initialised TensorFlow's runtime.
     strategy = make_strategy(config.train.distribution)
+    experiment = Experiment(config)
     run = RunDir(config.run.dir)
     run.start(config)
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.train.seed)
     set_precision(config.train.mixed_precision)
-    bands = resolve_config_bands(config)
-    builder = builder_for(config)
-    sizes = {}
-    for key in ("split", "validation_split"):
-        split = getattr(config.data, key)
-        if split:
-            try:
-                sizes[split] = split_size(builder, split)
-            except UserError as err:
-                raise UserError(f"config: data.{key}: {err}") from None
-    examples = sizes[config.data.split]
-    if config.data.label and config.data.label_fraction < 1:
-        examples = kept_count(examples, config.data.label_fraction)
-    if config.data.label and examples < config.train.batch_size:
-        # A small label fraction can hold fewer samples than a batch: train on all of them at once.
-        print(f"note: {examples} labelled samples < train.batch_size {config.train.batch_size}; batches of {examples}")
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=examples))
-    per_pass = examples // config.train.batch_size
-    if per_pass == 0:
-        raise UserError(f"config: train.batch_size {config.train.batch_size} is larger than the {examples} samples of {config.data.split}")
-    steps = config.train.steps_per_epoch or per_pass
-    if steps > per_pass:
-        raise UserError(f"config: train.steps_per_epoch {steps} is more than one pass over the data ({per_pass} batches)")
-
-    method = get_method(config.model.method)
-
-    def data(split, start_epoch=0, start_step=0, training=True):
-        dataset = make_dataset(builder, split, modalities=method.input_modalities(config), bands=bands,
-                               missing_bands=config.data.missing_bands, normalization=config.data.normalization,
-                               crop_size=config.data.crop_size, batch_size=config.train.batch_size,
-                               training=training, seed=config.train.seed, shuffle_buffer=config.data.shuffle_buffer,
-                               start_epoch=start_epoch, start_step=start_step, label=config.data.label,
-                               label_fraction=config.data.label_fraction if training else 1.0,
-                               steps_per_epoch=steps if training else None)
-        return _shard_by_data(dataset)
-
-    sample = next(iter(data(config.data.split).take(1)))
-    inputs = sample[0] if isinstance(sample, tuple) else sample
-    with strategy.scope():
-        model = method.from_run_config(config, bands)
-        optimizer, model.l2_penalty = make_optimizer(config.optimizer, steps, config.train.epochs)
-        if config.optimizer.encoder_lr is not None and model.encoder_variables():
-            model.encoder_optimizer, _ = make_optimizer(config.optimizer, steps, config.train.epochs,
-                                                        lr=config.optimizer.encoder_lr)
-        model.compile(optimizer=optimizer, jit_compile=False)  # XLA measured 1.5-2x slower on CPU
-        # Create every variable now, so that a checkpoint can be restored into them.
-        model({k: v[:1] for k, v in inputs.items()})
-        model.build_optimizers()
+    run_plan = plan(experiment)
+    model, inputs = build(experiment, run_plan, strategy)
     chief, worker = worker_role(strategy)
     # A multi-worker run's other workers write beside the run, and remove it at the end.
     own = run if chief else RunDir(run.path / "workers" / worker)
-    checkpointer = Checkpointer(run.checkpoints, config.train.checkpoint_every, save_directory=own.checkpoints)
-    epoch, step = checkpointer.restore(model)
-    if step >= steps:  # killed between the last batch's checkpoint and the epoch-end one
-        epoch, step = epoch + 1, 0
-    checkpointer.start_step = step
-    if epoch or step:
-        where = (f"epoch {epoch + 1} of {config.train.epochs}, batch {step + 1} of {steps}"
-                 if epoch < config.train.epochs else "all epochs done, exporting")
-        print(f"resuming from {tf.train.latest_checkpoint(str(run.checkpoints))}: {where}")
-    guard = NonFiniteGuard(config.train.max_skipped)
-    callbacks = [checkpointer, guard]
-    if chief:
-        callbacks += [keras.callbacks.TensorBoard(log_dir=str(run.tensorboard), update_freq=config.train.log_every),
-                      InputImages(run.tensorboard, inputs, bands["s2"])]
-    validation, validation_steps = None, None
-    if config.data.validation_split:
-        validation = data(config.data.validation_split, training=False)
-        batches = -(-sizes[config.data.validation_split] // config.train.batch_size)
-        validation_steps = min(batches, config.train.validation_steps or batches)
-    fit = dict(callbacks=callbacks, verbose=verbose, validation_data=validation,
-               validation_steps=validation_steps, shuffle=False)  # the pipeline shuffles
-    history = {}
-    if epoch < config.train.epochs and step:
-        # Finish the interrupted epoch from the next batch, then the remaining epochs.
-        h = model.fit(data(config.data.split, epoch, step), initial_epoch=epoch, epochs=epoch + 1,
-                      steps_per_epoch=steps - step, **fit)
-        history, epoch = h.history, epoch + 1
-    if epoch < config.train.epochs and not guard.stopped:
-        h = model.fit(data(config.data.split, epoch), initial_epoch=epoch, epochs=config.train.epochs,
-                      steps_per_epoch=steps, **fit)
-        history = h.history
-    if guard.stopped:
-        raise TrainingStopped(
-            f"stopped: {guard.consecutive} consecutive batches had a non-finite loss and were skipped "
-            f"({guard.total} in all); lower optimizer.lr or check the data")
-    final = {k: v[-1] for k, v in history.items() if v and np.isfinite(v[-1])}
-    card = own.export_encoders(model, config, final)
-    if not chief:
-        shutil.rmtree(own.path, ignore_errors=True)
-        try:
-            own.path.parent.rmdir()  # RUN_DIR/workers, once the last worker has left it
-        except OSError:
-            pass
-    return card
+    checkpointer, epoch, step = restore(model, run, own, config, run_plan)
+    callbacks = make_callbacks(config, run, checkpointer, inputs, experiment.bands, chief)
+    history = fit(model, experiment, run_plan, epoch, step, callbacks, verbose)
+    # The card records the batch the run trained with.
+    trained = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=run_plan.batch_size))
+    return export(model, own, trained, history, chief)
 
 
 def _shard_by_data(dataset):
@@ -168,7 +200,7 @@ def _shard_by_data(dataset):
     keeps its share of each global batch (tf.distribute splits a global batch into per-replica
     batches, then hands worker i every i-th of them). The global batches are then those of a
     one-device run, so the run's data, its resume position and its result do not depend on the
-    worker count; the price is that each worker reads every record (see README, multi-worker).
+    worker count; the price is that each worker reads every record (docs/distribution.md).
     No effect on one machine."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -11,9 +11,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from sslrs_tf.data.bands import S2_BANDS
-from sslrs_tf.data.catalog import CATALOG, CatalogSource, fill_missing, num_classes
+from sslrs_tf.data.catalog import CATALOG, CatalogSource, fill_missing
 from sslrs_tf.data.normalization import Normalization
-from sslrs_tf.data.pipeline import class_names, make_dataset, split_size
+from sslrs_tf.datasets import make_dataset
 from sslrs_tf.errors import UserError
 from tests.helpers import BAND_VALUE, eager_and_in_tf_data, eurosat_fake
 
@@ -125,13 +125,13 @@ def test_label_fraction_keeps_a_nested_prefix_of_the_split():
 def test_sizes_classes_and_clear_errors(tmp_path):
     with tfds.testing.mock_data(as_dataset_fn=eurosat_fake(n=7)):
         source = CatalogSource("eurosat", str(tmp_path))
-        assert split_size(source, "train") == 7
-        assert class_names(source)[:2] == ["AnnualCrop", "Forest"] and len(class_names(source)) == 10
+        assert source.num_examples("train") == 7
+        assert source.class_names[:2] == ["AnnualCrop", "Forest"] and len(source.class_names) == 10
         with pytest.raises(UserError, match="holds Sentinel-2 only.*only_s2"):
             make_dataset(source, "train", modalities=("s1", "s2"))
         with pytest.raises(UserError, match="single-label targets; set data.label: single"):
             make_dataset(source, "train", modalities=("s2",), label="multi")
-    assert num_classes("eurosat") == 10 and num_classes("bigearthnet") == 43 and num_classes("dfc2020") == 8
+    assert len(CatalogSource("bigearthnet", str(tmp_path)).class_names) == 43  # from the builder's code, no data
     # Not mocked: nothing was downloaded into tmp_path.
     with pytest.raises(UserError, match=r"eurosat/all is not in .*tfds build eurosat/all --data_dir"):
         make_dataset("eurosat", "train", data_dir=str(tmp_path), modalities=("s2",))

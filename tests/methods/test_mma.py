@@ -7,7 +7,7 @@ import pytest
 
 from sslrs_tf.methods import MMA, get_method
 from sslrs_tf.training.optimizers import FusedAdam
-from tests.helpers import card_of, paired_batches
+from tests.helpers import paired_batches
 
 
 def test_registered_and_round_trips_its_config():
@@ -29,16 +29,3 @@ def test_feature_maps_are_aligned_and_the_loss_falls_on_a_repeated_batch():
     losses = [float(m.train_on_batch(batch, return_dict=True)["loss"]) for _ in range(6)]
     assert losses[-1] < losses[0] * 0.8, losses
     assert np.isfinite(losses).all()
-
-
-@pytest.mark.slow
-def test_train_py_runs_mma_and_exports_vgg_encoders_with_their_card(mma_run):
-    # train.py on configs/mma.yaml, briefly, as a real process in the background (tests/conftest.py).
-    mma_run.join()
-    out = mma_run.dir
-    card = card_of(out)
-    assert card["method"] == "mma" and card["backbone"] == "vgg"
-    assert card["encoders"]["s1"]["output"] == {"features": [None, None, None, 32], "pooled": [None, 32]}
-    s2 = keras.saving.load_model(out / "export" / card["encoders"]["s2"]["file"])
-    assert s2(np.zeros((1, 32, 32, 13), np.float32))["features"].shape == (1, 4, 4, 32)
-    assert "val_top1" in card["final_metrics"]

@@ -1,6 +1,5 @@
 """MoCo-v2 with sensor pairs: momentum, queue, the skipped batch, two replicas; the fusion variant; train.py."""
 
-import json
 
 import keras
 import numpy as np
@@ -10,7 +9,7 @@ import tensorflow as tf
 from sslrs_tf.losses.contrastive import moco_info_nce
 from sslrs_tf.methods import MoCo, get_method
 from sslrs_tf.training.optimizers import FusedSGD
-from tests.helpers import card_of, paired_batches
+from tests.helpers import paired_batches
 
 
 def sensor_batches(n, batch=8, seed=0):
@@ -132,24 +131,3 @@ def test_fusion_trains_on_two_augmented_views_of_the_stacked_image():
     assert all(np.isfinite(log["loss"]) for log in logs) and int(m.queue_ptr.numpy()) == 8
     q, k = m._views(batch, training=True)  # noqa: SLF001
     assert q.shape == (8, 32, 32, 12) and not np.allclose(q, k)
-
-
-
-@pytest.mark.slow
-def test_train_py_runs_moco_sensor_then_evaluates_query_to_key_retrieval(moco_run):
-    # train.py on configs/moco_sensor.yaml briefly, then evaluate.py --run: real processes in the
-    # background (tests/conftest.py).
-    _, evaluated = moco_run.join()
-    out = moco_run.dir
-    card = card_of(out)
-    assert card["method"] == "moco_sensor" and set(card["encoders"]) == {"s1", "s2"}
-    s2 = card["encoders"]["s2"]
-    assert s2["input_shape"] == [None, None, None, 10] and len(s2["input"]["bands"]) == 10
-    assert s2["input"]["method"] == "zscore" and "B10" not in s2["input"]["bands"]
-    # The exported S2 encoder is the query encoder with its adapter: 10 bands in, the pooled vector out.
-    encoder = keras.saving.load_model(out / "export" / s2["file"])
-    assert encoder(np.zeros((1, 32, 32, 10), np.float32))["pooled"].shape == (1, 512)
-    printed = evaluated.stdout
-    assert "cross-modal retrieval on holdout" in printed
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["pairs"] > 10 and 1 <= metrics["scores"]["median_rank"] <= metrics["pairs"]

@@ -10,7 +10,6 @@ from sslrs_tf.data.augment import augment
 from sslrs_tf.losses.contrastive import nt_xent
 from sslrs_tf.methods import SimCLR, get_method
 from sslrs_tf.training.optimizers import FusedAdam
-from tests.helpers import card_of
 
 
 def rgb_batch(batch=8, size=32, seed=0):
@@ -54,16 +53,3 @@ def test_views_come_from_the_step_and_the_loss_falls():
     assert fixed_loss() < 0.8 * before
     v3, _ = m.views(batch["s2"])
     assert not np.allclose(v1, v3)  # another step, other views
-
-
-@pytest.mark.slow
-def test_train_py_runs_simclr_on_rgb_and_exports_its_encoder(simclr_run):
-    # train.py on configs/simclr_rgb.yaml, briefly, as a real process in the background (tests/conftest.py).
-    simclr_run.join()
-    out = simclr_run.dir
-    card = card_of(out)
-    assert list(card["encoders"]) == ["s2"] and card["method"] == "simclr"
-    assert card["encoders"]["s2"]["input"]["bands"] == ["B04", "B03", "B02"]
-    assert card["encoders"]["s2"]["input"]["method"] == "fixed"
-    encoder = keras.saving.load_model(out / "export" / "encoder_s2.keras")
-    assert encoder(np.zeros((1, 32, 32, 3), np.float32))["pooled"].shape == (1, 512)

@@ -1,15 +1,21 @@
-"""`python -m sslrs_tf.data.build`: the real entry point, its output and its one-line errors."""
+"""Datasets by name: `python -m sslrs_tf.datasets` (the real entry point, its output, its one-line errors),
+opening built, unbuilt and unknown datasets."""
 
+import pathlib
 import subprocess
 import sys
 
+import pytest
 import tensorflow_datasets as tfds
 
+from sslrs_tf.data.sources import SentinelSource
+from sslrs_tf.datasets import make_dataset, open_source
+from sslrs_tf.errors import UserError
 from tests.helpers import SEN12MS_DUMMY, copy_tree
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "sslrs_tf.data.build", *map(str, args)], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "sslrs_tf.datasets", *map(str, args)], capture_output=True, text=True)
 
 
 def assert_one_line_error(result, *needles):
@@ -51,3 +57,24 @@ def test_a_broken_file_is_one_line_naming_it(tmp_path):
     victim.write_bytes(victim.read_bytes()[:100])
     result = run("sen12ms", "--manual_dir", manual, "--data_dir", tmp_path / "out", "--config", '{"patch_size": 32}')
     assert_one_line_error(result, str(victim), "cannot be read as a GeoTIFF")
+
+
+def test_opening_a_dataset_by_name_by_folder_or_builder_gives_the_same_source(built, tmp_path):
+    builder = built["dfc2020"]
+    root = pathlib.Path(builder.data_dir).parents[2]  # DATA_DIR/dfc2020/dummy/1.0.0
+    by_name = open_source("dfc2020", root, {"name": "dummy", "patch_size": 32})
+    by_folder = open_source(builder.data_dir)
+    for source in (by_name, by_folder, open_source(builder)):
+        assert isinstance(source, SentinelSource)
+        assert source.num_examples("validation") == builder.info.splits["validation"].num_examples
+    x, y = next(iter(make_dataset(builder.data_dir, "validation", training=False, label="single", batch_size=2)))
+    assert x["s2"].shape == (2, 32, 32, 13) and y.shape == (2,)
+
+
+def test_unbuilt_and_unknown_datasets_say_what_to_do(tmp_path):
+    with pytest.raises(UserError, match=r"is not built in .*tfds build tfds_builders/dfc2020"):
+        make_dataset("dfc2020", "test", data_dir=str(tmp_path))
+    with pytest.raises(UserError, match="unknown dataset 'sen13ms'; expected one of sen12ms, dfc2020, eurosat"):
+        open_source("sen13ms", str(tmp_path))
+    with pytest.raises(UserError, match="is not a dataset: expected a built dataset folder"):
+        open_source(tmp_path)

@@ -13,7 +13,6 @@ and have no per-class accuracy or AA; hence these few classes.
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 IGNORE = 255
@@ -172,42 +171,3 @@ class MultiLabelCounts(keras.metrics.Metric):
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "score": self.score,
                 "threshold": self.threshold, "from_logits": self.from_logits}
-
-
-def report(counts, kind, class_names):
-    """Plain-Python scores from a metric's counts, for metrics.json and tables.
-
-    Args:
-        counts: ``ConfusionMatrix(score="matrix").result()`` (kinds ``single``,
-            ``segmentation``) or ``MultiLabelCounts(score="counts").result()`` (``multi``).
-        kind: ``"single"``, ``"multi"`` or ``"segmentation"``.
-        class_names: one name per class.
-
-    Returns:
-        ``{"scores": {name: %}, "per_class": {class: {score: %}}, "support": {class: n}}``;
-        percentages rounded to 0.01; classes absent from the targets get ``None``
-        per-class values, not zeros.
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    if kind == "multi":
-        s = multilabel_scores(*counts)
-        per_class_keys = {"precision": "per_class_precision", "recall": "per_class_recall", "F1": "per_class_f1"}
-        headline = MULTI_SCORES
-        support = counts[0] + counts[2]
-    else:
-        s = confusion_scores(counts)
-        if kind == "segmentation":
-            per_class_keys = {"accuracy": "per_class_accuracy", "IoU": "per_class_iou"}
-            headline = SEGMENTATION_SCORES
-        else:
-            per_class_keys = {"accuracy": "per_class_accuracy", "precision": "per_class_precision",
-                              "recall": "per_class_accuracy", "F1": "per_class_f1"}
-            headline = SINGLE_SCORES
-        support = counts.sum(axis=1)
-    s = {k: np.asarray(v) for k, v in s.items()}
-    per_class = {}
-    for i, name in enumerate(class_names):
-        present = bool(s["present"][i])
-        per_class[name] = {k: round(100 * float(s[v][i]), 2) if present else None for k, v in per_class_keys.items()}
-    return {"scores": {k: round(100 * float(s[k]), 2) for k in headline}, "per_class": per_class,
-            "support": {name: int(n) for name, n in zip(class_names, support, strict=True)}}

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 from sklearn import metrics as skm
 
-from sslrs_tf.evaluation.metrics import ConfusionMatrix, MultiLabelCounts, report
+from sslrs_tf.evaluation.reports import report
+from sslrs_tf.metrics import ConfusionMatrix, MultiLabelCounts
 
 C = 8
 NAMES = [f"c{i}" for i in range(C)]

@@ -1,7 +1,7 @@
 """A two-worker training job on 127.0.0.1, interrupted and restarted, as on two machines.
 
-``python -m tests.training.two_workers RUN_DIR [train.py overrides...]`` (run by the test
-session's background worker, tests/conftest.py ``two_worker_run``):
+``python -m tests.e2e.two_workers RUN_DIR [train.py overrides...]`` (run by
+tests/e2e/test_multi_worker.py):
 
 1. starts one ``train.py`` per worker with ``train.distribution=multi_worker`` and its
    ``TF_CONFIG`` (cluster of two workers on free local ports, this worker's index);

@@ -1,0 +1,91 @@
+"""The command lines: ``train.py`` / ``sslrs-train`` and ``evaluate.py`` / ``sslrs-evaluate``.
+
+Both read their arguments and the config before TensorFlow loads (about 10 s here), so that a
+mistyped key is reported at once; user errors print one line and exit with status 2
+(:func:`sslrs_tf.errors.run_entry_point`).
+"""
+
+import argparse
+import os
+
+
+def quiet():
+    """Keeps TensorFlow's start-up logs out of a command's output (call before TensorFlow loads)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def train_main(argv=None):
+    """``train.py --config FILE_OR_NAME [key=value ...]``: pre-train encoders, or train a downstream model.
+
+    Examples:
+        sslrs-train --config dual_simclr.yaml
+        python train.py --config configs/dual_simclr.yaml data.source=synthetic train.epochs=2
+
+    Watch a run with ``tensorboard --logdir runs``. Run the same command again to resume an
+    interrupted run.
+    """
+    quiet()
+    parser = argparse.ArgumentParser(
+        prog="train.py", description="Pre-train encoders on co-registered Sentinel-1/2 data, or train a downstream "
+                                     "model.")
+    parser.add_argument("--config", required=True,
+                        help="YAML config: a file, or the name of a shipped one (e.g. dual_simclr.yaml, tiny)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=5")
+    args = parser.parse_args(argv)
+
+    from sslrs_tf.config import load_config
+    from sslrs_tf.errors import run_entry_point
+
+    def action():
+        config = load_config(args.config, args.overrides)
+        # TensorFlow loads only now: a mistyped key is reported at once.
+        from sslrs_tf.training.run import train
+
+        card = train(config)
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in card["final_metrics"].items())
+        print(f"done: encoders and card.json in {os.path.join(config.run.dir, 'export')} ({metrics})")
+
+    return run_entry_point(action)
+
+
+def evaluate_main(argv=None):
+    """``evaluate.py --run RUN_DIR`` or ``evaluate.py --protocol FILE_OR_NAME [key=value ...]``.
+
+    ``--run`` writes ``metrics.json`` and ``metrics.md`` into the run directory and prints the
+    table (a pre-training run: cross-modal retrieval). ``--protocol`` trains and evaluates every
+    run of the protocol that is not finished yet, then writes ``tables.md``, ``results.json`` and
+    ``label_fractions.png`` into its directory and prints the tables.
+
+    Examples:
+        sslrs-evaluate --run runs/finetune_classification
+        python evaluate.py --protocol protocol_isprs.yaml seeds=[0]
+    """
+    quiet()
+    parser = argparse.ArgumentParser(prog="evaluate.py",
+                                     description="Metrics of a downstream run, or a comparison protocol.")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", help="run directory (train.py): a downstream run's metrics, a pre-training run's "
+                                    "retrieval")
+    what.add_argument("--protocol", help="protocol file, or the name of a shipped one (e.g. protocol_isprs.yaml)")
+    parser.add_argument("--split", default=None, help="--run: split to evaluate (default: the run's data.test_split)")
+    parser.add_argument("--batch-size", type=int, default=None, help="--run: evaluation batch size (default: the run's)")
+    parser.add_argument("overrides", nargs="*", help="--protocol: key=value overrides of the protocol file")
+    args = parser.parse_args(argv)
+
+    from sslrs_tf.errors import run_entry_point
+
+    def action():
+        from sslrs_tf.evaluation.evaluate import evaluate_run
+        from sslrs_tf.evaluation.protocol import load_protocol, report_protocol, run_protocol
+        from sslrs_tf.evaluation.reports import markdown_table
+
+        if args.run:
+            result = evaluate_run(args.run, args.split, args.batch_size)
+            print(markdown_table(result))
+            print(f"written: {args.run}/metrics.json, {args.run}/metrics.md")
+        else:
+            protocol = load_protocol(args.protocol, args.overrides)
+            print(report_protocol(protocol, run_protocol(protocol)))
+            print(f"written: {protocol.dir}/tables.md, results.json, label_fractions.png")
+
+    return run_entry_point(action)

@@ -1,0 +1,160 @@
+"""The datasets by name: SEN12MS and DFC2020 (the builders of ``tfds_builders/``), EuroSAT and
+BigEarthNet (the TFDS catalog), and the synthetic world built into the first two.
+
+This module sits above both :mod:`sslrs_tf.data` and ``tfds_builders/`` (whose builders use
+:mod:`sslrs_tf.data`): it is the one place that knows a dataset's name.
+
+    python -m sslrs_tf.datasets sen12ms --manual_dir DIR --data_dir OUT [--config '{"seasons": ["spring"]}']
+
+builds a dataset with the TFDS Python API, as ``tfds build tfds_builders/<name> --manual_dir DIR
+--data_dir OUT`` does from the TFDS command line (which needs the ``cli`` extra), and reports bad
+input as one line instead of a traceback.
+
+Example:
+>>> from sslrs_tf.datasets import make_dataset
+>>> ds = make_dataset("sen12ms", "train", data_dir="data/tfds", config="all", crop_size=128, batch_size=200)
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+import tensorflow_datasets as tfds
+
+from sslrs_tf.data import pipeline
+from sslrs_tf.data.catalog import CATALOG, CatalogSource
+from sslrs_tf.data.sources import SentinelSource
+from sslrs_tf.errors import UserError, run_entry_point
+
+#: the datasets of tfds_builders/
+BUILDERS = ("sen12ms", "dfc2020")
+
+
+def make_builder(name, data_dir, config=None):
+    """The builder of dataset `name` (``sen12ms`` or ``dfc2020``) in `data_dir`, prepared or not.
+
+    Args:
+        config: a config name (``all``, ``spring``, ...), a config object, or a dict
+            of config arguments (e.g. ``{"name": "spring_10", "seasons": ["spring"], "scene_fraction": 0.1}``).
+    """
+    from tfds_builders import dfc2020, sen12ms  # imported late: TensorFlow Datasets registers the builders
+
+    classes = {"sen12ms": (sen12ms.Builder, sen12ms.Sen12msConfig), "dfc2020": (dfc2020.Builder, dfc2020.Dfc2020Config)}
+    if name not in classes:
+        raise UserError(f"unknown dataset {name!r}; expected one of {sorted(classes)}")
+    cls, config_cls = classes[name]
+    if isinstance(config, dict):
+        try:
+            config = config_cls(**{"name": "custom", **config})
+        except TypeError as err:  # an unknown config argument
+            raise UserError(f"config: {err}") from None
+    try:
+        return cls(config=config, data_dir=None if data_dir is None else str(data_dir))
+    except ValueError as err:  # e.g. a custom config named like a built-in one
+        raise UserError(f"config: {str(err).splitlines()[0]}") from None
+
+
+def build(name, manual_dir, data_dir, config=None):
+    """Builds dataset `name` from `manual_dir` into `data_dir` (see :func:`make_builder`); returns the builder.
+
+    An already built dataset is reused.
+    """
+    builder = make_builder(name, data_dir, config)
+    if not builder.is_prepared():
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+    return builder
+
+
+def synthetic_config(size):
+    """The builder config (arguments) of the synthetic world's datasets at patch `size`."""
+    return {"name": f"synthetic{size}", "patch_size": size}
+
+
+def prepare_world(world_dir, data_dir, params):
+    """Writes the synthetic world unless an identical one is there, then builds both datasets.
+
+    Args:
+        params: arguments of :func:`sslrs_tf.data.synthetic.generate` (patches, size, seed, ...).
+
+    Returns:
+        ``{"sen12ms": builder, "dfc2020": builder}``.
+    """
+    from sslrs_tf.data import synthetic
+
+    world_dir, data_dir = pathlib.Path(world_dir), pathlib.Path(data_dir)
+    manifest = world_dir / "world.json"
+    expected = {"synthetic": True, **params}
+    if not manifest.exists() or json.loads(manifest.read_text()) != expected:
+        print(f"writing the synthetic world to {world_dir} ...", flush=True)
+        synthetic.generate(world_dir, **params)
+    config = synthetic_config(params["size"])
+    return {name: build(name, world_dir / name, data_dir, config) for name in BUILDERS}
+
+
+def open_source(dataset, data_dir=None, config=None):
+    """The :class:`~sslrs_tf.data.sources.Source` the input pipeline reads dataset `dataset` from.
+
+    Args:
+        dataset: ``"sen12ms"``, ``"dfc2020"`` (built in `data_dir` with `config`), a catalog
+            dataset (``"eurosat"``, ``"bigearthnet"``), or anything
+            :func:`sslrs_tf.data.pipeline.as_source` takes (a Source, a TFDS builder, a built
+            dataset folder).
+        data_dir: TFDS data folder, for a dataset given by name.
+        config: builder config name, object or dict, for ``sen12ms`` and ``dfc2020``.
+
+    Raises:
+        UserError: the dataset is unknown or has not been built in `data_dir`.
+    """
+    if isinstance(dataset, str) and dataset in CATALOG:
+        return CatalogSource(dataset, data_dir)
+    if isinstance(dataset, str) and dataset in BUILDERS:
+        builder = make_builder(dataset, data_dir, config)
+        if not builder.is_prepared():
+            raise UserError(
+                f"dataset {builder.info.full_name} is not built in {builder.data_dir}; build it with "
+                f"`tfds build tfds_builders/{dataset} --manual_dir DIR --data_dir {data_dir}`")
+        return SentinelSource(builder)
+    if isinstance(dataset, str) and not pathlib.Path(dataset).exists():
+        raise UserError(f"unknown dataset {dataset!r}; expected one of {', '.join((*BUILDERS, *CATALOG))} "
+                        "or a built dataset folder")
+    return pipeline.as_source(dataset)
+
+
+def make_dataset(dataset, split, *, data_dir=None, config=None, **kwargs):
+    """:func:`sslrs_tf.data.pipeline.make_dataset` of a dataset given by name (see :func:`open_source`).
+
+    Example:
+    >>> pretrain = make_dataset("sen12ms", "train", data_dir="~/tensorflow_datasets", config="all",
+    ...                         crop_size=128, batch_size=200, seed=0)
+    >>> finetune = make_dataset("dfc2020", "validation", data_dir="~/tensorflow_datasets", config="default",
+    ...                         crop_size=128, batch_size=32, label="single", label_fraction=0.1)
+    """
+    return pipeline.make_dataset(open_source(dataset, data_dir, config), split, **kwargs)
+
+
+def main(argv=None):
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(description="Build SEN12MS or DFC2020 as a TFDS dataset.")
+    parser.add_argument("dataset", help="sen12ms or dfc2020")
+    parser.add_argument("--manual_dir", required=True, help="folder holding the extracted archives")
+    parser.add_argument("--data_dir", required=True, help="TFDS data folder to write")
+    parser.add_argument("--config", default=None, help="config name or JSON object of config arguments")
+    args = parser.parse_args(argv)
+
+    def action():
+        config = args.config
+        if config and config.lstrip().startswith("{"):
+            try:
+                config = json.loads(config)
+            except json.JSONDecodeError as err:
+                raise UserError(f"--config is not valid JSON: {err}") from None
+        builder = build(args.dataset, args.manual_dir, args.data_dir, config)
+        splits = ", ".join(f"{k} {v.num_examples}" for k, v in builder.info.splits.items())
+        print(f"{builder.info.full_name} ready in {builder.data_dir}: {splits}")
+
+    return run_entry_point(action)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

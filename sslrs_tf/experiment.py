@@ -1,0 +1,181 @@
+"""From a run config to the things it names: bands, the data source, the datasets of a split, the method.
+
+Training (:mod:`sslrs_tf.training.run`), evaluation (:mod:`sslrs_tf.evaluation.evaluate`), the
+quick start and the protocol all start a run here, so that a config means the same thing to
+each of them. The checks that need more than one section of a config (a method and its
+backbone, a Swin and its crop, a label kind and the method that trains on it, ...) are here
+too: each method says what it accepts (:class:`~sslrs_tf.methods.base.Method`'s class
+attributes), this module says it to the user in the config's own words.
+
+Example:
+>>> experiment = Experiment(load_config("configs/tiny.yaml"))
+>>> train = experiment.dataset("train", training=True)
+>>> model = experiment.build_method(next(iter(train)))     # variables created, pretrained weights loaded
+"""
+
+import functools
+
+from sslrs_tf.data.bands import resolve_bands
+from sslrs_tf.data.labels import NUM_CLASSES
+from sslrs_tf.data.normalization import Normalization
+from sslrs_tf.data.pipeline import make_dataset
+from sslrs_tf.data.sources import SentinelSource
+from sslrs_tf.datasets import BUILDERS, open_source, prepare_world
+from sslrs_tf.errors import UserError
+from sslrs_tf.methods import get_method
+from sslrs_tf.methods.base import MethodInputs
+from sslrs_tf.methods.downstream import DownstreamMethod
+from sslrs_tf.models.swin import SWINS, check_image_size
+
+
+def config_bands(config):
+    """``{"s1": (...), "s2": (...)}``: the band names of ``data.s1_bands`` and ``data.s2_bands``, checked
+    against ``data.normalization``."""
+    try:
+        bands = {"s1": resolve_bands("s1", config.data.s1_bands), "s2": resolve_bands("s2", config.data.s2_bands)}
+    except ValueError as err:
+        raise UserError(f"config: data bands: {err}") from None
+    norm = Normalization(config.data.normalization)
+    for modality, names in bands.items():
+        try:
+            norm.describe(modality, names)
+        except ValueError as err:
+            raise UserError(f"config: data.normalization {norm.method} with data.{modality}_bands: {err}") from None
+    return bands
+
+
+def check_config(config):
+    """Raises a one-line UserError for a config whose sections contradict each other."""
+    m, d = config.model, config.data
+    cls = get_method(m.method)
+    if m.backbone not in cls.BACKBONES:
+        raise UserError(f"config: model.method {m.method} is built with model.backbone {' or '.join(cls.BACKBONES)}; "
+                        f"received {m.backbone!r}")
+    if d.label not in cls.LABELS:
+        wanted = " or ".join("null" if kind is None else kind for kind in cls.LABELS)
+        raise UserError(f"config: model.method {m.method} needs data.label {wanted}; received {d.label!r}")
+    bands = config_bands(config)
+    for modality, channels in cls.INPUT_CHANNELS.items():
+        if len(bands[modality]) != channels:
+            raise UserError(f"config: model.method {m.method} takes {channels} {modality} bands (e.g. "
+                            f"data.{modality}_bands: rgb); received {len(bands[modality])}")
+    if m.backbone in SWINS:
+        try:
+            check_image_size(m.backbone, d.crop_size)
+        except ValueError as err:
+            raise UserError(f"config: data.crop_size {d.crop_size} does not fit model.backbone {m.backbone}: "
+                            f"{str(err).split('. Received')[0]}") from None
+    divisor = cls.crop_divisor(m.backbone)
+    if d.crop_size % divisor:
+        raise UserError(f"config: data.crop_size must be a multiple of {divisor} for model.method {m.method} with "
+                        f"model.backbone {m.backbone}; received {d.crop_size}")
+    if issubclass(cls, DownstreamMethod):
+        _check_downstream(config, cls)
+
+
+def _check_downstream(config, cls):
+    m = config.model
+    if m.freeze and not m.pretrained:
+        raise UserError("config: model.freeze needs model.pretrained (frozen random encoders learn nothing)")
+    if m.pretrained and m.inputs not in cls.PRETRAINABLE_INPUTS:
+        raise UserError(f"config: model.pretrained with model.inputs {m.inputs}: pre-training gives one encoder per "
+                        f"sensor; use {', '.join(cls.PRETRAINABLE_INPUTS)}")
+    if m.backbone == "unet" and (m.inputs != "early_fusion" or m.pretrained):
+        raise UserError("config: model.backbone unet is the supervised early-fusion baseline: "
+                        "model.inputs early_fusion, no model.pretrained")
+    if config.optimizer.encoder_lr is not None and config.train.mixed_precision == "mixed_float16":
+        raise UserError("config: optimizer.encoder_lr with train.mixed_precision mixed_float16 is not supported "
+                        "(two optimizers cannot share one loss scale); use mixed_bfloat16 or one learning rate")
+
+
+def data_source(config):
+    """The :class:`~sslrs_tf.data.sources.Source` of ``data`` (the synthetic world is generated and built on
+    first use)."""
+    data = config.data
+    if data.source == "synthetic":
+        if data.dataset not in BUILDERS:
+            raise UserError(f"config: data.source synthetic has {' and '.join(BUILDERS)}, "
+                            f"not data.dataset {data.dataset}")
+        syn = data.synthetic
+        params = {"patches": syn.patches, "size": syn.size, "seed": syn.seed,
+                  "dfc_validation": syn.dfc_validation, "dfc_test": syn.dfc_test}
+        return SentinelSource(prepare_world(syn.dir, data.data_dir, params)[data.dataset])
+    return open_source(data.dataset, data.data_dir, data.config)
+
+
+class Experiment:
+    """A run config resolved into what it names. Checks the config when made (:func:`check_config`).
+
+    Args:
+        config: a validated :class:`~sslrs_tf.config.Config`.
+
+    Attributes:
+        config: the config.
+        bands: ``{"s1": (...), "s2": (...)}``, resolved band names.
+        method_class: the :class:`~sslrs_tf.methods.base.Method` subclass of ``model.method``.
+        modalities: the sensors the method reads (only these are decoded).
+    """
+
+    def __init__(self, config):
+        check_config(config)
+        self.config = config
+        self.bands = config_bands(config)
+        self.method_class = get_method(config.model.method)
+        self.modalities = self.method_class.input_modalities(config.model)
+
+    @functools.cached_property
+    def source(self):
+        """The data source (opened, or generated and built, on first use)."""
+        return data_source(self.config)
+
+    def split_size(self, split, what):
+        """Number of samples of `split`; `what` names where the split came from in an error (``config:
+        data.split``, ``--split``)."""
+        try:
+            return self.source.num_examples(split)
+        except UserError as err:
+            raise UserError(f"{what}: {err}") from None
+
+    def dataset(self, split, *, training, batch_size=None, start_epoch=0, start_step=0, steps_per_epoch=None):
+        """The input pipeline of `split` as the config prepares it.
+
+        Training: random crops, shuffled endless epochs from `start_epoch` (skipping `start_step`
+        batches of it), the config's label fraction. Otherwise one deterministic pass over the whole
+        split. `batch_size` defaults to ``train.batch_size``.
+        """
+        c = self.config
+        return make_dataset(self.source, split, modalities=self.modalities, bands=self.bands,
+                            missing_bands=c.data.missing_bands, normalization=c.data.normalization,
+                            crop_size=c.data.crop_size, batch_size=batch_size or c.train.batch_size,
+                            training=training, seed=c.train.seed, shuffle_buffer=c.data.shuffle_buffer,
+                            start_epoch=start_epoch, start_step=start_step, label=c.data.label,
+                            label_fraction=c.data.label_fraction if training else 1.0,
+                            steps_per_epoch=steps_per_epoch if training else None)
+
+    def method_inputs(self):
+        """The :class:`~sslrs_tf.methods.base.MethodInputs` the config's data gives the method."""
+        d = self.config.data
+        return MethodInputs(bands=self.bands, image_size=d.crop_size if self.config.model.backbone in SWINS else None,
+                            label=d.label, num_classes=len(self.source.class_names) if d.label else NUM_CLASSES)
+
+    def build_method(self, sample, *, pretrained=True):
+        """The config's method, with every variable created by one call on the first example of `sample`
+        (a batch of the pipeline) and the encoders of ``model.pretrained`` loaded unless `pretrained`
+        is False (evaluation restores all weights itself). Call it inside the strategy's scope."""
+        model = self.method_class.from_model_config(self.config.model, self.method_inputs())
+        if pretrained and self.config.model.pretrained:
+            self._load_pretrained(model)
+        inputs = sample[0] if isinstance(sample, tuple) else sample
+        model({k: v[:1] for k, v in inputs.items()})
+        return model
+
+    def _load_pretrained(self, model):
+        from sslrs_tf.models.pretrained import load_encoders
+
+        m = self.config.model
+        _, encoders = load_encoders(m.pretrained, tuple(model.streams), self.config.data.normalization, self.bands,
+                                    m.backbone)
+        try:
+            model.load_encoders(encoders)
+        except ValueError as err:
+            raise UserError(f"model.pretrained: {err}") from None

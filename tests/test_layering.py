@@ -1,0 +1,71 @@
+"""The package's layers only look down: each module imports only from its own layer or those below.
+
+Read from the source (every ``import``, including those inside functions), so a new upward
+import fails here rather than becoming an import cycle later.
+"""
+
+import ast
+
+import pytest
+
+from tests.helpers import ROOT
+
+#: lowest first: a module may import from its own layer and the layers before it
+LAYERS = [
+    ("sslrs_tf.errors", "sslrs_tf.config", "sslrs_tf.configs"),
+    ("sslrs_tf.data", "sslrs_tf.losses", "sslrs_tf.metrics"),
+    ("sslrs_tf.models",),
+    ("sslrs_tf.methods", "tfds_builders"),
+    ("sslrs_tf.datasets",),
+    ("sslrs_tf.experiment",),
+    ("sslrs_tf.training",),
+    ("sslrs_tf.evaluation",),
+    ("sslrs_tf.cli", "sslrs_tf.quickstart", "sslrs_tf.convert"),
+    ("train", "evaluate"),
+]
+
+
+def layer(module):
+    """The index in LAYERS of a module name (the package itself, ``sslrs_tf``, is below everything)."""
+    if module == "sslrs_tf":
+        return -1
+    for i, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return i
+    return None  # not ours (tensorflow, numpy, ...)
+
+
+def modules():
+    """``{module name: source path}`` of the package, the builders and the two scripts (tests excluded)."""
+    paths = [*ROOT.joinpath("sslrs_tf").rglob("*.py"), *ROOT.joinpath("tfds_builders").glob("*/*_builder.py"),
+             *ROOT.joinpath("tfds_builders").glob("*/__init__.py"), ROOT / "train.py", ROOT / "evaluate.py"]
+    out = {}
+    for path in paths:
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        out[name.removesuffix(".__init__")] = path
+    return out
+
+
+def imports(path):
+    """Every module name `path` imports, at any depth of its code."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_no_module_imports_from_a_layer_above_its_own(module):
+    own = layer(module)
+    assert own is not None, f"{module} is in no layer of LAYERS: add it"
+    upward = sorted(name for name in imports(modules()[module]) if (layer(name) is not None and layer(name) > own))
+    assert not upward, f"{module} (layer {LAYERS[own]}) imports {upward}"
+
+
+def test_the_check_sees_an_upward_import():
+    # The test's own machinery: data importing the training driver would be refused.
+    assert layer("sslrs_tf.training.run") > layer("sslrs_tf.data.pipeline")
+    assert layer("sslrs_tf.data.sources") < layer("sslrs_tf.methods.base") < layer("sslrs_tf.experiment")
