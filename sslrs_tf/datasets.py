@@ -22,13 +22,12 @@ import sys
 
 import tensorflow_datasets as tfds
 
-from sslrs_tf.data import pipeline
-from sslrs_tf.data.catalog import CATALOG, CatalogSource
-from sslrs_tf.data.sources import SentinelSource
 from sslrs_tf.errors import UserError, run_entry_point
 
 #: the datasets of tfds_builders/
 BUILDERS = ("sen12ms", "dfc2020")
+#: the Sentinel-2 datasets of the TFDS catalog (sslrs_tf.data.catalog.CATALOG)
+CATALOG_DATASETS = ("eurosat", "bigearthnet")
 
 
 def make_builder(name, data_dir, config=None):
@@ -106,7 +105,12 @@ def open_source(dataset, data_dir=None, config=None):
     Raises:
         UserError: the dataset is unknown or has not been built in `data_dir`.
     """
-    if isinstance(dataset, str) and dataset in CATALOG:
+    # The readers load TensorFlow; imported here, so that the command line answers a mistake at once.
+    from sslrs_tf.data import pipeline
+    from sslrs_tf.data.catalog import CatalogSource
+    from sslrs_tf.data.sources import SentinelSource
+
+    if isinstance(dataset, str) and dataset in CATALOG_DATASETS:
         return CatalogSource(dataset, data_dir)
     if isinstance(dataset, str) and dataset in BUILDERS:
         builder = make_builder(dataset, data_dir, config)
@@ -116,7 +120,7 @@ def open_source(dataset, data_dir=None, config=None):
                 f"`tfds build tfds_builders/{dataset} --manual_dir DIR --data_dir {data_dir}`")
         return SentinelSource(builder)
     if isinstance(dataset, str) and not pathlib.Path(dataset).exists():
-        raise UserError(f"unknown dataset {dataset!r}; expected one of {', '.join((*BUILDERS, *CATALOG))} "
+        raise UserError(f"unknown dataset {dataset!r}; expected one of {', '.join((*BUILDERS, *CATALOG_DATASETS))} "
                         "or a built dataset folder")
     return pipeline.as_source(dataset)
 
@@ -130,6 +134,8 @@ def make_dataset(dataset, split, *, data_dir=None, config=None, **kwargs):
     >>> finetune = make_dataset("dfc2020", "validation", data_dir="~/tensorflow_datasets", config="default",
     ...                         crop_size=128, batch_size=32, label="single", label_fraction=0.1)
     """
+    from sslrs_tf.data import pipeline
+
     return pipeline.make_dataset(open_source(dataset, data_dir, config), split, **kwargs)
 
 

@@ -19,7 +19,6 @@ from sslrs_tf.data.bands import resolve_bands
 from sslrs_tf.data.labels import NUM_CLASSES
 from sslrs_tf.data.normalization import Normalization
 from sslrs_tf.data.pipeline import make_dataset
-from sslrs_tf.data.sources import SentinelSource
 from sslrs_tf.datasets import BUILDERS, open_source, prepare_world
 from sslrs_tf.errors import UserError
 from sslrs_tf.methods import get_method
@@ -99,7 +98,7 @@ def data_source(config):
         syn = data.synthetic
         params = {"patches": syn.patches, "size": syn.size, "seed": syn.seed,
                   "dfc_validation": syn.dfc_validation, "dfc_test": syn.dfc_test}
-        return SentinelSource(prepare_world(syn.dir, data.data_dir, params)[data.dataset])
+        return open_source(prepare_world(syn.dir, data.data_dir, params)[data.dataset])
     return open_source(data.dataset, data.data_dir, data.config)
 
 
@@ -131,8 +130,9 @@ class Experiment:
     def split_size(self, split, what):
         """Number of samples of `split`; `what` names where the split came from in an error (``config:
         data.split``, ``--split``)."""
+        source = self.source  # its own errors (a dataset not built, ...) are not about the split
         try:
-            return self.source.num_examples(split)
+            return source.num_examples(split)
         except UserError as err:
             raise UserError(f"{what}: {err}") from None
 

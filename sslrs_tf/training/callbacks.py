@@ -30,7 +30,7 @@ class Checkpointer(keras.callbacks.Callback):
         self.save_directory = str(save_directory or directory)
         self.position = tf.Variable([0, 0], dtype=tf.int64, trainable=False, name="position")
         self._manager = None
-        self._epoch = 0
+        self._epoch = self._done = 0
 
     def manager(self, model):
         """The checkpoint manager of `model` (its variables must exist)."""
@@ -56,14 +56,17 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._done = self.start_step
 
     def on_train_batch_end(self, batch, logs=None):
+        self._done = self.start_step + batch + 1
         if int(self.model.optimizer.iterations.numpy()) % self.every == 0:
-            self._save(self._epoch, self.start_step + batch + 1)
+            self._save(self._epoch, self._done)
 
     def on_epoch_end(self, epoch, logs=None):
         self.start_step = 0
-        self._save(epoch + 1, 0)
+        # A run stopped mid-epoch (the non-finite guard) resumes where it stopped, not at the next epoch.
+        self._save(epoch, self._done) if self.model.stop_training else self._save(epoch + 1, 0)
 
 
 class NonFiniteGuard(keras.callbacks.Callback):

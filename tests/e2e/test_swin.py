@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+import sslrs_tf.models.swin  # noqa: F401  (registers the Swin layers that loading an exported encoder needs)
 from tests.e2e.chains import evaluate, train
 from tests.helpers import exported_weights, tensorboard_logs
 

@@ -123,15 +123,18 @@ def test_two_replicas_train_like_one_device_on_the_same_global_batch(float32_ste
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
 
 
-# Each policy on one device (the loss-scale optimizer on two replicas: the test above).
+# Each policy on one device and on two replicas, against the float32 step on one device (which
+# two replicas match: the test above).
+@pytest.mark.parametrize("replicas", [1, 2])
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_steps_follow_float32(policy, precision, float32_steps):
+def test_mixed_precision_steps_follow_float32(policy, replicas, precision, float32_steps, request):
     data, reference, start, expected, _ = float32_steps
     precision(policy)
+    strategy = request.getfixturevalue("two_replicas") if replicas == 2 else tf.distribute.get_strategy()
     # An initial scale small enough that no step overflows here: the test is about the
     # step scaling and unscaling right, not about the loss-scale schedule skipping steps.
-    mixed, logs = trained_copy(tf.distribute.get_strategy(), data, reference,
-                               loss_scale=256.0 if policy == "mixed_float16" else None)
+    mixed, logs = trained_copy(strategy, data, reference, loss_scale=256.0 if policy == "mixed_float16" else None)
+    assert mixed.distribute_strategy.num_replicas_in_sync == replicas
 
     assert all(v.dtype == "float32" for v in mixed.trainable_variables)
     conv = next(layer for layer in mixed.encoder_s2._flatten_layers() if isinstance(layer, keras.layers.Conv2D))

@@ -1,6 +1,6 @@
 """The training callbacks: exact-resume checkpoints, the non-finite guard, input images in TensorBoard.
 
-The resume of a whole run killed with -9 is tests/test_train.py's; here a small dense model
+The resume of a whole run killed with -9 is tests/e2e/test_resume.py's; here a small dense model
 whose every step is cheap shows each piece on its own.
 """
 
@@ -127,7 +127,8 @@ def test_a_run_stopped_mid_epoch_resumes_at_the_next_batch_and_ends_as_the_unint
     directory = tmp_path / "checkpoints"
     stopped = small_model(0)
     with pytest.raises(Killed):
-        stopped.fit(batches(), epochs=2, verbose=0, shuffle=False, callbacks=[Checkpointer(directory, EVERY), KillAt(4)])
+        stopped.fit(batches(), epochs=2, verbose=0, shuffle=False,
+                    callbacks=[Checkpointer(directory, EVERY), KillAt(4)])
     at_kill = state(stopped)
 
     resumed, checkpointer = small_model(3), Checkpointer(directory, EVERY)
@@ -136,11 +137,34 @@ def test_a_run_stopped_mid_epoch_resumes_at_the_next_batch_and_ends_as_the_unint
     assert all(np.array_equal(a, b) for a, b in zip(state(resumed), at_kill, strict=True))
     checkpointer.start_step = step
     saves = Saves(directory)
-    resumed.fit(batches(skip=step), initial_epoch=epoch, epochs=2, verbose=0, shuffle=False, callbacks=[checkpointer, saves])
+    resumed.fit(batches(skip=step), initial_epoch=epoch, epochs=2, verbose=0, shuffle=False,
+                callbacks=[checkpointer, saves])
     # Positions count the batches done before the interruption; the next epoch starts at 0 again.
     assert [s[2] for s in saves.seen] == [[1, 3], [2, 0]]
     for got, want in zip(state(resumed), state(reference), strict=True):
         np.testing.assert_array_equal(got, want)  # the same batches in the same order: the same arithmetic
+
+
+class StopAt(keras.callbacks.Callback):
+    """Stops the run after iteration `at`, as the non-finite guard does (``stop_training``)."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.at:
+            self.model.stop_training = True
+
+
+def test_a_run_stopped_by_a_callback_mid_epoch_is_checkpointed_where_it_stopped(tmp_path):
+    # Keras still ends the epoch of a stopped run: its checkpoint must not claim the epoch was done.
+    directory = tmp_path / "checkpoints"
+    model = small_model(0)
+    model.fit(batches(), epochs=2, verbose=0, shuffle=False,
+              callbacks=[Checkpointer(directory, EVERY), StopAt(STEPS + 1)])
+    assert position_of(tf.train.latest_checkpoint(str(directory))) == [1, 1]  # epoch 1, one batch of it done
+    assert Checkpointer(directory, EVERY).restore(small_model(1)) == (1, 1)
 
 
 def test_a_checkpoint_cut_short_by_a_kill_is_ignored_for_the_last_complete_one(uninterrupted, tmp_path):
@@ -268,7 +292,8 @@ def test_input_images_are_s2_rgb_and_s1_vv_of_the_first_patches(tmp_path):
 def test_input_images_leave_out_what_the_batch_cannot_show(tmp_path):
     rng = np.random.default_rng(1)
     s2 = {"s2": rng.normal(size=(2, 4, 4, 3)).astype(np.float32)}
-    InputImages(tmp_path / "no_rgb", {**s2, "s1": rng.normal(size=(2, 4, 4, 2))}, ["B08", "B11", "B12"]).on_train_begin()
+    s1 = {"s1": rng.normal(size=(2, 4, 4, 2)).astype(np.float32)}
+    InputImages(tmp_path / "no_rgb", {**s2, **s1}, ["B08", "B11", "B12"]).on_train_begin()
     assert sorted(tensorboard_logs(tmp_path / "no_rgb")) == ["s1_vv"]
     InputImages(tmp_path / "no_s1", s2, ["B04", "B03", "B02"]).on_train_begin()
     logs = tensorboard_logs(tmp_path / "no_s1")
