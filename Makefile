@@ -23,9 +23,11 @@ quickstart: $(STAMP)
 # The end-to-end chains (tests/e2e: real train.py/evaluate.py processes; the pytest running them
 # mostly waits) run in a second pytest beside the rest, on the core the in-process tests leave
 # idle; their report is printed after the main one and both must pass.
+# The second pytest gets its own process group (setsid), so that an interrupted `make test` stops
+# the processes its chains started too.
 test: $(STAMP)
-	@log=$$(mktemp); $(PY) -m pytest -q -p no:cacheprovider --durations=0 tests/e2e > $$log 2>&1 & e2e=$$!; \
-	trap 'kill $$e2e 2>/dev/null' INT TERM; \
+	@log=$$(mktemp); setsid -w $(PY) -m pytest -q -p no:cacheprovider --durations=0 tests/e2e > $$log 2>&1 & e2e=$$!; \
+	trap 'kill -- -$$e2e 2>/dev/null' INT TERM; \
 	$(PY) -m pytest -q -m "not e2e" --durations=20; main=$$?; \
 	wait $$e2e; chains=$$?; \
 	echo; echo "=== tests/e2e (end-to-end chains, run beside the tests above) ==="; cat $$log; rm -f $$log; \

@@ -9,11 +9,6 @@ import argparse
 import os
 
 
-def quiet():
-    """Keeps TensorFlow's start-up logs out of a command's output (call before TensorFlow loads)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 def train_main(argv=None):
     """``train.py --config FILE_OR_NAME [key=value ...]``: pre-train encoders, or train a downstream model.
 
@@ -24,10 +19,8 @@ def train_main(argv=None):
     Watch a run with ``tensorboard --logdir runs``. Run the same command again to resume an
     interrupted run.
     """
-    quiet()
     parser = argparse.ArgumentParser(
-        prog="train.py", description="Pre-train encoders on co-registered Sentinel-1/2 data, or train a downstream "
-                                     "model.")
+        description="Pre-train encoders on co-registered Sentinel-1/2 data, or train a downstream model.")
     parser.add_argument("--config", required=True,
                         help="YAML config: a file, or the name of a shipped one (e.g. dual_simclr.yaml, tiny)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=5")
@@ -60,9 +53,7 @@ def evaluate_main(argv=None):
         sslrs-evaluate --run runs/finetune_classification
         python evaluate.py --protocol protocol_isprs.yaml seeds=[0]
     """
-    quiet()
-    parser = argparse.ArgumentParser(prog="evaluate.py",
-                                     description="Metrics of a downstream run, or a comparison protocol.")
+    parser = argparse.ArgumentParser(description="Metrics of a downstream run, or a comparison protocol.")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--run", help="run directory (train.py): a downstream run's metrics, a pre-training run's "
                                     "retrieval")
@@ -78,6 +69,7 @@ def evaluate_main(argv=None):
         from sslrs_tf.evaluation.evaluate import evaluate_run
         from sslrs_tf.evaluation.protocol import load_protocol, report_protocol, run_protocol
         from sslrs_tf.evaluation.reports import markdown_table
+        from sslrs_tf.training.run import train
 
         if args.run:
             result = evaluate_run(args.run, args.split, args.batch_size)
@@ -85,7 +77,7 @@ def evaluate_main(argv=None):
             print(f"written: {args.run}/metrics.json, {args.run}/metrics.md")
         else:
             protocol = load_protocol(args.protocol, args.overrides)
-            print(report_protocol(protocol, run_protocol(protocol)))
+            print(report_protocol(protocol, run_protocol(protocol, train)))
             print(f"written: {protocol.dir}/tables.md, results.json, label_fractions.png")
 
     return run_entry_point(action)

@@ -246,28 +246,39 @@ def parse_override(text):
     return key.strip().split("."), value
 
 
-def shipped_configs():
-    """``{name: path}`` of the configs shipped with the package (the repository's ``configs/``)."""
-    folder = pathlib.Path(str(importlib.resources.files("sslrs_tf.configs")))
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+#: what find_config looks for: the shipped files of that kind, and how an error names it
+KINDS = {"config": "config file", "protocol": "protocol file"}
 
 
-def find_config(path):
-    """The config file `path` names: the file itself when it exists, else the shipped config of that name.
+def shipped_configs(kind="config"):
+    """``{name: path}`` of the shipped run configs (`kind` ``"config"``) or protocol files (``"protocol"``):
+    the repository's ``configs/``, installed as the package ``sslrs_tf.configs``."""
+    try:
+        folder = pathlib.Path(str(importlib.resources.files("sslrs_tf.configs")))
+    except ModuleNotFoundError:
+        # A clone used without installing it: sslrs_tf.configs exists only as an install maps it.
+        folder = pathlib.Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(folder.glob("*.yaml"))
+    return {p.stem: p for p in files if p.stem.startswith("protocol_") == (kind == "protocol")}
+
+
+def find_config(path, kind="config"):
+    """The file `path` names: the file itself when it exists, else the shipped one of that name.
 
     ``dual_simclr.yaml`` and ``dual_simclr`` both name ``configs/dual_simclr.yaml`` when no such file
-    is in the working folder. A name that is neither is a UserError listing the shipped configs.
+    is in the working folder; `kind` ``"protocol"`` looks among the shipped protocol files. A name
+    that is neither is a UserError listing the shipped ones.
     """
     path = pathlib.Path(path)
     if path.is_file():
         return path
     if path.parent != pathlib.Path("."):
-        raise UserError(f"config file {path}: no such file")
-    shipped = shipped_configs()
-    name = path.name[:-len(".yaml")] if path.name.endswith(".yaml") else path.name
+        raise UserError(f"{KINDS[kind]} {path}: no such file")
+    shipped = shipped_configs(kind)
+    name = path.name.removesuffix(".yaml")
     if name not in shipped:
-        raise UserError(f"config file {path}: no such file here, and no shipped config {name!r}; shipped configs: "
-                        f"{', '.join(shipped)}")
+        raise UserError(f"{KINDS[kind]} {path}: no such file here, and no shipped {kind} {name!r}; shipped "
+                        f"{kind}s: {', '.join(shipped)}")
     return shipped[name]
 
 

@@ -26,8 +26,6 @@ from sslrs_tf.errors import UserError, run_entry_point
 
 #: the datasets of tfds_builders/
 BUILDERS = ("sen12ms", "dfc2020")
-#: the Sentinel-2 datasets of the TFDS catalog (sslrs_tf.data.catalog.CATALOG)
-CATALOG_DATASETS = ("eurosat", "bigearthnet")
 
 
 def make_builder(name, data_dir, config=None):
@@ -47,11 +45,11 @@ def make_builder(name, data_dir, config=None):
         try:
             config = config_cls(**{"name": "custom", **config})
         except TypeError as err:  # an unknown config argument
-            raise UserError(f"config: {err}") from None
+            raise UserError(f"builder config: {err}") from None
     try:
         return cls(config=config, data_dir=None if data_dir is None else str(data_dir))
     except ValueError as err:  # e.g. a custom config named like a built-in one
-        raise UserError(f"config: {str(err).splitlines()[0]}") from None
+        raise UserError(f"builder config: {str(err).splitlines()[0]}") from None
 
 
 def build(name, manual_dir, data_dir, config=None):
@@ -107,10 +105,10 @@ def open_source(dataset, data_dir=None, config=None):
     """
     # The readers load TensorFlow; imported here, so that the command line answers a mistake at once.
     from sslrs_tf.data import pipeline
-    from sslrs_tf.data.catalog import CatalogSource
+    from sslrs_tf.data.catalog import CATALOG, CatalogSource
     from sslrs_tf.data.sources import SentinelSource
 
-    if isinstance(dataset, str) and dataset in CATALOG_DATASETS:
+    if isinstance(dataset, str) and dataset in CATALOG:
         return CatalogSource(dataset, data_dir)
     if isinstance(dataset, str) and dataset in BUILDERS:
         builder = make_builder(dataset, data_dir, config)
@@ -120,7 +118,7 @@ def open_source(dataset, data_dir=None, config=None):
                 f"`tfds build tfds_builders/{dataset} --manual_dir DIR --data_dir {data_dir}`")
         return SentinelSource(builder)
     if isinstance(dataset, str) and not pathlib.Path(dataset).exists():
-        raise UserError(f"unknown dataset {dataset!r}; expected one of {', '.join((*BUILDERS, *CATALOG_DATASETS))} "
+        raise UserError(f"unknown dataset {dataset!r}; expected one of {', '.join((*BUILDERS, *CATALOG))} "
                         "or a built dataset folder")
     return pipeline.as_source(dataset)
 

@@ -33,8 +33,14 @@ def run_entry_point(action):
 
     0 when it returns; 2 after printing ``error: <message>`` for a :class:`UserError`;
     1 after printing the message of a :class:`TrainingStopped`. No traceback for either.
+    TensorFlow's start-up logs are kept out of a command's output (``TF_CPP_MIN_LOG_LEVEL=2``
+    unless set): an entry point loads TensorFlow inside `action`. Imported as a library, the
+    package leaves its host program's logging alone.
     """
+    import os
     import sys
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     try:
         action()

@@ -19,6 +19,7 @@ from sslrs_tf.data.bands import resolve_bands
 from sslrs_tf.data.labels import NUM_CLASSES
 from sslrs_tf.data.normalization import Normalization
 from sslrs_tf.data.pipeline import make_dataset
+from sslrs_tf.data.sources import SplitError
 from sslrs_tf.datasets import BUILDERS, open_source, prepare_world
 from sslrs_tf.errors import UserError
 from sslrs_tf.methods import get_method
@@ -44,7 +45,8 @@ def config_bands(config):
 
 
 def check_config(config):
-    """Raises a one-line UserError for a config whose sections contradict each other."""
+    """Raises a one-line UserError for a config whose sections contradict each other; returns its bands
+    (:func:`config_bands`)."""
     m, d = config.model, config.data
     cls = get_method(m.method)
     if m.backbone not in cls.BACKBONES:
@@ -70,6 +72,7 @@ def check_config(config):
                         f"model.backbone {m.backbone}; received {d.crop_size}")
     if issubclass(cls, DownstreamMethod):
         _check_downstream(config, cls)
+    return bands
 
 
 def _check_downstream(config, cls):
@@ -116,9 +119,8 @@ class Experiment:
     """
 
     def __init__(self, config):
-        check_config(config)
         self.config = config
-        self.bands = config_bands(config)
+        self.bands = check_config(config)
         self.method_class = get_method(config.model.method)
         self.modalities = self.method_class.input_modalities(config.model)
 
@@ -130,10 +132,9 @@ class Experiment:
     def split_size(self, split, what):
         """Number of samples of `split`; `what` names where the split came from in an error (``config:
         data.split``, ``--split``)."""
-        source = self.source  # its own errors (a dataset not built, ...) are not about the split
         try:
-            return source.num_examples(split)
-        except UserError as err:
+            return self.source.num_examples(split)
+        except SplitError as err:
             raise UserError(f"{what}: {err}") from None
 
     def dataset(self, split, *, training, batch_size=None, start_epoch=0, start_step=0, steps_per_epoch=None):

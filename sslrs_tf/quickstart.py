@@ -19,7 +19,6 @@ import pathlib
 import sys
 import time
 
-from sslrs_tf.cli import quiet
 from sslrs_tf.errors import run_entry_point
 
 
@@ -53,7 +52,6 @@ def probe_table(config):
 
 def main(argv=None):
     """Command-line entry point of `make quickstart` (``python -m sslrs_tf.quickstart``, from any folder)."""
-    quiet()
     parser = argparse.ArgumentParser(prog="python -m sslrs_tf.quickstart", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="quickstart.yaml", help="pre-training config (file or shipped name)")
     parser.add_argument("--protocol", default="protocol_quickstart.yaml",
@@ -77,7 +75,7 @@ def main(argv=None):
         print()
         # The protocol's pretrained models start from the run just trained.
         protocol = load_protocol(args.protocol, [f"pretrained={config.run.dir}"])
-        text = report_protocol(protocol, run_protocol(protocol))
+        text = report_protocol(protocol, run_protocol(protocol, train))
         print()
         print(text)
         print(f"\nplot: {pathlib.Path(protocol.dir) / 'label_fractions.png'}")

@@ -102,7 +102,7 @@ def exported_weights(run_dir, *modalities):
             for w in keras.saving.load_model(pathlib.Path(run_dir) / "export" / f"encoder_{m}.keras").get_weights()]
 
 
-#: a shipped config run briefly (tests/conftest.py runs the methods' train.py end-to-end checks with it)
+#: a shipped config run briefly (tests/e2e/test_methods.py runs each method's train.py with it)
 SHORT_RUN = ("train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=8", "data.crop_size=32")
 
 

@@ -1,5 +1,9 @@
 """Config validation: one-line errors naming the key and what it accepts."""
 
+import site
+import subprocess
+import sys
+
 import pytest
 import yaml
 
@@ -66,7 +70,8 @@ def test_missing_required_key_and_bad_files(tmp_path):
 def test_a_config_that_is_no_file_is_a_shipped_one_by_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # an empty folder: nothing to find but the shipped configs
     shipped = shipped_configs()
-    assert shipped["dual_simclr"] == ROOT / "configs" / "dual_simclr.yaml" and "protocol_isprs" in shipped
+    assert shipped["dual_simclr"] == ROOT / "configs" / "dual_simclr.yaml" and "protocol_isprs" not in shipped
+    assert find_config("protocol_isprs", kind="protocol") == shipped_configs("protocol")["protocol_isprs"]
     assert find_config("dual_simclr.yaml") == find_config("dual_simclr") == shipped["dual_simclr"]
     assert load_config("tiny.yaml").model.backbone == "resnet10"
     # A file in the working folder wins over the shipped config of its name.
@@ -75,6 +80,17 @@ def test_a_config_that_is_no_file_is_a_shipped_one_by_name(tmp_path, monkeypatch
     assert load_config("tiny.yaml").run.dir == "mine"
     with pytest.raises(UserError, match=r"no shipped config 'dual_simclr2'; shipped configs: dual_simclr, dual_swin, "):
         find_config("dual_simclr2.yaml")
+
+
+def test_a_clone_used_without_installing_it_finds_its_configs_by_name(tmp_path):
+    # No editable install: python -S reads no .pth file, so sslrs_tf.configs (which only an install
+    # maps to configs/) does not exist; the dependencies' folder is put on the path by hand.
+    code = (f"import sys; sys.path[:0] = [{str(ROOT)!r}, *{site.getsitepackages()!r}]\n"
+            "import importlib.util; assert importlib.util.find_spec('sslrs_tf.configs') is None\n"
+            "from sslrs_tf.config import find_config; print(find_config('tiny'))")
+    found = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert found.stdout.strip() == str(ROOT / "configs" / "tiny.yaml")
 
 
 RUN_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.startswith("protocol_"))

@@ -37,8 +37,9 @@ def layer(module):
 
 def modules():
     """``{module name: source path}`` of the package, the builders and the two scripts (tests excluded)."""
-    paths = [*ROOT.joinpath("sslrs_tf").rglob("*.py"), *ROOT.joinpath("tfds_builders").glob("*/*_builder.py"),
-             *ROOT.joinpath("tfds_builders").glob("*/__init__.py"), ROOT / "train.py", ROOT / "evaluate.py"]
+    builders = ROOT / "tfds_builders"
+    paths = [*ROOT.joinpath("sslrs_tf").rglob("*.py"), *builders.glob("*/*_builder.py"), *builders.glob("*/__init__.py"),
+             builders / "__init__.py", builders / "make_dummy_data.py", ROOT / "train.py", ROOT / "evaluate.py"]
     out = {}
     for path in paths:
         name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
@@ -63,6 +64,13 @@ def test_no_module_imports_from_a_layer_above_its_own(module):
     assert own is not None, f"{module} is in no layer of LAYERS: add it"
     upward = sorted(name for name in imports(modules()[module]) if (layer(name) is not None and layer(name) > own))
     assert not upward, f"{module} (layer {LAYERS[own]}) imports {upward}"
+
+
+def test_evaluation_uses_the_experiment_not_the_training_driver():
+    # The protocol trains its runs with the function its caller hands it (sslrs_tf.training.run.train).
+    for module, path in modules().items():
+        if module.startswith("sslrs_tf.evaluation"):
+            assert "sslrs_tf.training.run" not in imports(path), module
 
 
 def test_the_check_sees_an_upward_import():

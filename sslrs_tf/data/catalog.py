@@ -35,7 +35,7 @@ import dataclasses
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from sslrs_tf.data.sources import Reader, Source, checked_crop, kept_count, random_crop_offsets
+from sslrs_tf.data.sources import Reader, Source, SplitError, checked_crop, kept_count, random_crop_offsets
 from sslrs_tf.errors import UserError
 
 MISSING_BANDS = ("error", "zeros")
@@ -123,8 +123,8 @@ class CatalogSource(Source):
             if not self.builder.is_prepared():
                 raise UserError(f"dataset {self.spec.name} is not in {self.data_dir}; download and build it once with "
                                 f"`tfds build {self.spec.name} --data_dir {self.data_dir}`") from None
-            raise UserError(f"{self.full_name}: cannot read split {split!r} ({str(err).splitlines()[0]}); "
-                            f"it has {sorted(self.builder.info.splits)}") from None
+            raise SplitError(f"{self.full_name}: cannot read split {split!r} ({str(err).splitlines()[0]}); "
+                             f"it has {sorted(self.builder.info.splits)}") from None
 
     def num_examples(self, split):
         """Number of examples of `split` (slices included)."""

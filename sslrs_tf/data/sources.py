@@ -10,8 +10,8 @@ last steps of an epoch. Two sources exist:
 * :class:`~sslrs_tf.data.catalog.CatalogSource` — Sentinel-2 datasets of the TFDS
   catalog (EuroSAT, BigEarthNet).
 
-What both need — which samples a label fraction keeps, the random crops of a
-batch — is here too, so that every reader draws them the same way.
+What both need — how many samples a label fraction keeps, the random crops of a
+batch, the crop size check — is here too.
 """
 
 import dataclasses
@@ -27,6 +27,10 @@ from sslrs_tf.errors import UserError
 
 #: the fixed seed of the label-fraction draw (the same subset every run)
 LABEL_FRACTIONS_SEED = 0
+
+
+class SplitError(UserError):
+    """A split the dataset does not have (the message names the splits it has)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +98,7 @@ class Source:
     class_names = ()
 
     def num_examples(self, split):
-        """Number of examples of `split`; a UserError names the splits the dataset has."""
+        """Number of examples of `split`; a :class:`SplitError` names the splits the dataset has."""
         raise NotImplementedError
 
     def reader(self, split, settings):
@@ -174,7 +178,7 @@ class SentinelSource(Source):
 
     def num_examples(self, split):
         if split not in self.builder.info.splits:
-            raise UserError(f"{self.full_name} has no split {split!r}; it has {sorted(self.builder.info.splits)}")
+            raise SplitError(f"{self.full_name} has no split {split!r}; it has {sorted(self.builder.info.splits)}")
         return self.builder.info.splits[split].num_examples
 
     def split_ids(self, split):

@@ -18,7 +18,7 @@ import typing
 import numpy as np
 import yaml
 
-from sslrs_tf.config import find_config, from_dict, option, parse_override
+from sslrs_tf.config import find_config, from_dict, option, parse_override, shipped_configs
 from sslrs_tf.data.labels import CLASS_NAMES
 from sslrs_tf.errors import UserError
 
@@ -62,7 +62,7 @@ class ProtocolConfig:
 def load_protocol(path, overrides=()):
     """Reads and validates a protocol file (a path, or the name of a shipped one); `overrides` are
     ``key=value`` on its top-level keys."""
-    path = find_config(path)
+    path = find_config(path, kind="protocol")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as err:
@@ -86,8 +86,9 @@ def load_protocol(path, overrides=()):
                         "(a pre-training run directory)")
     # `base` is relative to the protocol file; a bare name that is no file there is a shipped config.
     base = path.resolve().parent / protocol.base
-    if not base.is_file() and pathlib.Path(protocol.base).parent == pathlib.Path("."):
-        base = find_config(protocol.base)
+    shipped = shipped_configs()
+    if not base.is_file() and protocol.base.removesuffix(".yaml") in shipped:
+        base = shipped[protocol.base.removesuffix(".yaml")]
     return dataclasses.replace(protocol, base=str(base))
 
 
@@ -109,12 +110,17 @@ def run_config(protocol, label, model, fraction, seed):
     return load_config(protocol.base, overrides)
 
 
-def run_protocol(protocol, log=print):
-    """Trains and evaluates every run that has no ``metrics.json`` yet; returns all results."""
+def run_protocol(protocol, train, log=print):
+    """Trains and evaluates every run that has no ``metrics.json`` yet; returns all results.
+
+    Args:
+        train: what trains one run's config: :func:`sslrs_tf.training.run.train` (passed in by the
+            caller, so that evaluation does not depend on the training driver).
+        log: where the progress lines go.
+    """
     import keras
 
     from sslrs_tf.evaluation.evaluate import evaluate_run
-    from sslrs_tf.training.run import train
 
     results = []
     grid = [(label, model, fraction, seed) for label in protocol.labels for model in protocol.models

@@ -25,6 +25,8 @@ class Classifier(DownstreamMethod):
         sync_bn: BatchNorm statistics over the global batch under a multi-replica strategy.
 
     Example:
+    >>> from sslrs_tf.datasets import make_dataset
+    >>> from sslrs_tf.models.pretrained import load_encoders
     >>> model = Classifier("resnet18", inputs="late_fusion", label="single")
     >>> model.load_encoders(load_encoders("runs/dual_simclr", ("s1", "s2"), "per_sample_max", bands)[1])
     >>> model.compile(optimizer=keras.optimizers.Adam(3e-6))

@@ -32,6 +32,7 @@ class DualSimCLR(SensorPairMethod):
         image_size: the input side a Swin is built for (224 for Swin-T); ignored by ResNets.
 
     Example:
+    >>> from sslrs_tf.datasets import make_dataset
     >>> model = DualSimCLR("resnet18")
     >>> model.compile(optimizer=keras.optimizers.Adam(3e-5))
     >>> model.fit(make_dataset("sen12ms", "train", crop_size=128, batch_size=200), steps_per_epoch=100)

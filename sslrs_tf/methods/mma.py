@@ -26,6 +26,7 @@ class MMA(SensorPairMethod):
         sync_bn: BatchNorm statistics over the global batch under a multi-replica strategy.
 
     Example:
+    >>> from sslrs_tf.datasets import make_dataset
     >>> model = MMA()
     >>> model.compile(optimizer=keras.optimizers.Adam(1e-4))
     >>> model.fit(make_dataset("sen12ms", "train", crop_size=128, batch_size=64), steps_per_epoch=100)

@@ -59,6 +59,7 @@ class MoCo(ContrastiveMethod):
         image_size: input side for a Swin encoder (ignored by ResNets).
 
     Example:
+    >>> from sslrs_tf.datasets import make_dataset
     >>> model = MoCo("resnet50", mode="sensor")
     >>> model.compile(optimizer=keras.optimizers.SGD(0.03, momentum=0.9))
     >>> model.fit(make_dataset("sen12ms", "train", bands={"s2": S2_10}, crop_size=128, batch_size=256))

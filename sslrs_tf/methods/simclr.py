@@ -32,6 +32,7 @@ class SimCLR(ContrastiveMethod):
         image_size: input side for a Swin encoder (ignored by ResNets).
 
     Example:
+    >>> from sslrs_tf.datasets import make_dataset
     >>> model = SimCLR("resnet18")
     >>> model.compile(optimizer=keras.optimizers.Adam(3e-5))
     >>> model.fit(make_dataset("sen12ms", "train", modalities=("s2",), bands={"s2": ("B04", "B03", "B02")},

@@ -8,6 +8,7 @@ test checks where ``sslrs_tf`` is imported from). The editable install of the te
 is not seen: ``.pth`` files are only read in site directories, not in directories they add.
 """
 
+import shutil
 import site
 import subprocess
 import sys
@@ -27,8 +28,13 @@ pytestmark = pytest.mark.e2e
 def installed(tmp_path_factory):
     """A fresh virtual environment with the wheel of the repository installed: its bin folder."""
     root = tmp_path_factory.mktemp("installed")
+    # Built from a copy: setuptools' build/ folder keeps files a later source no longer has, and the
+    # checkout stays as it is while the other tests run.
+    source = root / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "data", "runs",
+                                                                 "__pycache__", ".pytest_cache"))
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "--wheel-dir",
-        root / "dist", ROOT)
+        root / "dist", source)
     (wheel,) = (root / "dist").glob("sslrs_tf-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "sslrs_tf/configs/tiny.yaml" in names and "tfds_builders/sen12ms/sen12ms_dataset_builder.py" in names
@@ -61,6 +67,10 @@ def test_sslrs_train_trains_a_shipped_config_by_name_in_an_empty_folder(installe
                              capture_output=True, text=True)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "no shipped config 'tiny2'; shipped configs: dual_simclr, " in refused.stderr
+    # The quick start's default protocol, as the installed package finds it.
+    found = run(installed / "python", "-c", "from sslrs_tf.config import find_config; "
+                "print(find_config('protocol_quickstart.yaml', kind='protocol'))", cwd=folder).stdout.strip()
+    assert found.startswith(str(installed.parent)) and found.endswith("sslrs_tf/configs/protocol_quickstart.yaml")
 
 
 def test_the_quick_start_runs_from_any_folder_with_shipped_configs_by_name(installed, trained):

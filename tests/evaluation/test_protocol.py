@@ -61,7 +61,7 @@ def test_a_small_protocol_runs_reports_and_continues_where_it_stopped(quickstart
     # The protocol the quick start ran (tests/conftest.py): two models at 50 % of the labels.
     pretrained = [f"pretrained={quickstarted.run}"]
     protocol = load_protocol(quickstarted.protocol, pretrained)
-    results = run_protocol(protocol, log=lambda _: None)  # finished: nothing trains again
+    results = run_protocol(protocol, train=None, log=lambda _: None)  # finished: nothing trains again
     assert len(results) == 2 and {r["model"] for r in results} == {"Dual-SimCLR frozen", "OnlySen-2"}
     frozen_half = quickstarted.dir / "single" / "dualsimclr_frozen" / "f0.5" / "seed0"
     card = json.loads((frozen_half / "export" / "card.json").read_text())

@@ -1,6 +1,6 @@
 """Strategies and mixed precision from config names; which process of a cluster writes the run.
 
-A real multi-worker run is tests/training/test_multi_worker.py's; here a real
+A real multi-worker run is tests/e2e/test_multi_worker.py's; here a real
 ``SimpleClusterResolver`` stands for the resolver such a strategy carries.
 """
 
