@@ -8,6 +8,7 @@ test checks where ``sslrs_tf`` is imported from). The editable install of the te
 is not seen: ``.pth`` files are only read in site directories, not in directories they add.
 """
 
+import pathlib
 import shutil
 import site
 import subprocess
@@ -24,6 +25,16 @@ from tests.helpers import ROOT, card_of
 pytestmark = pytest.mark.e2e
 
 
+#: what a checkout holds besides the source, at its top level (sslrs_tf/data is source: only the top)
+_NOT_SOURCE = {".git", ".venv", "build", "data", "runs", ".pytest_cache"}
+
+
+def _not_source(folder, names):
+    """shutil.copytree's `ignore`: the checkout's own outputs, at its top, and caches anywhere."""
+    top = pathlib.Path(folder) == ROOT
+    return [n for n in names if (top and n in _NOT_SOURCE) or n == "__pycache__" or n.endswith(".egg-info")]
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """A fresh virtual environment with the wheel of the repository installed: its bin folder."""
@@ -31,13 +42,13 @@ def installed(tmp_path_factory):
     # Built from a copy: setuptools' build/ folder keeps files a later source no longer has, and the
     # checkout stays as it is while the other tests run.
     source = root / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "data", "runs",
-                                                                 "__pycache__", ".pytest_cache"))
+    shutil.copytree(ROOT, source, ignore=_not_source)
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "--wheel-dir",
         root / "dist", source)
     (wheel,) = (root / "dist").glob("sslrs_tf-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "sslrs_tf/configs/tiny.yaml" in names and "tfds_builders/sen12ms/sen12ms_dataset_builder.py" in names
+    assert "sslrs_tf/data/pipeline.py" in names
     venv = root / "venv"
     run(sys.executable, "-m", "venv", venv)
     run(venv / "bin" / "python", "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", wheel)
