@@ -68,16 +68,19 @@ class Killed(Exception):
     pass
 
 
-class KillAt(keras.callbacks.Callback):
-    """Ends the run by an exception after iteration `at` (the checkpointer, listed before, has saved): no epoch end."""
+class EndAt(keras.callbacks.Callback):
+    """Ends the run after iteration `at` (the checkpointer, listed before, has saved): by an exception, as a
+    kill does (no epoch end), or with `stop` by ``stop_training``, as the non-finite guard does."""
 
-    def __init__(self, at):
+    def __init__(self, at, stop=False):
         super().__init__()
-        self.at = at
+        self.at, self.stop = at, stop
 
     def on_train_batch_end(self, batch, logs=None):
         if int(self.model.optimizer.iterations.numpy()) == self.at:
-            raise Killed
+            if not self.stop:
+                raise Killed
+            self.model.stop_training = True
 
 
 def state(model):
@@ -128,7 +131,7 @@ def test_a_run_stopped_mid_epoch_resumes_at_the_next_batch_and_ends_as_the_unint
     stopped = small_model(0)
     with pytest.raises(Killed):
         stopped.fit(batches(), epochs=2, verbose=0, shuffle=False,
-                    callbacks=[Checkpointer(directory, EVERY), KillAt(4)])
+                    callbacks=[Checkpointer(directory, EVERY), EndAt(4)])
     at_kill = state(stopped)
 
     resumed, checkpointer = small_model(3), Checkpointer(directory, EVERY)
@@ -145,24 +148,12 @@ def test_a_run_stopped_mid_epoch_resumes_at_the_next_batch_and_ends_as_the_unint
         np.testing.assert_array_equal(got, want)  # the same batches in the same order: the same arithmetic
 
 
-class StopAt(keras.callbacks.Callback):
-    """Stops the run after iteration `at`, as the non-finite guard does (``stop_training``)."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at = at
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) == self.at:
-            self.model.stop_training = True
-
-
 def test_a_run_stopped_by_a_callback_mid_epoch_is_checkpointed_where_it_stopped(tmp_path):
     # Keras still ends the epoch of a stopped run: its checkpoint must not claim the epoch was done.
     directory = tmp_path / "checkpoints"
     model = small_model(0)
     model.fit(batches(), epochs=2, verbose=0, shuffle=False,
-              callbacks=[Checkpointer(directory, EVERY), StopAt(STEPS + 1)])
+              callbacks=[Checkpointer(directory, EVERY), EndAt(STEPS + 1, stop=True)])
     assert position_of(tf.train.latest_checkpoint(str(directory))) == [1, 1]  # epoch 1, one batch of it done
     assert Checkpointer(directory, EVERY).restore(small_model(1)) == (1, 1)
 
