@@ -34,7 +34,7 @@ def train_main(argv=None):
         # TensorFlow loads only now: a mistyped key is reported at once.
         from sslrs_tf.training.run import train
 
-        card = train(config)
+        card = train(config, explicit={o.split("=", 1)[0].strip() for o in args.overrides})
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in card["final_metrics"].items())
         print(f"done: encoders and card.json in {os.path.join(config.run.dir, 'export')} ({metrics})")
 
@@ -42,26 +42,41 @@ def train_main(argv=None):
 
 
 def evaluate_main(argv=None):
-    """``evaluate.py --run RUN_DIR`` or ``evaluate.py --protocol FILE_OR_NAME [key=value ...]``.
+    """``evaluate.py --run RUN_DIR``, ``--ensemble RUN_A RUN_B ...`` or ``--protocol FILE_OR_NAME [key=value ...]``.
 
     ``--run`` writes ``metrics.json`` and ``metrics.md`` into the run directory and prints the
-    table (a pre-training run: cross-modal retrieval). ``--protocol`` trains and evaluates every
-    run of the protocol that is not finished yet, then writes ``tables.md``, ``results.json`` and
-    ``label_fractions.png`` into its directory and prints the tables.
+    table (a pre-training run: cross-modal retrieval). ``--ensemble`` averages the runs' class
+    probabilities and prints the ensemble's table (written into ``--out``). ``--figure N`` draws N
+    test patches with the predictions (``qualitative.png`` in the run directory or ``--out``).
+    ``--protocol`` trains and evaluates every run of the protocol that is not finished yet, then
+    writes ``tables.md``, ``results.json`` and ``label_fractions.png`` into its directory and
+    prints the tables.
 
     Examples:
         sslrs-evaluate --run runs/finetune_classification
+        sslrs-evaluate --ensemble runs/unet runs/swinunet --out runs/ensemble --figure 6
         python evaluate.py --protocol protocol_isprs.yaml seeds=[0]
     """
-    parser = argparse.ArgumentParser(description="Metrics of a downstream run, or a comparison protocol.")
+    parser = argparse.ArgumentParser(description="Metrics of a downstream run or an ensemble of runs, or a "
+                                                 "comparison protocol.")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--run", help="run directory (train.py): a downstream run's metrics, a pre-training run's "
                                     "retrieval")
+    what.add_argument("--ensemble", nargs="+", metavar="RUN", help="downstream runs whose class probabilities are "
+                                                                  "averaged")
     what.add_argument("--protocol", help="protocol file, or the name of a shipped one (e.g. protocol_isprs.yaml)")
-    parser.add_argument("--split", default=None, help="--run: split to evaluate (default: the run's data.test_split)")
-    parser.add_argument("--batch-size", type=int, default=None, help="--run: evaluation batch size (default: the run's)")
+    parser.add_argument("--split", default=None, help="--run, --ensemble: split to evaluate (default: the run's "
+                                                      "data.test_split)")
+    parser.add_argument("--batch-size", type=int, default=None, help="--run, --ensemble: evaluation batch size "
+                                                                     "(default: the run's)")
+    parser.add_argument("--out", default=None, help="--ensemble: directory for metrics.json, metrics.md (and the figure)")
+    parser.add_argument("--figure", type=int, default=None, metavar="N",
+                        help="--run, --ensemble (segmentation): draw N test patches with the predictions into "
+                             "qualitative.png")
     parser.add_argument("overrides", nargs="*", help="--protocol: key=value overrides of the protocol file")
     args = parser.parse_args(argv)
+    if args.figure is not None and (args.figure < 1 or args.protocol or (args.ensemble and not args.out)):
+        parser.error("--figure N takes N >= 1, with --run, or with --ensemble and --out")
 
     from sslrs_tf.errors import run_entry_point
 
@@ -75,9 +90,29 @@ def evaluate_main(argv=None):
             result = evaluate_run(args.run, args.split, args.batch_size)
             print(markdown_table(result))
             print(f"written: {args.run}/metrics.json, {args.run}/metrics.md")
+            if args.figure:
+                _figure({os.path.basename(os.path.normpath(args.run)): [args.run]}, args.run, args.figure, args.split)
+        elif args.ensemble:
+            from sslrs_tf.evaluation.ensemble import evaluate_ensemble
+
+            result = evaluate_ensemble(args.ensemble, args.split, args.batch_size, args.out)
+            print(markdown_table(result))
+            if args.out:
+                print(f"written: {args.out}/metrics.json, {args.out}/metrics.md")
+            if args.figure:
+                panels = {os.path.basename(os.path.normpath(r)): [r] for r in args.ensemble}
+                _figure({**panels, "ensemble": args.ensemble}, args.out, args.figure, args.split)
         else:
             protocol = load_protocol(args.protocol, args.overrides)
             print(report_protocol(protocol, run_protocol(protocol, train)))
             print(f"written: {protocol.dir}/tables.md, results.json, label_fractions.png")
 
     return run_entry_point(action)
+
+
+def _figure(panels, folder, patches, split):
+    from sslrs_tf.evaluation.ensemble import qualitative
+
+    path = os.path.join(folder, "qualitative.png")
+    qualitative(panels, path, patches, split)
+    print(f"written: {path}")

@@ -85,15 +85,17 @@ class ModelConfig:
                            doc="encoder architecture (swin_*: built for data.crop_size; vgg: MMA's; unet: the "
                                "segmentation baseline, early fusion only)")
     projection_dim: typing.Optional[int] = option(128, min=1, doc="projection head width; null: no head (Dual-Swin)")
-    embedding_dim: int = option(256, min=1, doc="mma: channels E of the VGG encoders' last block")
+    embedding_dim: int = option(256, min=1, doc="mma and downstream vgg: channels E of the VGG encoders' last block")
     temperature: float = option(0.07, above=0.0)
     queue_size: int = option(65536, min=1, doc="moco_*: keys in the queue")
     momentum: float = option(0.999, min=0.0, max=1.0, doc="moco_*: key-encoder momentum")
-    adapters: bool = option(True, doc="moco_*: trainable 1x1 conv -> BN -> ReLU adapters to 3 channels")
+    adapters: bool = option(False, doc="moco_*: trainable 1x1 conv -> BN -> ReLU adapters to 3 channels before the "
+                                       "encoders; downstream: the encoders have them (set from a MoCo run's card)")
     sync_bn: bool = option(True, doc="BatchNorm statistics over the global batch")
     inputs: str = option("late_fusion", choices=("only_s1", "only_s2", "early_fusion", "late_fusion"),
                          doc="downstream: which sensors feed which encoders")
-    pretrained: typing.Optional[str] = option(None, doc="downstream: pre-training run directory to start from")
+    pretrained: typing.Optional[str] = option(None, doc="downstream: pre-training run (or converted) directory to "
+                                                        "start from; its card sets backbone, bands, normalisation")
     freeze: bool = option(False, doc="downstream: keep the pretrained encoders fixed (linear probe)")
 
 
@@ -121,13 +123,15 @@ class DataConfig:
     split: str = option("train")
     validation_split: typing.Optional[str] = option("holdout", doc="split evaluated after each epoch (null: none)")
     crop_size: int = option(min=8, doc="random crop in pixels, aligned across S1 and S2")
-    normalization: str = option("per_sample_max", choices=("per_sample_max", "zscore", "fixed"))
+    normalization: str = option("per_sample_max", choices=("per_sample_max", "per_patch_max", "zscore", "fixed"))
     s1_bands: typing.Optional[typing.List[str]] = option(None, doc="S1 bands (default: VV, VH)")
     s2_bands: typing.Optional[typing.List[str]] = option(None, doc="S2 bands or a set name (default: all 13)")
     shuffle_buffer: int = option(512, min=1)
     label: typing.Optional[str] = option(None, choices=("single", "multi", "segmentation"),
                                          doc="downstream targets (null: pre-training, no labels)")
     label_fraction: float = option(1.0, above=0.0, max=1.0, doc="downstream: share of the training split's labels used")
+    class_balance: bool = option(False, doc="downstream: repeat each class's training samples to even out the "
+                                            "classes (the research code's default for fine-tuning)")
     missing_bands: str = option("error", choices=("error", "zeros"),
                                 doc="a band the dataset lacks (B10 on bigearthnet): refuse, or feed zeros after normalisation")
     test_split: str = option("test", doc="split evaluate.py reports on")

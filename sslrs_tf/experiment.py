@@ -13,18 +13,20 @@ Example:
 >>> model = experiment.build_method(next(iter(train)))     # variables created, pretrained weights loaded
 """
 
+import dataclasses
 import functools
 
 from sslrs_tf.data.bands import resolve_bands
 from sslrs_tf.data.labels import NUM_CLASSES
 from sslrs_tf.data.normalization import Normalization
-from sslrs_tf.data.pipeline import make_dataset
+from sslrs_tf.data.pipeline import make_dataset, training_size
 from sslrs_tf.data.sources import SplitError
 from sslrs_tf.datasets import BUILDERS, open_source, prepare_world
 from sslrs_tf.errors import UserError
 from sslrs_tf.methods import get_method
 from sslrs_tf.methods.base import MethodInputs
-from sslrs_tf.methods.downstream import DownstreamMethod
+from sslrs_tf.methods.downstream import INPUTS, DownstreamMethod
+from sslrs_tf.models.pretrained import CARD_INPUTS, card_settings, load_card, load_encoders
 from sslrs_tf.models.swin import SWINS, check_image_size
 
 
@@ -55,6 +57,9 @@ def check_config(config):
     if d.label not in cls.LABELS:
         wanted = " or ".join("null" if kind is None else kind for kind in cls.LABELS)
         raise UserError(f"config: model.method {m.method} needs data.label {wanted}; received {d.label!r}")
+    if d.class_balance and not d.label:
+        raise UserError("config: data.class_balance evens out the classes of labels: it needs data.label "
+                        "(single, multi or segmentation)")
     bands = config_bands(config)
     for modality, channels in cls.INPUT_CHANNELS.items():
         if len(bands[modality]) != channels:
@@ -79,15 +84,82 @@ def _check_downstream(config, cls):
     m = config.model
     if m.freeze and not m.pretrained:
         raise UserError("config: model.freeze needs model.pretrained (frozen random encoders learn nothing)")
-    if m.pretrained and m.inputs not in cls.PRETRAINABLE_INPUTS:
-        raise UserError(f"config: model.pretrained with model.inputs {m.inputs}: pre-training gives one encoder per "
-                        f"sensor; use {', '.join(cls.PRETRAINABLE_INPUTS)}")
     if m.backbone == "unet" and (m.inputs != "early_fusion" or m.pretrained):
         raise UserError("config: model.backbone unet is the supervised early-fusion baseline: "
                         "model.inputs early_fusion, no model.pretrained")
     if config.optimizer.encoder_lr is not None and config.train.mixed_precision == "mixed_float16":
         raise UserError("config: optimizer.encoder_lr with train.mixed_precision mixed_float16 is not supported "
                         "(two optimizers cannot share one loss scale); use mixed_bfloat16 or one learning rate")
+
+
+def _config_value(config, key):
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
+def _same(key, a, b):
+    """Whether two values of config `key` mean the same (band lists by the bands they name)."""
+    if key.endswith("_bands"):
+        modality = key.split(".")[1][:2]
+        try:
+            return resolve_bands(modality, a) == resolve_bands(modality, b)
+        except ValueError:
+            return False
+    return a == b
+
+
+def _show(value):
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def apply_card(config, explicit=()):
+    """`config` with what the card of its ``model.pretrained`` run fixes, and a line saying what that was.
+
+    A downstream run started from pre-trained encoders takes from their card the backbone (and
+    what building it needs), the normalisation, each sensor's bands, and a ``model.inputs`` whose
+    encoders the card has (the config's own when they exist there: ``only_s2`` from a
+    Dual-SimCLR run is fine). The config's values for these are what training from scratch uses.
+
+    Args:
+        config: a :class:`~sslrs_tf.config.Config`.
+        explicit: the dotted keys the user set on the command line: a card value contradicting
+            one of them is a UserError naming both.
+
+    Returns:
+        ``(config, line)``; `config` unchanged and `line` None without ``model.pretrained`` or for a
+        pre-training method.
+    """
+    m = config.model
+    if not m.pretrained or not issubclass(get_method(m.method), DownstreamMethod):
+        return config, None
+    folder, card = load_card(m.pretrained)
+    where = folder / "card.json"
+    settings = card_settings(card)
+    encoders = tuple(sorted(card.get("encoders", {})))
+    if not set(INPUTS[m.inputs]) <= set(encoders):
+        if "model.inputs" in explicit or encoders not in CARD_INPUTS:
+            raise UserError(f"model.inputs={m.inputs} needs the encoders {', '.join(INPUTS[m.inputs])}; "
+                            f"model.pretrained {where} has {', '.join(encoders) or 'none'}")
+        settings["model.inputs"] = CARD_INPUTS[encoders]
+    changed = {}
+    for key, value in settings.items():
+        mine = _config_value(config, key)
+        if _same(key, mine, value):
+            continue
+        if key in explicit:
+            raise UserError(f"{key}={_show(mine)} contradicts model.pretrained {where}, whose encoders were trained "
+                            f"with {key.split('.')[1]} {_show(value)}")
+        changed[key] = value
+    sections = {}
+    for key, value in changed.items():
+        section, name = key.split(".")
+        sections.setdefault(section, {})[name] = value
+    config = dataclasses.replace(config, **{s: dataclasses.replace(getattr(config, s), **v)
+                                            for s, v in sections.items()})
+    what = ", ".join(f"{k}={_show(v)}" for k, v in changed.items()) or "nothing to change"
+    return config, f"model.pretrained {folder} ({card.get('method')} {card.get('backbone')}): from its card: {what}"
 
 
 def data_source(config):
@@ -137,12 +209,21 @@ class Experiment:
         except SplitError as err:
             raise UserError(f"{what}: {err}") from None
 
-    def dataset(self, split, *, training, batch_size=None, start_epoch=0, start_step=0, steps_per_epoch=None):
+    def training_size(self, split, what):
+        """Samples one training epoch of `split` passes over (after ``data.label_fraction`` and
+        ``data.class_balance``); `what` as for :meth:`split_size`."""
+        d = self.config.data
+        self.split_size(split, what)
+        return training_size(self.source, split, label=d.label, label_fraction=d.label_fraction if d.label else 1.0,
+                             class_balance=d.class_balance)
+
+    def dataset(self, split, *, training, batch_size=None, start_epoch=0, start_step=0, steps_per_epoch=None,
+                with_ids=False):
         """The input pipeline of `split` as the config prepares it.
 
         Training: random crops, shuffled endless epochs from `start_epoch` (skipping `start_step`
-        batches of it), the config's label fraction. Otherwise one deterministic pass over the whole
-        split. `batch_size` defaults to ``train.batch_size``.
+        batches of it), the config's label fraction and class balance. Otherwise one deterministic pass over the whole
+        split. `batch_size` defaults to ``train.batch_size``; `with_ids` adds each sample's ``id`` to the inputs.
         """
         c = self.config
         return make_dataset(self.source, split, modalities=self.modalities, bands=self.bands,
@@ -151,7 +232,8 @@ class Experiment:
                             training=training, seed=c.train.seed, shuffle_buffer=c.data.shuffle_buffer,
                             start_epoch=start_epoch, start_step=start_step, label=c.data.label,
                             label_fraction=c.data.label_fraction if training else 1.0,
-                            steps_per_epoch=steps_per_epoch if training else None)
+                            class_balance=c.data.class_balance and training,
+                            steps_per_epoch=steps_per_epoch if training else None, with_ids=with_ids)
 
     def method_inputs(self):
         """The :class:`~sslrs_tf.methods.base.MethodInputs` the config's data gives the method."""
@@ -171,8 +253,6 @@ class Experiment:
         return model
 
     def _load_pretrained(self, model):
-        from sslrs_tf.models.pretrained import load_encoders
-
         m = self.config.model
         _, encoders = load_encoders(m.pretrained, tuple(model.streams), self.config.data.normalization, self.bands,
                                     m.backbone)

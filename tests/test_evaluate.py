@@ -8,6 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from evaluate import main as evaluate_main
+from sslrs_tf.errors import UserError
 from tests.helpers import ROOT, eurosat_fake, exported_weights
 from train import main as train_main
 
@@ -18,11 +19,18 @@ BIGEARTHNET = str(ROOT / "configs" / "finetune_bigearthnet.yaml")
 
 def test_pretrained_encoders_fed_differently_normalised_input_are_refused(pretrained_run, small_world, tmp_path,
                                                                          capsys):
+    # On the command line: a contradiction of the card, refused naming both.
     assert train_main(["--config", FINETUNE, f"run.dir={tmp_path / 'x'}", f"model.pretrained={pretrained_run}",
                        "data.normalization=fixed", *small_world]) == 2
     line = capsys.readouterr().err
-    assert line.startswith("error: model.pretrained: the s1 encoder was trained on input prepared differently")
-    assert "per_sample_max" in line and "fixed" in line and line.count("\n") == 1
+    assert line.startswith("error: data.normalization=fixed contradicts model.pretrained")
+    assert "per_sample_max" in line and str(pretrained_run) in line and line.count("\n") == 1
+    # Loaded by hand (no card step before): the encoders' own check refuses it.
+    from sslrs_tf.models.pretrained import load_encoders
+
+    with pytest.raises(UserError, match="the s1 encoder was trained on input prepared differently") as caught:
+        load_encoders(pretrained_run, ("s1", "s2"), "fixed", {"s1": None, "s2": None})
+    assert "per_sample_max" in str(caught.value) and "fixed" in str(caught.value)
 
 
 def test_zscore_without_statistics_for_every_band_is_a_config_error(tmp_path, capsys):
@@ -90,5 +98,6 @@ def test_bigearthnet_refuses_a_13_band_encoder_unless_told_how_to_fill_b10(pretr
                            "model.backbone=resnet10", "data.missing_bands=error"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: bigearthnet/all has no S2 band B10") and err.count("\n") == 1
-    assert train_main(["--config", EUROSAT, f"run.dir={tmp_path / 'y'}", "data.source=synthetic"]) == 2
+    assert train_main(["--config", EUROSAT, f"run.dir={tmp_path / 'y'}", "data.source=synthetic",
+                       "model.pretrained=null"]) == 2
     assert capsys.readouterr().err.startswith("error: config: data.source synthetic has sen12ms and dfc2020")

@@ -1,11 +1,14 @@
 """sslrs_tf.experiment: a run config turned into bands, data and a method; the checks across its sections."""
 
+import json
+
 import numpy as np
 import pytest
 
 from sslrs_tf.config import load_config
+from sslrs_tf.data.bands import S2_BANDS
 from sslrs_tf.errors import UserError
-from sslrs_tf.experiment import Experiment, check_config
+from sslrs_tf.experiment import Experiment, apply_card, check_config
 from tests.helpers import ROOT, exported_weights
 
 TINY = ROOT / "configs" / "tiny.yaml"
@@ -27,8 +30,8 @@ FINETUNE = ROOT / "configs" / "finetune_tiny.yaml"
         (FINETUNE, ["model.method=segmenter", "data.label=segmentation", "model.backbone=unet",
                     "model.inputs=early_fusion", "data.crop_size=40"], "must be a multiple of 16"),
         (FINETUNE, ["model.freeze=true"], "model.freeze needs model.pretrained"),
-        (FINETUNE, ["model.pretrained=runs/x", "model.inputs=early_fusion"],
-         "model.pretrained with model.inputs early_fusion: pre-training gives one encoder per sensor"),
+        (TINY, ["data.class_balance=true"], "data.class_balance evens out the classes of "
+                                                                  "labels: it needs data.label"),
         (FINETUNE, ["model.method=segmenter", "data.label=segmentation", "model.backbone=unet"],
          "model.backbone unet is the supervised early-fusion baseline"),
         (FINETUNE, ["train.mixed_precision=mixed_float16"], "optimizer.encoder_lr with train.mixed_precision "
@@ -80,3 +83,85 @@ def test_the_method_is_built_from_one_batch_with_the_pretrained_encoders_loaded(
     # Evaluation restores every weight itself: nothing is loaded.
     fresh = experiment.build_method(batch, pretrained=False)
     assert not np.array_equal(fresh.encoders()["s2"].get_weights()[0], expected[len(got) // 2])
+
+
+def card(folder, method, backbone, encoders, normalization="per_sample_max", size=None, **extra):
+    """A card.json as a pre-training run exports it: `encoders` maps an encoder name to its bands (a stacked
+    encoder to {sensor: bands})."""
+    def described(bands):
+        return {"bands": bands, "clip": [0, 1], "method": normalization, "fill_nan": True}
+
+    entries = {}
+    for name, bands in encoders.items():
+        described_input = ({"stacked": list(bands), **{m: described(b) for m, b in bands.items()}}
+                           if isinstance(bands, dict) else described(bands))
+        entries[name] = {"file": f"encoder_{name}.keras", "input": described_input,
+                         "input_shape": [None, size, size, 3], "output": {"pooled": [None, 32]}}
+    folder.mkdir(parents=True)
+    (folder / "card.json").write_text(json.dumps({"method": method, "backbone": backbone, "encoders": entries,
+                                                  **extra}))
+    return folder
+
+
+S1, S2_10, RGB = ["VV", "VH"], ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"], \
+    ["B04", "B03", "B02"]
+
+
+def finetune(*overrides, config=FINETUNE):
+    return load_config(config, overrides)
+
+
+def test_a_card_sets_backbone_bands_normalisation_and_inputs_and_says_so_in_one_line(tmp_path):
+    mma = card(tmp_path / "mma", "mma", "vgg", {"s1": S1, "s2": S2_10}, embedding_dim=32)
+    config, line = apply_card(finetune(f"model.pretrained={mma}"))
+    assert (config.model.backbone, config.model.embedding_dim, config.model.inputs) == ("vgg", 32, "late_fusion")
+    assert config.data.s2_bands == S2_10 and config.data.normalization == "per_sample_max"
+    assert line == (f"model.pretrained {mma} (mma vgg): from its card: model.backbone=vgg, model.embedding_dim=32, "
+                    f"data.s2_bands=[{', '.join(S2_10)}]")
+    check_config(config)  # the result is a valid run config
+
+    simclr = card(tmp_path / "simclr", "simclr", "resnet10", {"s2": RGB}, normalization="fixed")
+    config, line = apply_card(finetune(f"model.pretrained={simclr}"))
+    assert (config.model.inputs, config.data.s2_bands, config.data.normalization) == ("only_s2", RGB, "fixed")
+    assert "model.inputs=only_s2" in line and "\n" not in line
+
+    fusion = card(tmp_path / "fusion", "moco_fusion", "resnet10", {"s1s2": {"s1": S1, "s2": S2_10}},
+                  normalization="zscore", adapters=True)
+    config, _ = apply_card(finetune(f"model.pretrained={fusion}"))
+    assert (config.model.inputs, config.model.adapters, config.data.s2_bands) == ("early_fusion", True, S2_10)
+    assert config.data.normalization == "zscore"
+
+    swin = card(tmp_path / "swin", "dual_simclr", "swin_micro", {"s1": S1, "s2": RGB}, size=64)
+    config, _ = apply_card(finetune(f"model.pretrained={swin}"))
+    assert (config.model.backbone, config.data.crop_size) == ("swin_micro", 64)
+
+
+def test_a_config_already_as_the_card_is_unchanged_and_a_subset_of_its_encoders_is_kept(tmp_path):
+    dual = card(tmp_path / "dual", "dual_simclr", "resnet10", {"s1": S1, "s2": list(S2_BANDS)})
+    config = finetune(f"model.pretrained={dual}", "model.inputs=only_s1")
+    same, line = apply_card(config, explicit={"model.inputs"})
+    assert same == config and line.endswith("from its card: nothing to change")
+    # Without model.pretrained, or for a pre-training method, nothing is read.
+    assert apply_card(finetune()) == (finetune(), None)
+    assert apply_card(load_config(TINY))[1] is None
+
+
+@pytest.mark.parametrize(
+    "overrides, explicit, message",
+    [
+        (["model.backbone=resnet18"], {"model.backbone"},
+         "model.backbone=resnet18 contradicts model.pretrained {card}, whose encoders were trained with backbone vgg"),
+        (["data.normalization=zscore"], {"data.normalization"}, "data.normalization=zscore contradicts"),
+        (["data.s2_bands=rgb"], {"data.s2_bands"}, "data.s2_bands=rgb contradicts model.pretrained"),
+        (["model.inputs=early_fusion"], {"model.inputs"},
+         "model.inputs=early_fusion needs the encoders s1s2; model.pretrained {card} has s1, s2"),
+    ],
+)
+def test_a_card_contradicting_the_command_line_is_refused_naming_both(tmp_path, overrides, explicit, message):
+    mma = card(tmp_path / "mma", "mma", "vgg", {"s1": S1, "s2": S2_10}, embedding_dim=32)
+    with pytest.raises(UserError) as caught:
+        apply_card(finetune(f"model.pretrained={mma}", *overrides), explicit)
+    assert message.format(card=mma / "card.json") in str(caught.value) and "\n" not in str(caught.value)
+    # The same values from the config file (not the command line) give way to the card.
+    config, _ = apply_card(finetune(f"model.pretrained={mma}", *overrides))
+    assert config.model.backbone == "vgg"

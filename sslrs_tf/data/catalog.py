@@ -16,7 +16,12 @@ A band the encoder expects but the dataset lacks (B10 on BigEarthNet) is refused
 default, naming the band (``data.missing_bands: error``); pick an encoder trained
 without it (e.g. ``data.s2_bands: s2_10``). With ``data.missing_bands: zeros`` the
 band is fed as a channel of zeros *after* normalisation: the band's dataset mean
-under z-score, its lowest value under the per-sample-max and fixed scalings.
+under z-score, its lowest value under the max and fixed scalings.
+
+Normalisation: ``per_sample_max`` divides by the maxima of the crop (the papers'
+preprocessing), ``per_patch_max`` by those of the whole stored image the crop is cut
+from (computed here: these datasets store no maxima). ``class_balance`` is refused:
+BigEarthNet's labels are multi-label, and EuroSAT's classes are about even already.
 
 Splits: both datasets come as one ``train`` split; configs carve validation and
 test parts with TFDS slicing (``train[:60%]``, ``train[60%:80%]``, ``train[80%:]``).
@@ -35,6 +40,7 @@ import dataclasses
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from sslrs_tf.data.normalization import raw_channel_max
 from sslrs_tf.data.sources import Reader, Source, SplitError, checked_crop, kept_count, random_crop_offsets
 from sslrs_tf.errors import UserError
 
@@ -137,8 +143,13 @@ class CatalogSource(Source):
         """The bands of `bands` this dataset does not have."""
         return [b for b in bands if b not in self.spec.bands]
 
+    def epoch_size(self, split, settings):
+        refuse_class_balance(self, settings)
+        return super().epoch_size(split, settings)
+
     def reader(self, split, settings):
         spec = self.spec
+        refuse_class_balance(self, settings)
         if settings.modalities != ("s2",):
             raise UserError(f"{spec.name} holds Sentinel-2 only; it feeds an S2 encoder (model.inputs: only_s2). "
                             f"Received: modalities={list(settings.modalities)}")
@@ -163,6 +174,8 @@ class CatalogSource(Source):
 
         def parse(epoch, batch_index, batch):
             x = batch["s2"]
+            # per_patch_max: the maxima of the whole image, taken before cropping.
+            patch_max = raw_channel_max(x) if normalization.method == "per_patch_max" else None
             if crop < size:
                 n = tf.shape(x)[0]
                 if settings.training:
@@ -171,10 +184,16 @@ class CatalogSource(Source):
                     top = left = tf.fill([n], (size - crop) // 2)
                 x = tf.gather(x, top[:, None] + tf.range(crop)[None, :], axis=1, batch_dims=1)
                 x = tf.gather(x, left[:, None] + tf.range(crop)[None, :], axis=2, batch_dims=1)
-            x = fill_missing(normalization(x, "s2", present), wanted, present)
+            x = fill_missing(normalization(x, "s2", present, raw_max=patch_max), wanted, present)
             return ({"s2": x}, batch["label"]) if label else {"s2": x}
 
         return Reader(lambda epoch_seed: base, parse, lambda batches: batches)
+
+
+def refuse_class_balance(source, settings):
+    """Raises a UserError: catalog datasets are not class-balanced."""
+    if settings.class_balance:
+        raise UserError(f"{source.spec.name}: class_balance is supported for SEN12MS and DFC2020 only; turn it off")
 
 
 def check_bands(source, bands, missing_bands):

@@ -1,4 +1,11 @@
-"""Clipping and the three normalisations used with Sentinel-1/2 data (SPEC §3), as TF ops.
+"""Clipping and the normalisations used with Sentinel-1/2 data (SPEC §3), as TF ops.
+
+* ``per_sample_max`` — the papers' preprocessing: clip, shift, divide every channel
+  by the maximum of the array given (the crop the model sees) plus 1e-5;
+* ``per_patch_max`` — the same, divided by the maxima of the whole stored patch the
+  crop was cut from (no epsilon): this library's behaviour before it followed the papers;
+* ``zscore`` — the dataset statistics of the SEN12MS toolbox;
+* ``fixed`` — S1 / 25 + 1, S2 / 10 000.
 
 All ops take raw values (S1 in dB, S2 as reflectance x 10 000) shaped
 ``[..., H, W, C]`` — one sample or a batch — whose channels are the named
@@ -10,7 +17,7 @@ NaN is handled explicitly, never by accident:
 * ``fill_nan=True`` (default): a NaN pixel is set to the lower clip bound
   before normalising (for S1: -25 dB, "no backscatter"), so the output is finite.
 * ``fill_nan=False``: NaN pixels stay NaN in the output; every other pixel is
-  normalised as if they were absent (per-sample maxima ignore them). This is
+  normalised as if they were absent (the maxima ignore them). This is
   the research code's behaviour, where the training loop then skips the batch
   whose loss is non-finite.
 
@@ -46,7 +53,10 @@ ZSCORE_STATS = {
     },
 }
 
-METHODS = ("per_sample_max", "zscore", "fixed")
+METHODS = ("per_sample_max", "per_patch_max", "zscore", "fixed")
+
+#: added to every channel's maximum by :func:`per_sample_max`, as the research code does
+MAX_EPSILON = 1e-5
 
 
 def clip(x, modality, fill_nan=True):
@@ -76,17 +86,42 @@ def raw_channel_max(x):
     return tf.reduce_max(x, axis=[-3, -2])
 
 
-def per_sample_max(x, modality, fill_nan=True, raw_max=None):
-    """The papers' normalisation: clip, shift to start at 0, divide each channel of each sample by its maximum.
+def per_sample_max(x, modality, fill_nan=True):
+    """The papers' normalisation: clip, shift to start at 0, divide each channel by its maximum + 1e-5.
 
-    A channel whose maximum is 0 (every pixel at the lower clip bound) becomes 0
-    rather than NaN.
+    The maximum is that of `x` itself, per sample and channel (over the two spatial
+    axes): `x` is the crop the model sees, as in the research code
+    (HSG-AIML/SSLTransformerRS, ``dfc_dataset.py``), which reads a random crop window,
+    clips (S1 to [-25, 0] then +25; S2 to [0, 10 000]) and divides every channel by
+    that window's maximum plus 1e-5. In evaluation each centre crop or tile is its own
+    sample. The code adds the 1e-5 to the S1 maxima as well as to the S2 maxima (SPEC
+    §3 mentions S2 only); the code is followed here.
+
+    A channel whose clipped values are all at the lower clip bound becomes 0
+    (0 / 1e-5), not NaN. With ``fill_nan=False`` NaN pixels stay NaN and the maximum
+    ignores them (an all-NaN channel has maximum 0).
+    """
+    low, high = CLIP_RANGES[modality]
+    x = clip(x, modality, fill_nan)
+    if low:
+        x = x - low
+    peak = tf.maximum(raw_channel_max(x), 0.0)  # -inf (all NaN) -> 0
+    # One multiply per pixel; a NaN pixel (fill_nan=False) stays NaN whatever it is multiplied by.
+    scale = 1.0 / (peak + MAX_EPSILON)
+    return x * tf.expand_dims(tf.expand_dims(scale, -2), -2)
+
+
+def per_patch_max(x, modality, fill_nan=True, raw_max=None):
+    """Clip, shift to start at 0, divide each channel by the maximum of the whole patch `x` was cropped from.
+
+    Not the papers' preprocessing (that is :func:`per_sample_max`, on the crop): here a
+    crop keeps the scale of its stored 256 px patch, and no epsilon is added. A channel
+    whose maximum is 0 (every pixel at the lower clip bound) becomes 0 rather than NaN.
 
     Args:
-        raw_max: per-channel maxima of the raw values (``[..., C]``, NaN ignored)
-            to divide by, e.g. those of the whole patch `x` was cropped from (the
-            papers normalise before cropping; the builders store these maxima).
-            Default: the maxima of `x` itself.
+        raw_max: per-channel maxima of the raw values (``[..., C]``, NaN ignored) of
+            the whole patch `x` was cropped from (the builders store them as
+            ``s1_max`` / ``s2_max``). Default: the maxima of `x` itself.
     """
     low, high = CLIP_RANGES[modality]
     x = clip(x, modality, fill_nan)
@@ -143,7 +178,8 @@ class Normalization:
     """One named normalisation choice, as configs, pipelines and exported weights carry it.
 
     Args:
-        method: one of ``"per_sample_max"``, ``"zscore"``, ``"fixed"`` (see the module docstring).
+        method: one of ``"per_sample_max"``, ``"per_patch_max"``, ``"zscore"``, ``"fixed"``
+            (see the module docstring).
         fill_nan: replace NaN by the lower clip bound (``True``) or keep it (``False``).
         stats: ``{"s1"|"s2": {band: (mean, std)}}`` extra z-score statistics.
 
@@ -162,11 +198,17 @@ class Normalization:
     def __call__(self, x, modality, bands=None, raw_max=None):
         """Normalises raw `x` of `modality` whose channels are `bands` (default: all bands).
 
-        `raw_max` (per-sample max only): per-channel raw maxima of the whole patch `x` was
-        cropped from (see :func:`per_sample_max`). The other methods work per pixel.
+        `raw_max` (``per_patch_max`` only): per-channel raw maxima of the whole patch `x` was
+        cropped from (see :func:`per_patch_max`). ``per_sample_max`` divides by the maxima of
+        `x` and refuses it; ``zscore`` and ``fixed`` work per pixel and ignore it.
         """
         if self.method == "per_sample_max":
-            return per_sample_max(x, modality, self.fill_nan, raw_max)
+            if raw_max is not None:
+                raise ValueError("per_sample_max divides by the maxima of the array it is given; "
+                                 "raw_max (whole-patch maxima) belongs to per_patch_max")
+            return per_sample_max(x, modality, self.fill_nan)
+        if self.method == "per_patch_max":
+            return per_patch_max(x, modality, self.fill_nan, raw_max)
         if self.method == "fixed":
             return fixed(x, modality, self.fill_nan)
         return zscore(x, modality, bands, self.fill_nan, self.stats.get(modality))

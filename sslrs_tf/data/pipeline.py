@@ -26,7 +26,7 @@ import tensorflow_datasets as tfds
 
 from sslrs_tf.data.bands import MODALITY_BANDS, resolve_bands
 from sslrs_tf.data.normalization import Normalization
-from sslrs_tf.data.sources import ReadSettings, SentinelSource, Source, kept_count, label_subset
+from sslrs_tf.data.sources import ReadSettings, SentinelSource, Source, label_subset
 from sslrs_tf.errors import UserError
 
 LABEL_KINDS = ("single", "multi", "segmentation")
@@ -64,6 +64,7 @@ def make_dataset(
     label=None,
     label_source=None,
     label_fraction=1.0,
+    class_balance=False,
     missing_bands="error",
     batch_size=32,
     drop_remainder=None,
@@ -93,6 +94,11 @@ def make_dataset(
         label: ``None`` (inputs only), ``"single"``, ``"multi"`` or ``"segmentation"``.
         label_source: ``"dfc"`` or ``"lc"`` (default: ``"dfc"`` where present, else ``"lc"``).
         label_fraction: share of the split's samples used, drawn once with a fixed seed.
+        class_balance: while training with a label (SEN12MS, DFC2020): repeat each kept sample
+            by its :func:`~sslrs_tf.data.sources.balanced_copies`, computed from the single
+            labels (whole-patch mask) of the samples the label fraction keeps, so that the
+            classes come out about even (the research code's balanced DFC2020 validation
+            split). Evaluation passes ignore it; training without a label refuses it.
         missing_bands: catalog datasets: ``"error"`` or ``"zeros"`` for a band the dataset lacks.
         batch_size: samples per batch (global batch under a distribution strategy).
         drop_remainder: drop the last incomplete batch (default: when training).
@@ -117,12 +123,13 @@ def make_dataset(
     examples = source.num_examples(split)  # a clear error for a split the dataset lacks
     settings = read_settings(modalities=modalities, bands=bands, normalization=normalization, crop_size=crop_size,
                              training=training, eval_crop=eval_crop, label=label, label_source=label_source,
-                             label_fraction=label_fraction, missing_bands=missing_bands, batch_size=batch_size,
+                             label_fraction=label_fraction, class_balance=bool(class_balance) and training,
+                             missing_bands=missing_bands, batch_size=batch_size,
                              drop_remainder=training if drop_remainder is None else drop_remainder, seed=seed,
                              with_ids=with_ids)
     reader = source.reader(split, settings)
-    if label is not None and label_fraction < 1:
-        examples = kept_count(examples, label_fraction)
+    if training:
+        examples = source.epoch_size(split, settings)
     if training and settings.drop_remainder and examples < batch_size:
         # Every epoch would be empty, and the endless training dataset would look for a batch forever.
         raise UserError(f"batch_size {batch_size} is larger than the {examples} samples of split {split!r}: "
@@ -156,6 +163,29 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def training_size(source, split, *, label=None, label_fraction=1.0, class_balance=False, label_source=None):
+    """The number of samples one training epoch of `split` passes over: after the label fraction and,
+    with `class_balance`, counting each sample's copies (as :func:`make_dataset` reads them).
+
+    With ``label="single"`` the pipeline later drops crops without a valid pixel; those are
+    not subtracted here (they are known only once cropped).
+
+    Args:
+        source: what :func:`make_dataset` takes as its dataset (see :func:`as_source`).
+        label, label_fraction, class_balance, label_source: as for :func:`make_dataset`.
+
+    Example:
+    >>> training_size(source, "validation", label="single", class_balance=True)   # > 986, DFC2020's stored samples
+    """
+    source = as_source(source)
+    source.num_examples(split)  # a clear error for a split the dataset lacks
+    _check_labels(label, label_fraction, class_balance)
+    # Counting needs no modality, band or normalisation.
+    settings = ReadSettings(modalities=(), bands={}, normalization=None, label=label, label_source=label_source,
+                            label_fraction=label_fraction, class_balance=bool(class_balance))
+    return source.epoch_size(split, settings)
+
+
 def _seeded_shuffle(dataset, buffer_size, seeds):
     """``dataset.shuffle(buffer_size)`` whose order depends only on `seeds` (two int64 tensors, not both 0).
 
@@ -174,7 +204,8 @@ def _seeded_shuffle(dataset, buffer_size, seeds):
     return tf.data.experimental.from_variant(variant, dataset.element_spec)
 
 
-def read_settings(*, modalities, bands, normalization, label, label_fraction, eval_crop, **rest):
+def read_settings(*, modalities, bands, normalization, label, label_fraction, eval_crop, class_balance=False,
+                  **rest):
     """:class:`~sslrs_tf.data.sources.ReadSettings` from :func:`make_dataset`'s arguments, each checked."""
     modalities = tuple(modalities)
     for m in modalities:
@@ -190,9 +221,16 @@ def read_settings(*, modalities, bands, normalization, label, label_fraction, ev
         normalization = Normalization.from_config(normalization)
     if eval_crop not in EVAL_CROPS:
         raise UserError(f"eval_crop must be one of {list(EVAL_CROPS)}. Received: eval_crop={eval_crop!r}")
+    _check_labels(label, label_fraction, class_balance)
+    return ReadSettings(modalities=modalities, bands=bands, normalization=normalization, label=label,
+                        label_fraction=label_fraction, eval_crop=eval_crop, class_balance=bool(class_balance), **rest)
+
+
+def _check_labels(label, label_fraction, class_balance):
     if label is not None and label not in LABEL_KINDS:
         raise UserError(f"label must be one of {list(LABEL_KINDS)} or None. Received: label={label!r}")
     if not 0 < label_fraction <= 1:
         label_subset([], label_fraction)  # raises the range error
-    return ReadSettings(modalities=modalities, bands=bands, normalization=normalization, label=label,
-                        label_fraction=label_fraction, eval_crop=eval_crop, **rest)
+    if class_balance and label is None:
+        raise UserError("class_balance balances the classes of a labelled training split; set a label "
+                        "(single, multi or segmentation) or turn class_balance off")

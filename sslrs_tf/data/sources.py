@@ -11,7 +11,8 @@ last steps of an epoch. Two sources exist:
   catalog (EuroSAT, BigEarthNet).
 
 What both need — how many samples a label fraction keeps, the random crops of a
-batch, the crop size check — is here too.
+batch, the crop size check — is here too, and the class-balancing rule of
+:func:`balanced_copies`.
 """
 
 import dataclasses
@@ -47,6 +48,8 @@ class ReadSettings:
         label: None, ``"single"``, ``"multi"`` or ``"segmentation"``.
         label_source: ``"dfc"``, ``"lc"`` or None (the source's default).
         label_fraction: share of the split's samples kept, in (0, 1].
+        class_balance: repeat each kept training sample by its :func:`balanced_copies`
+            (the pipeline passes it only while training with a label).
         missing_bands: ``"error"`` or ``"zeros"`` for a band the dataset lacks.
         batch_size: samples per batch.
         drop_remainder: whether the last incomplete batch is dropped.
@@ -63,6 +66,7 @@ class ReadSettings:
     label: str = None
     label_source: str = None
     label_fraction: float = 1.0
+    class_balance: bool = False
     missing_bands: str = "error"
     batch_size: int = 32
     drop_remainder: bool = True
@@ -105,6 +109,12 @@ class Source:
         """The :class:`Reader` of `split` read with `settings` (:class:`ReadSettings`)."""
         raise NotImplementedError
 
+    def epoch_size(self, split, settings):
+        """Number of records one epoch of `split` read with `settings` passes over (before any
+        sample without a single label is dropped). Default: the label fraction's share."""
+        examples = self.num_examples(split)
+        return kept_count(examples, settings.label_fraction) if settings.label_fraction < 1 else examples
+
 
 def kept_count(examples, fraction):
     """How many of `examples` samples a label fraction keeps: at least one."""
@@ -124,6 +134,37 @@ def label_subset(ids, fraction, seed=LABEL_FRACTIONS_SEED):
     ids = sorted(ids)
     order = np.random.default_rng(seed).permutation(len(ids))
     return sorted(ids[i] for i in order[:kept_count(len(ids), fraction)])
+
+
+def balanced_copies(labels):
+    """How many times each sample is repeated so that the classes come out about even.
+
+    The rule: ``copies_c = max(1, floor(n_max / n_c))``, with ``n_c`` the samples of
+    class ``c`` and ``n_max`` the largest ``n_c``. Samples without a label (``-1``: no
+    valid pixel) get 1 copy and are not counted.
+
+    The research code (HSG-AIML/SSLTransformerRS) fine-tunes on a class-balanced copy of
+    DFC2020's validation split (``splits/validation_observations_balanced_classes.csv``,
+    986 rows -> 2 618). On its counts (Forest 76, Shrubland 37, Grassland 101, Wetlands
+    180, Croplands 156, Urban 62, Barren 23, Water 351) this rule gives 4, 9, 3, 1, 2, 5,
+    15, 1 copies: every published count but Wetlands, which has 2 copies there and 1
+    here (351 / 180 = 1.95), so 2 438 rows instead of 2 618. Rounding instead of the
+    floor would give Wetlands 2 but Forest 5 (4.6) and Urban 6 (5.7), both published
+    otherwise.
+
+    Args:
+        labels: int array ``[n]`` of single labels (class indices, -1 for none).
+
+    Returns:
+        int64 array ``[n]``, at least 1 everywhere.
+    """
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    valid = labels >= 0
+    copies = np.ones(len(labels), np.int64)
+    if valid.any():
+        counts = np.bincount(labels[valid])
+        copies[valid] = np.maximum(1, counts.max() // counts[labels[valid]])
+    return copies
 
 
 def random_crop_offsets(seed, epoch, batch_index, n, size, crop):
@@ -161,9 +202,14 @@ class SentinelSource(Source):
     Records are read straight from the TFDS shards and parsed **in batches**
     (``tf.io.parse_example`` + ``decode_raw`` on whole batches: about 2x faster than
     per-example parsing here). Crops are aligned across S1, S2 and the label mask;
-    only the rows of a crop are decoded. The per-sample-max normalisation divides by
-    the maxima of the whole patch (as the papers do, normalising before cropping),
-    which the builders store per sample.
+    only the rows of a crop are decoded. ``per_sample_max`` divides by the maxima of
+    the crop (as the papers do); ``per_patch_max`` by those of the whole stored patch,
+    which the builders store per sample (``s1_max``, ``s2_max``).
+
+    With ``class_balance`` (training), each kept sample's record is repeated by its
+    :func:`balanced_copies`, computed from the single labels of the kept samples
+    (:meth:`split_labels`); the copies of a record come one after the other, and the
+    pipeline's shuffle buffer mixes them.
 
     Args:
         builder: a prepared TFDS builder of either dataset (or of a dataset stored the
@@ -175,6 +221,7 @@ class SentinelSource(Source):
     def __init__(self, builder):
         self.builder = builder
         self.full_name = builder.info.full_name
+        self._labels = {}  # (split, label source) -> split_labels(), read once
 
     def num_examples(self, split):
         if split not in self.builder.info.splits:
@@ -187,6 +234,59 @@ class SentinelSource(Source):
         ds = ds.map(lambda r: tf.io.parse_example(r, {"id": tf.io.FixedLenFeature([], tf.string)})["id"])
         return [i.decode() for batch in ds.as_numpy_iterator() for i in batch]
 
+    def split_labels(self, split, label_source=None):
+        """``{id: single label}`` of every sample of a split, in stored order: the most frequent valid
+        class of the whole patch's mask (-1 where no pixel is valid).
+
+        Reads only the ids and the label rasters (no S1/S2 decoding), once per split and
+        label source: the answer is kept.
+
+        Args:
+            label_source: ``"dfc"`` or ``"lc"`` (default: ``"dfc"`` where present, else ``"lc"``).
+        """
+        self.num_examples(split)  # a clear error for a split the dataset lacks
+        label_source = self._label_source(label_source)
+        if (split, label_source) in self._labels:
+            return dict(self._labels[split, label_source])
+        features = self.builder.info.features
+        if label_source not in features:
+            raise UserError(f"{self.full_name} has no {label_source!r} labels")
+        size, channels = features["s1"].shape[0], _RASTERS[label_source][1]
+        to_classes = label_ops.dfc10_to_classes if label_source == "dfc" else label_ops.igbp_to_classes
+        spec = {k: tf.io.FixedLenFeature([], tf.string) for k in ("id", label_source)}
+
+        def labels(records):
+            parsed = tf.io.parse_example(records, spec)
+            mask = tf.reshape(tf.io.decode_raw(parsed[label_source], tf.uint8), [-1, size, size, channels])[..., 0]
+            return parsed["id"], label_ops.single_label(to_classes(mask))
+
+        ds = tf.data.TFRecordDataset(self._files(split)).batch(256).map(labels)
+        self._labels[split, label_source] = {i.decode(): int(y) for ids, ys in ds.as_numpy_iterator()
+                                             for i, y in zip(ids, ys, strict=True)}
+        return dict(self._labels[split, label_source])
+
+    def epoch_size(self, split, settings):
+        if not settings.class_balance:
+            return super().epoch_size(split, settings)
+        return int(sum(self._copies(split, settings).values()))
+
+    def _label_source(self, label_source):
+        return label_source or ("dfc" if "dfc" in self.builder.info.features else "lc")
+
+    def _copies(self, split, settings):
+        """``{id: copies}`` of the samples an epoch reads: the label fraction's, each balanced when asked."""
+        if settings.class_balance:
+            labels = self.split_labels(split, settings.label_source)
+            ids = list(labels)
+        else:
+            ids = self.split_ids(split)
+        if settings.label_fraction < 1:
+            ids = label_subset(ids, settings.label_fraction)
+        if not settings.class_balance:
+            return dict.fromkeys(ids, 1)
+        # Balanced over the kept samples: nested fractions stay nested.
+        return dict(zip(ids, balanced_copies([labels[i] for i in ids]).tolist(), strict=True))
+
     def _files(self, split):
         return [os.fspath(f) for f in self.builder.info.splits[split].filepaths]
 
@@ -194,15 +294,18 @@ class SentinelSource(Source):
         features = self.builder.info.features
         patch_size = features["s1"].shape[0]
         crop = checked_crop(settings.crop_size, patch_size)
-        label_source = settings.label_source or ("dfc" if "dfc" in features else "lc")
-        if settings.label and label_source not in features:
+        label_source = self._label_source(settings.label_source)
+        if (settings.label or settings.class_balance) and label_source not in features:
             raise UserError(f"{self.full_name} has no {label_source!r} labels")
         files = self._files(split)
-        keep = None
-        if settings.label_fraction < 1:
-            kept = label_subset(self.split_ids(split), settings.label_fraction)
-            keep = tf.lookup.StaticHashTable(
-                tf.lookup.KeyValueTensorInitializer(tf.constant(kept), tf.ones(len(kept), tf.int32)), 0)
+        copies = None
+        if settings.label_fraction < 1 or settings.class_balance:
+            # id -> how often its record is read in an epoch (0: not kept).
+            kept = self._copies(split, settings)
+            copies = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(tf.constant(list(kept), tf.string),
+                                                    tf.constant(list(kept.values()), tf.int64)),
+                tf.constant(0, tf.int64))
         parser = _Parser(patch_size, crop, label_source, settings)
 
         def records(epoch_seed):
@@ -212,9 +315,15 @@ class SentinelSource(Source):
             records = tf.data.Dataset.from_tensor_slices(names).interleave(
                 tf.data.TFRecordDataset, cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True)
-            if keep is not None:
-                records = records.filter(lambda r: keep.lookup(
-                    tf.io.parse_single_example(r, {"id": tf.io.FixedLenFeature([], tf.string)})["id"]) > 0)
+            if copies is not None:
+                def count(r):
+                    parsed = tf.io.parse_single_example(r, {"id": tf.io.FixedLenFeature([], tf.string)})
+                    return copies.lookup(parsed["id"])
+
+                if settings.class_balance:
+                    records = records.flat_map(lambda r: tf.data.Dataset.from_tensors(r).repeat(count(r)))
+                else:
+                    records = records.filter(lambda r: count(r) > 0)
             return records
 
         rebatch = len(parser.tiles) > 1 and not settings.training
@@ -240,7 +349,8 @@ class _Parser:
     def spec(self):
         keys = list(self.modalities) + ([self.label_source] if self.label else []) + ["id"]
         spec = {k: tf.io.FixedLenFeature([], tf.string) for k in keys}
-        if self.settings.normalization.method == "per_sample_max":
+        if self.settings.normalization.method == "per_patch_max":
+            # Only per_patch_max divides by the whole patch's maxima, which the builders store.
             for m in self.modalities:
                 dtype = tf.float32 if m == "s1" else tf.int64  # TFDS stores integers as int64
                 spec[f"{m}_max"] = tf.io.FixedLenFeature([_RASTERS[m][1]], dtype)

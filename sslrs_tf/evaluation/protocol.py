@@ -13,6 +13,7 @@ an interrupted protocol continues where it stopped.
 import dataclasses
 import json
 import pathlib
+import re
 import typing
 
 import numpy as np
@@ -22,23 +23,78 @@ from sslrs_tf.config import find_config, from_dict, option, parse_override, ship
 from sslrs_tf.data.labels import CLASS_NAMES
 from sslrs_tf.errors import UserError
 
-_FROZEN = ["model.pretrained={pretrained}", "model.freeze=true", "model.inputs=late_fusion"]
-_FINETUNED = ["model.pretrained={pretrained}", "model.freeze=false", "model.inputs=late_fusion"]
-#: the models of the ISPRS 2022 and CVPR EarthVision 2022 tables: name -> (family, overrides). The
-#: encoders' architecture comes from the base config (model.backbone): the baselines of a Swin base
-#: config are the Swin baselines; "Dual-Swin" names the pretrained rows of such a comparison.
+#: pre-training methods whose runs a protocol names (``pretrained.<method>``); Dual-Swin is dual_simclr
+#: with Swin encoders
+PRETRAINING = ("dual_simclr", "mma", "simclr", "moco_sensor", "moco_fusion")
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """One row of the comparison tables.
+
+    Args:
+        family: ``"probe"`` (frozen pre-trained encoders), ``"finetune"`` (pre-trained, fine-tuned)
+            or ``"baseline"`` (supervised, from random weights); the protocol's overrides of that
+            name apply.
+        pretrained: the pre-training method (a key of ``pretrained:``) whose run starts the encoders.
+        overrides: the row's own config overrides (the encoders' architecture otherwise comes from
+            the base config, or from the pre-trained run's card).
+        members: family ``"ensemble"``: the rows whose runs' class probabilities are averaged
+            (:mod:`sslrs_tf.evaluation.ensemble`); nothing is trained for it.
+    """
+
+    family: str
+    pretrained: str = None
+    overrides: tuple = ()
+    members: tuple = ()
+
+
+def _pretrained(method, *overrides, freeze=False):
+    return Model("probe" if freeze else "finetune", method,
+                 (f"model.freeze={str(freeze).lower()}", *overrides))
+
+
+_SCRATCH = ("model.pretrained=null", "model.freeze=false")
+#: the models of the ISPRS 2022 and CVPR EarthVision 2022 tables. The baselines' encoders come from the
+#: base config (model.backbone): the baselines of a Swin base config are the Swin baselines; "Dual-Swin"
+#: names the pretrained rows of such a comparison.
 MODELS = {
-    "Dual-SimCLR frozen": ("probe", _FROZEN),
-    "Dual-SimCLR fine-tuned": ("finetune", _FINETUNED),
-    "Dual-Swin frozen": ("probe", _FROZEN),
-    "Dual-Swin fine-tuned": ("finetune", _FINETUNED),
-    "OnlySen-1": ("baseline", ["model.pretrained=null", "model.freeze=false", "model.inputs=only_s1"]),
-    "OnlySen-2": ("baseline", ["model.pretrained=null", "model.freeze=false", "model.inputs=only_s2"]),
-    "EarlyFusion": ("baseline", ["model.pretrained=null", "model.freeze=false", "model.inputs=early_fusion"]),
-    "LateFusion": ("baseline", ["model.pretrained=null", "model.freeze=false", "model.inputs=late_fusion"]),
+    "Dual-SimCLR frozen": _pretrained("dual_simclr", "model.inputs=late_fusion", freeze=True),
+    "Dual-SimCLR fine-tuned": _pretrained("dual_simclr", "model.inputs=late_fusion"),
+    "Dual-Swin frozen": _pretrained("dual_simclr", "model.inputs=late_fusion", freeze=True),
+    "Dual-Swin fine-tuned": _pretrained("dual_simclr", "model.inputs=late_fusion"),
+    "MMA": _pretrained("mma", "model.inputs=late_fusion"),
+    "SimCLR (RGB)": _pretrained("simclr", "model.inputs=only_s2"),
+    "MoCo-v2 sensor pairs": _pretrained("moco_sensor", "model.inputs=late_fusion"),
+    "MoCo-v2 fusion": _pretrained("moco_fusion", "model.inputs=early_fusion"),
+    "OnlySen-1": Model("baseline", None, (*_SCRATCH, "model.inputs=only_s1")),
+    "OnlySen-2": Model("baseline", None, (*_SCRATCH, "model.inputs=only_s2")),
+    "EarlyFusion": Model("baseline", None, (*_SCRATCH, "model.inputs=early_fusion")),
+    "LateFusion": Model("baseline", None, (*_SCRATCH, "model.inputs=late_fusion")),
+    "UNet": Model("baseline", None, (*_SCRATCH, "model.backbone=unet", "model.inputs=early_fusion")),
+    # The CVPR EarthVision 2022 segmentation rows, with a Swin segmenter base config (SwinUNet heads).
+    "SwinUNet": Model("baseline", None, (*_SCRATCH, "model.inputs=late_fusion")),
+    "SwinUNet fine-tuned": _pretrained("dual_simclr", "model.inputs=late_fusion"),
+    "SwinUNet frozen": _pretrained("dual_simclr", "model.inputs=late_fusion", freeze=True),
+    "Ensemble UNet + SwinUNet fine-tuned": Model("ensemble", members=("UNet", "SwinUNet fine-tuned")),
 }
+#: the seven systems of the ISPRS 2022 tables, and Dual-SimCLR frozen (the linear probe) as an extra row
+ISPRS_MODELS = ["OnlySen-1", "OnlySen-2", "EarlyFusion", "LateFusion", "SimCLR (RGB)", "MMA",
+                "Dual-SimCLR fine-tuned", "Dual-SimCLR frozen"]
 HEADLINE = {"single": ("AA", "OA"), "multi": ("F1", "O-F1"), "segmentation": ("AA", "mIoU")}
 PER_CLASS = {"single": "accuracy", "multi": "F1", "segmentation": "IoU"}
+
+
+@dataclasses.dataclass(kw_only=True)
+class PretrainedRuns:
+    """``pretrained:`` of a protocol file: one run directory per pre-training method its models use."""
+
+    dual_simclr: typing.Optional[str] = option(None, doc="Dual-SimCLR or Dual-Swin run (configs/dual_simclr.yaml, "
+                                                         "dual_swin.yaml), or a converted checkpoint")
+    mma: typing.Optional[str] = option(None, doc="MMA run (configs/mma.yaml)")
+    simclr: typing.Optional[str] = option(None, doc="SimCLR (RGB) run (configs/simclr_rgb.yaml)")
+    moco_sensor: typing.Optional[str] = option(None, doc="MoCo-v2 sensor-pairs run (configs/moco_sensor.yaml)")
+    moco_fusion: typing.Optional[str] = option(None, doc="MoCo-v2 fusion run (configs/moco_fusion.yaml)")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -48,28 +104,42 @@ class ProtocolConfig:
     dir: str = option(doc="where the runs, tables and plot go")
     base: str = option(doc="downstream config every run starts from (relative to the protocol file, or the "
                            "name of a shipped config)")
-    pretrained: typing.Optional[str] = option(None, doc="pre-training run directory of the pretrained models")
-    models: typing.List[str] = option(list(MODELS), doc="models to compare (names in the ISPRS tables)")
-    labels: typing.List[str] = option(["single"], doc="single, multi, segmentation (needs a segmenter base)")
+    pretrained: PretrainedRuns = option(PretrainedRuns, doc="pre-training run per method (a bare path: dual_simclr)")
+    models: typing.List[str] = option(list(ISPRS_MODELS), doc="models to compare (names in the papers' tables)")
+    labels: typing.List[str] = option(["single", "multi"], doc="single, multi, segmentation (needs a segmenter base)")
     label_fractions: typing.List[float] = option([0.01, 0.1, 0.5, 1.0])
     seeds: typing.List[int] = option([0, 1, 2])
     overrides: typing.List[str] = option([], doc="applied to every run (e.g. data.source=synthetic)")
     probe: typing.List[str] = option([], doc="overrides of the frozen (linear-probe) runs")
     finetune: typing.List[str] = option([], doc="overrides of the fine-tuned runs")
     baseline: typing.List[str] = option([], doc="overrides of the supervised baselines")
+    figure: typing.List[str] = option([], doc="segmentation: models whose predictions qualitative.png shows "
+                                              "(largest label fraction, first seed)")
+    figure_patches: int = option(6, min=1, doc="test patches (rows) of qualitative.png")
 
 
 def load_protocol(path, overrides=()):
     """Reads and validates a protocol file (a path, or the name of a shipped one); `overrides` are
-    ``key=value`` on its top-level keys."""
+    ``key=value`` on its keys (``pretrained.mma=runs/mma``; ``pretrained=RUN`` names the Dual-SimCLR run)."""
     path = find_config(path, kind="protocol")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as err:
         raise UserError(f"protocol file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"protocol file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"protocol file {path} must hold a mapping (dir, base, models, ...)")
     for text in overrides:
         keys, value = parse_override(text)
-        data[".".join(keys)] = value
+        node = data
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {"dual_simclr": node[key]} if key == "pretrained" and node.get(key) else {}
+            node = node[key]
+        node[keys[-1]] = value
+    if isinstance(data.get("pretrained"), str):
+        data["pretrained"] = {"dual_simclr": data["pretrained"]}
     protocol = from_dict(ProtocolConfig, data, "protocol")
     for name in protocol.models:
         if name not in MODELS:
@@ -80,10 +150,21 @@ def load_protocol(path, overrides=()):
     for f in protocol.label_fractions:
         if not 0 < f <= 1:
             raise UserError(f"protocol: label_fractions must be in (0, 1]; received {f}")
-    needs_pretrained = any(MODELS[m][0] != "baseline" for m in protocol.models)
-    if needs_pretrained and not protocol.pretrained:
-        raise UserError("protocol: pretrained is required for the Dual-SimCLR/Dual-Swin models "
-                        "(a pre-training run directory)")
+    for i, name in enumerate(protocol.models):
+        missing = [m for m in MODELS[name].members if m not in protocol.models[:i]]
+        if missing:
+            raise UserError(f"protocol: the model {name!r} averages {' and '.join(MODELS[name].members)}: list "
+                            f"{' and '.join(missing)} before it in models")
+    for name in protocol.figure:
+        if name not in protocol.models:
+            raise UserError(f"protocol: figure shows models of the protocol; {name!r} is not in models")
+    if protocol.figure and "segmentation" not in protocol.labels:
+        raise UserError("protocol: figure draws land-cover maps: it needs labels [segmentation]")
+    for name in protocol.models:
+        method = MODELS[name].pretrained
+        if method and not getattr(protocol.pretrained, method):
+            raise UserError(f"protocol: pretrained.{method} is required for the model {name!r} "
+                            f"(a {method} pre-training run directory)")
     # `base` is relative to the protocol file; a bare name that is no file there is a shipped config.
     base = path.resolve().parent / protocol.base
     shipped = shipped_configs()
@@ -94,7 +175,7 @@ def load_protocol(path, overrides=()):
 
 def run_dir(protocol, label, model, fraction, seed):
     """Where one run of the protocol lives."""
-    slug = model.lower().replace(" ", "_").replace("-", "")
+    slug = re.sub(r"[^a-z0-9_]", "", model.lower().replace(" ", "_").replace("-", ""))
     return pathlib.Path(protocol.dir) / label / slug / f"f{fraction:g}" / f"seed{seed}"
 
 
@@ -102,10 +183,11 @@ def run_config(protocol, label, model, fraction, seed):
     """The config of one run: base config, protocol overrides, the model's overrides."""
     from sslrs_tf.config import load_config
 
-    family, model_overrides = MODELS[model]
-    pretrained = str(pathlib.Path(protocol.pretrained).resolve()) if protocol.pretrained else ""
-    overrides = [*protocol.overrides, *(o.format(pretrained=pretrained) for o in model_overrides),
-                 *getattr(protocol, family), f"run.dir={run_dir(protocol, label, model, fraction, seed)}",
+    row = MODELS[model]
+    start = [f"model.pretrained={pathlib.Path(getattr(protocol.pretrained, row.pretrained)).resolve()}"] \
+        if row.pretrained else []
+    overrides = [*protocol.overrides, *start, *row.overrides,
+                 *getattr(protocol, row.family), f"run.dir={run_dir(protocol, label, model, fraction, seed)}",
                  f"train.seed={seed}", f"data.label={label}", f"data.label_fraction={fraction}"]
     return load_config(protocol.base, overrides)
 
@@ -120,6 +202,7 @@ def run_protocol(protocol, train, log=print):
     """
     import keras
 
+    from sslrs_tf.evaluation.ensemble import evaluate_ensemble
     from sslrs_tf.evaluation.evaluate import evaluate_run
 
     results = []
@@ -131,6 +214,10 @@ def run_protocol(protocol, train, log=print):
         what = f"[{i}/{len(grid)}] {label}-label, {model}, {fraction:g} of the labels, seed {seed}"
         if metrics.is_file():
             log(f"{what}: done before")
+        elif MODELS[model].family == "ensemble":
+            log(f"{what}: averaging its members' probabilities")
+            evaluate_ensemble([run_dir(protocol, label, m, fraction, seed) for m in MODELS[model].members], out=where)
+            keras.backend.clear_session()
         else:
             log(f"{what}: training")
             train(run_config(protocol, label, model, fraction, seed), verbose=0)
@@ -196,8 +283,9 @@ def headline(results):
             return float(np.mean(values)) if values else None
 
         models = dict.fromkeys(r["model"] for r in results if r["label"] == label)
-        pretrained = {m: score(m, 0.1) for m in models if MODELS[m][0] != "baseline"}
-        baselines = {m: score(m, 1.0) for m in models if MODELS[m][0] == "baseline"}
+        # An ensemble mixes pre-trained and supervised members: it makes no claim either way.
+        pretrained = {m: score(m, 0.1) for m in models if MODELS[m].family in ("probe", "finetune")}
+        baselines = {m: score(m, 1.0) for m in models if MODELS[m].family == "baseline"}
         pretrained = {m: v for m, v in pretrained.items() if v is not None}
         baselines = {m: v for m, v in baselines.items() if v is not None}
         if not pretrained or not baselines:
@@ -227,7 +315,7 @@ def plot(results, path):
             values = [[r["scores"][key] for r in of_label if r["model"] == model and r["fraction"] == f]
                       for f in fractions]
             ax.errorbar([100 * f for f in fractions], [np.mean(v) for v in values], yerr=[np.std(v) for v in values],
-                        marker="o", capsize=3, label=model, linestyle="--" if MODELS[model][0] == "baseline" else "-")
+                        marker="o", capsize=3, label=model, linestyle={"baseline": "--", "ensemble": ":"}.get(MODELS[model].family, "-"))
         ax.set_xscale("log")
         ax.set_xlabel("labelled DFC2020 patches used (%)")
         ax.set_ylabel(f"{key} (%)")
@@ -241,9 +329,25 @@ def plot(results, path):
     plt.close(fig)
 
 
+def draw_protocol_figure(protocol):
+    """Writes ``qualitative.png`` (:func:`sslrs_tf.evaluation.ensemble.qualitative`): the predictions of the
+    protocol's ``figure`` models at its largest label fraction and first seed; returns its path, or None
+    when the protocol has no figure."""
+    if not protocol.figure:
+        return None
+    from sslrs_tf.evaluation.ensemble import qualitative
+
+    fraction, seed = max(protocol.label_fractions), protocol.seeds[0]
+    panels = {name: [run_dir(protocol, "segmentation", m, fraction, seed) for m in (MODELS[name].members or [name])]
+              for name in protocol.figure}
+    path = pathlib.Path(protocol.dir) / "qualitative.png"
+    qualitative(panels, path, protocol.figure_patches)
+    return path
+
+
 def report_protocol(protocol, results):
-    """Writes ``results.json``, ``tables.md`` and ``label_fractions.png`` into the protocol directory;
-    returns the text of the tables (with the headline sentence)."""
+    """Writes ``results.json``, ``tables.md``, ``label_fractions.png`` and (with ``figure``) ``qualitative.png``
+    into the protocol directory; returns the text of the tables (with the headline sentence)."""
     folder = pathlib.Path(protocol.dir)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -252,4 +356,5 @@ def report_protocol(protocol, results):
                                    tables(results), headline(results)]))
     (folder / "tables.md").write_text(text + "\n")
     plot(results, folder / "label_fractions.png")
+    draw_protocol_figure(protocol)
     return text

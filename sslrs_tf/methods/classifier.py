@@ -6,7 +6,7 @@ from keras import ops
 from sslrs_tf.data.labels import NUM_CLASSES
 from sslrs_tf.methods.downstream import DownstreamMethod
 from sslrs_tf.metrics import ConfusionMatrix, MultiLabelCounts
-from sslrs_tf.models.encoders import feature_dim, is_encoder
+from sslrs_tf.models.encoders import feature_dim
 
 
 @keras.saving.register_keras_serializable(package="sslrs_tf")
@@ -14,7 +14,8 @@ class Classifier(DownstreamMethod):
     """Pooled features of one or two encoders, concatenated, then one linear layer to the classes.
 
     Args:
-        backbone: encoder architecture (``"resnet18"``, ``"resnet50"``, ``"swin_t"``, ...).
+        backbone: encoder architecture (``"resnet18"``, ``"resnet50"``, ``"swin_t"``, ``"vgg"``, ...;
+            MMA's VGG encoders are pooled like the others).
         inputs: ``"only_s1"``, ``"only_s2"``, ``"early_fusion"`` or ``"late_fusion"``
             (see :mod:`sslrs_tf.methods.downstream`).
         label: ``"single"`` (softmax cross-entropy; metrics OA, AA) or ``"multi"``
@@ -23,6 +24,7 @@ class Classifier(DownstreamMethod):
         s1_channels, s2_channels: input channels per sensor.
         freeze: keep the encoders fixed (weights and BatchNorm statistics): a linear probe.
         sync_bn: BatchNorm statistics over the global batch under a multi-replica strategy.
+        image_size, adapters, embedding_dim: as for :class:`~sslrs_tf.methods.downstream.DownstreamMethod`.
 
     Example:
     >>> from sslrs_tf.datasets import make_dataset
@@ -36,13 +38,13 @@ class Classifier(DownstreamMethod):
     LABELS = ("single", "multi")
 
     def __init__(self, backbone="resnet18", inputs="late_fusion", label="single", num_classes=NUM_CLASSES, **kwargs):
-        if not is_encoder(backbone):
-            raise ValueError(f"`backbone` must be a ResNet or a Swin for classification. Received: backbone={backbone!r}")
+        if backbone not in self.BACKBONES:
+            raise ValueError(f"`backbone` must be one of {', '.join(self.BACKBONES)}. Received: backbone={backbone!r}")
         super().__init__(backbone=backbone, inputs=inputs, label=label, num_classes=num_classes, **kwargs)
         self.head = keras.layers.Dense(num_classes, name="head")
         # Built now: every variable exists before the optimizers are built (Keras builds them
         # from the variables it finds at the first step).
-        self.head.build((None, feature_dim(backbone) * len(self.streams)))
+        self.head.build((None, feature_dim(backbone, self.embedding_dim) * len(self.streams)))
         if self.label == "single":
             self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
             self.task_metrics = [ConfusionMatrix(num_classes, "OA"), ConfusionMatrix(num_classes, "AA")]

@@ -14,7 +14,11 @@
 From random initialisation these are the supervised baselines; with
 ``model.pretrained`` the encoders start from a pre-training run, either frozen
 (``model.freeze: true``, a linear probe) or fine-tuned, optionally at their own
-learning rate (``optimizer.encoder_lr``).
+learning rate (``optimizer.encoder_lr``). Any pre-training method's encoders can start
+them: an encoder is built here exactly as its method built it (a ResNet, a Swin, MMA's
+VGG, with or without MoCo's 1x1 adapter), and a stream takes the pre-trained encoder of
+its own name (``s1``, ``s2``, or ``s1s2`` for MoCo fusion's stacked input, which starts
+``early_fusion``).
 """
 
 import keras
@@ -22,7 +26,7 @@ from keras import ops
 
 from sslrs_tf.data.labels import NUM_CLASSES
 from sslrs_tf.methods.base import Method
-from sslrs_tf.models.encoders import is_encoder, make_encoder
+from sslrs_tf.models.encoders import ENCODERS, make_encoder
 
 INPUTS = {
     # name: {encoder name: modalities it reads, in channel order}
@@ -41,23 +45,25 @@ class DownstreamMethod(Method):
     ``self.loss_fn`` and ``self.task_metrics``.
 
     Args:
-        backbone: encoder architecture (``"resnet18"``, ``"resnet50"``, ``"swin_t"``, ...).
+        backbone: encoder architecture (``"resnet18"``, ``"resnet50"``, ``"swin_t"``, ``"vgg"``, ...).
         inputs: ``"only_s1"``, ``"only_s2"``, ``"early_fusion"`` or ``"late_fusion"``.
         label: the label kind (one of the subclass's ``LABELS``).
         num_classes: number of classes (8 for DFC2020).
         s1_channels, s2_channels: input channels per sensor.
         freeze: keep the encoders fixed (weights and BatchNorm statistics).
         sync_bn: BatchNorm statistics over the global batch under a multi-replica strategy.
-        image_size: the input side a Swin encoder is built for; ignored by ResNets.
+        image_size: the input side a Swin encoder is built for; ignored by the others.
+        adapters: each encoder starts with the MoCo work's 1x1 adapter to 3 channels (as MoCo's
+            encoders with ``adapters=True``).
+        embedding_dim: ``backbone="vgg"``: channels of the last block (MMA's E).
     """
 
     LABELS = ()
-    #: whether ``model.pretrained`` can start each ``model.inputs``' encoders (early fusion's stacked
-    #: encoder has no pre-trained counterpart)
-    PRETRAINABLE_INPUTS = ("only_s1", "only_s2", "late_fusion")
+    BACKBONES = (*ENCODERS, "vgg")
 
     def __init__(self, backbone="resnet18", inputs="late_fusion", label=None, num_classes=NUM_CLASSES,
-                 s1_channels=2, s2_channels=13, freeze=False, sync_bn=True, image_size=None, **kwargs):
+                 s1_channels=2, s2_channels=13, freeze=False, sync_bn=True, image_size=None, adapters=False,
+                 embedding_dim=256, **kwargs):
         super().__init__(**kwargs)
         label = label or self.LABELS[0]
         if inputs not in INPUTS:
@@ -66,12 +72,13 @@ class DownstreamMethod(Method):
             raise ValueError(f"`label` must be one of {', '.join(self.LABELS)}. Received: label={label!r}")
         self.backbone, self.inputs_kind, self.label, self.num_classes = backbone, inputs, label, num_classes
         self.s1_channels, self.s2_channels, self.freeze, self.sync_bn = s1_channels, s2_channels, freeze, sync_bn
-        self.image_size = image_size
+        self.image_size, self.adapters, self.embedding_dim = image_size, adapters, embedding_dim
         self.streams = INPUTS[inputs]
         self.encoder_models = {
-            name: make_encoder(backbone, self.stream_channels(name), sync_bn, image_size, name=f"encoder_{name}")
+            name: make_encoder(backbone, self.stream_channels(name), sync_bn, image_size, name=f"encoder_{name}",
+                               adapter=adapters, embedding_dim=embedding_dim)
             for name in self.streams
-        } if is_encoder(backbone) else {}
+        } if backbone in self.BACKBONES and backbone != "unet" else {}
         for encoder in self.encoder_models.values():
             encoder.trainable = not freeze
 
@@ -108,7 +115,8 @@ class DownstreamMethod(Method):
         """
         for name, encoder in self.encoder_models.items():
             if name not in encoders:
-                raise ValueError(f"no {name} encoder to start inputs={self.inputs_kind} from")
+                raise ValueError(f"no {name} encoder to start inputs={self.inputs_kind} from (there are "
+                                 f"{', '.join(sorted(encoders))})")
             try:
                 encoder.set_weights(encoders[name].get_weights())
             except ValueError as err:
@@ -126,9 +134,11 @@ class DownstreamMethod(Method):
         experiment loads ``model.pretrained`` into them, see :meth:`load_encoders`)."""
         return cls(backbone=model.backbone, inputs=model.inputs, label=inputs.label, num_classes=inputs.num_classes,
                    s1_channels=inputs.channels("s1"), s2_channels=inputs.channels("s2"), freeze=model.freeze,
-                   sync_bn=model.sync_bn, image_size=inputs.image_size)
+                   sync_bn=model.sync_bn, image_size=inputs.image_size, adapters=model.adapters,
+                   embedding_dim=model.embedding_dim)
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone, "inputs": self.inputs_kind, "label": self.label,
                 "num_classes": self.num_classes, "s1_channels": self.s1_channels, "s2_channels": self.s2_channels,
-                "freeze": self.freeze, "sync_bn": self.sync_bn, "image_size": self.image_size}
+                "freeze": self.freeze, "sync_bn": self.sync_bn, "image_size": self.image_size,
+                "adapters": self.adapters, "embedding_dim": self.embedding_dim}

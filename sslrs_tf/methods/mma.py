@@ -48,7 +48,7 @@ class MMA(SensorPairMethod):
 
     def call(self, inputs, training=False):
         """Patch embeddings ``{"s1": [B, d], "s2": [B, d]}`` (see :func:`patch_embedding`) of a batch."""
-        return {m: patch_embedding(self.encoders()[m](inputs[m], training=training)["features"]) for m in ("s1", "s2")}
+        return {m: patch_embedding(self.encoders()[m](inputs[m], training=training)["P3"]) for m in ("s1", "s2")}
 
     def pair_loss(self, a, b, all_a, all_b, offset):
         return symmetric_info_nce(a, b, self.temperature, all_a, all_b, offset)

@@ -7,7 +7,6 @@ from sslrs_tf.data.augment import augment
 from sslrs_tf.errors import UserError
 from sslrs_tf.losses.contrastive import embedding_spread, l2_normalize, moco_info_nce, queue_logits
 from sslrs_tf.methods.base import ContrastiveMethod, gather
-from sslrs_tf.models.batch_norm import fuse_batch_norm, synchronize_batch_norm
 from sslrs_tf.models.encoders import feature_dim, is_encoder, make_encoder
 from sslrs_tf.models.heads import projection_head
 
@@ -107,22 +106,14 @@ class MoCo(ContrastiveMethod):
                                          name="queue_ptr")
 
     def _encoder(self, channels, sync, name):
-        """[adapter ->] encoder as one model (what is exported), and its parts in order."""
-        inputs = keras.Input((self.image_size, self.image_size, channels), name="image")
-        parts, x = [], inputs
+        """[adapter ->] encoder as one model (what is exported, and what a downstream model rebuilds with
+        :func:`~sslrs_tf.models.encoders.make_encoder`), and its parts in order."""
         if self.adapters:
-            adapter_in = keras.Input((self.image_size, self.image_size, channels))
-            y = keras.layers.Conv2D(3, 1, use_bias=False, name="conv")(adapter_in)
-            y = keras.layers.BatchNormalization(synchronized=sync, name="bn")(y)
-            adapter = fuse_batch_norm(keras.Model(adapter_in, keras.layers.ReLU()(y), name=f"{name}_adapter"))
-            if sync:
-                synchronize_batch_norm(adapter)
-            parts.append(adapter)
-            x = adapter(x)
-        net = make_encoder(self.backbone, 3 if self.adapters else channels, sync, self.image_size,
-                           name=f"{name}_backbone")
-        parts.append(net)
-        return keras.Model(inputs, net(x), name=name), parts
+            encoder = make_encoder(self.backbone, channels, sync, self.image_size, name=name, adapter=True)
+            return encoder, [layer for layer in encoder.layers if isinstance(layer, keras.Model)]
+        inputs = keras.Input((self.image_size, self.image_size, channels), name="image")
+        net = make_encoder(self.backbone, channels, sync, self.image_size, name=f"{name}_backbone")
+        return keras.Model(inputs, net(inputs), name=name), [net]
 
     def _views(self, inputs, training):
         """Query and key images of a batch."""

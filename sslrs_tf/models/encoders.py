@@ -1,7 +1,11 @@
 """Encoders: one backbone per modality, any input channel count, pooled vector plus multi-scale maps.
 
-:func:`make_encoder` builds any of them by name: the ResNets below, or the Swin
-Transformers of :mod:`sslrs_tf.models.swin` (which are built for one input size).
+:func:`make_encoder` builds any of them by name: the ResNets below, the Swin
+Transformers of :mod:`sslrs_tf.models.swin` (which are built for one input size), or
+MMA's VGG-style encoder (:mod:`sslrs_tf.models.vgg`); optionally behind the MoCo
+work's 1x1 adapter to 3 channels. Pre-training methods and downstream models build
+their encoders here, so that a downstream model's encoder has the same weights, in
+the same order, as the pre-trained one it starts from.
 
 The ResNets are keras-hub's ``ResNetBackbone`` built from constructor arguments
 (its preset shortcuts download weights; these do not). Its BatchNormalization
@@ -17,6 +21,7 @@ import keras_hub
 
 from sslrs_tf.models.batch_norm import fuse_batch_norm, synchronize_batch_norm
 from sslrs_tf.models.swin import SWINS, swin_dim, swin_encoder
+from sslrs_tf.models.vgg import vgg_encoder
 
 RESNETS = {
     # depth: (block type, blocks per stage, output width)
@@ -75,25 +80,55 @@ def resnet_encoder(backbone, in_channels, sync_bn=True, name=None):
     return keras.Model(inputs, {"pooled": pooled, **features}, name=name or backbone)
 
 
-def feature_dim(backbone):
-    """Width of the pooled vector of `backbone`."""
+def feature_dim(backbone, embedding_dim=256):
+    """Width of the pooled vector of `backbone` (``"vgg"``: its `embedding_dim`)."""
     if backbone in SWINS:
         return swin_dim(backbone)
+    if backbone == "vgg":
+        return embedding_dim
     return RESNETS[BACKBONES[backbone]][2]
 
 
-def make_encoder(backbone, in_channels, sync_bn=True, image_size=None, name=None):
-    """The encoder `backbone` (a ResNet or a Swin) for `in_channels` channels.
+def channel_adapter(in_channels, sync_bn=True, image_size=None, name="adapter"):
+    """The MoCo work's adapter: 1x1 convolution (no bias) -> BatchNorm -> ReLU, `in_channels` to 3 channels."""
+    inputs = keras.Input((image_size, image_size, in_channels))
+    y = keras.layers.Conv2D(3, 1, use_bias=False, name="conv")(inputs)
+    y = keras.layers.BatchNormalization(synchronized=sync_bn, name="bn")(y)
+    adapter = fuse_batch_norm(keras.Model(inputs, keras.layers.ReLU()(y), name=name))
+    return synchronize_batch_norm(adapter) if sync_bn else adapter
 
-    `image_size` is the input side a Swin is built for (ResNets take any size and
-    ignore it); `sync_bn` applies to ResNets (Swins have LayerNorm, nothing to sync).
-    Both return ``pooled`` and ``P2``-``P5``.
+
+def make_encoder(backbone, in_channels, sync_bn=True, image_size=None, name=None, adapter=False, embedding_dim=256):
+    """The encoder `backbone` for `in_channels` channels.
+
+    Args:
+        backbone: a ResNet (``"resnet18"``, ...), a Swin (``"swin_t"``, ``"swin_micro"``) or ``"vgg"``.
+        in_channels: input channels.
+        sync_bn: batch statistics over all replicas (ResNets, VGG, the adapter; Swins have LayerNorm).
+        image_size: the input side a Swin is built for (the others take any size and ignore it).
+        name: the model's name.
+        adapter: put :func:`channel_adapter` (`in_channels` -> 3) before the backbone; the result
+            is one model whose parts are the adapter and the backbone (``name_adapter``,
+            ``name_backbone``), in that order.
+        embedding_dim: ``"vgg"``: channels of its last block.
+
+    Returns:
+        A functional model from ``[B, H, W, in_channels]`` to a dict with ``pooled`` and the
+        multi-scale maps: ``P2``-``P5`` (ResNets, Swins) or ``P0``-``P3`` (VGG), ``Pk`` at stride 2**k.
     """
+    if adapter:
+        inputs = keras.Input((image_size, image_size, in_channels), name="image")
+        first = channel_adapter(in_channels, sync_bn, image_size, name=f"{name or backbone}_adapter")
+        net = make_encoder(backbone, 3, sync_bn, image_size, f"{name or backbone}_backbone",
+                           embedding_dim=embedding_dim)
+        return keras.Model(inputs, net(first(inputs)), name=name or backbone)
     if backbone in SWINS:
         if image_size is None:
             raise ValueError(f"a Swin encoder is built for one input size: pass `image_size`. "
                              f"Received: backbone={backbone!r}, image_size=None")
         return swin_encoder(backbone, in_channels, image_size, name=name)
+    if backbone == "vgg":
+        return vgg_encoder(in_channels, (64, 128, 256, embedding_dim), sync_bn, name=name)
     return resnet_encoder(backbone, in_channels, sync_bn, name=name)
 
 

@@ -1,8 +1,9 @@
 """UNet pieces for land-cover segmentation, written here because keras-hub has no UNet.
 
 * :func:`unet` — the supervised UNet baseline (64-128-256-512-512) on any channel count;
-* :func:`pyramid_decoder` — a UNet-style decoder over encoders' ``P2``-``P5`` feature
-  maps (strides 4-32), fusing several encoders by concatenation at each scale.
+* :func:`pyramid_decoder` — a UNet-style decoder over encoders' multi-scale feature
+  maps (a ResNet's ``P2``-``P5``, MMA's VGG's ``P0``-``P3``), fusing several encoders by
+  concatenation at each scale.
 """
 
 import keras
@@ -55,21 +56,31 @@ def unet(in_channels, num_classes, widths=WIDTHS, name="unet"):
 
 
 def pyramid_decoder(channels, num_classes, widths=(256, 128, 64, 32), name="decoder"):
-    """A UNet-style decoder over the ``P2``-``P5`` maps of one or several encoders.
+    """A UNet-style decoder over the multi-scale maps of one or several encoders.
 
-    At each scale the encoders' maps are concatenated (the fusion of late-fusion
-    models); from ``P5`` the decoder goes up by 2 and merges ``P4``, ``P3``, ``P2``,
-    then up by 4 to the input resolution, and a 1x1 convolution gives the classes.
+    The maps are named ``Pk`` for stride ``2**k`` (a ResNet's ``P2``-``P5``, MMA's VGG's
+    ``P0``-``P3``). At each scale the encoders' maps are concatenated (the fusion of
+    late-fusion models); from the deepest map the decoder goes up to the next scale,
+    merges its maps, and so on; then up to the input resolution (x4 from a ResNet's
+    ``P2``, nothing from a ``P0``), and a 1x1 convolution gives the classes.
 
     Args:
-        channels: ``{encoder name: {"P2": c2, ..., "P5": c5}}`` channel counts of the maps.
+        channels: ``{encoder name: {"P2": c2, ..., "P5": c5}}`` channel counts of the maps; every
+            encoder has the same levels.
         num_classes: output classes.
-        widths: filters after merging P4, P3, P2, and at full resolution.
+        widths: filters after each merge, deepest first, and at full resolution: one more than
+            the levels below the deepest (4 for 4 levels).
 
     Returns:
-        A functional model from ``{encoder name: {"P2": ..., "P5": ...}}`` to
-        ``[B, 4 * H2, 4 * W2, num_classes]`` logits.
+        A functional model from ``{encoder name: {level: map}}`` to ``[B, H, W, num_classes]`` logits
+        at the input resolution.
     """
+    names = [set(maps) for maps in channels.values()]
+    if not names or any(n != names[0] for n in names) or not all(p[:1] == "P" and p[1:].isdigit() for p in names[0]):
+        raise ValueError(f"`channels` must give every encoder the same levels P<k>. Received: channels={channels}")
+    levels = sorted(names[0], key=lambda p: -int(p[1:]))
+    if len(widths) != len(levels):
+        raise ValueError(f"`widths` must have {len(levels)} entries for levels {levels}. Received: widths={list(widths)}")
     inputs = {e: {p: keras.Input((None, None, c), name=f"{e}_{p}") for p, c in maps.items()}
               for e, maps in channels.items()}
 
@@ -77,12 +88,15 @@ def pyramid_decoder(channels, num_classes, widths=(256, 128, 64, 32), name="deco
         maps = [inputs[e][p] for e in inputs]
         return maps[0] if len(maps) == 1 else keras.layers.Concatenate(name=f"fuse_{p}")(maps)
 
-    x = level("P5")
-    for p, filters in zip(("P4", "P3", "P2"), widths[:3], strict=True):
-        x = keras.layers.UpSampling2D(interpolation="bilinear", name=f"{p}_resize")(x)
+    x = level(levels[0])
+    for deeper, p, filters in zip(levels, levels[1:], widths[:-1]):
+        factor = 2 ** (int(deeper[1:]) - int(p[1:]))
+        x = keras.layers.UpSampling2D(factor, interpolation="bilinear", name=f"{p}_resize")(x)
         x = keras.layers.Concatenate(name=f"{p}_skip")([x, level(p)])
         x = conv_block(x, filters, p)
-    x = keras.layers.UpSampling2D(4, interpolation="bilinear", name="full_resize")(x)
-    x = conv_block(x, widths[3], "full")
+    finest = int(levels[-1][1:])
+    if finest:
+        x = keras.layers.UpSampling2D(2**finest, interpolation="bilinear", name="full_resize")(x)
+    x = conv_block(x, widths[-1], "full")
     logits = keras.layers.Conv2D(num_classes, 1, name="classes")(x)
     return fuse_batch_norm(keras.Model(inputs, logits, name=name))

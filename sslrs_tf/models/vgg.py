@@ -21,13 +21,14 @@ def vgg_encoder(in_channels, widths=(64, 128, 256, 256), sync_bn=True, name=None
         name: the model's name.
 
     Returns:
-        A functional ``keras.Model`` from ``[B, H, W, in_channels]`` to a dict:
-        ``features`` ``[B, H/8, W/8, E]`` (the aligned feature map MMA compares) and
-        ``pooled`` ``[B, E]`` (its global average, for downstream heads).
+        A functional ``keras.Model`` from ``[B, H, W, in_channels]`` to a dict: the four
+        blocks' outputs ``P0`` ... ``P3`` (strides 1, 2, 4, 8; ``P3`` ``[B, H/8, W/8, E]`` is
+        the aligned feature map MMA compares, the others are a segmentation decoder's skips)
+        and ``pooled`` ``[B, E]`` (the global average of ``P3``, for classification heads).
 
     Example:
     >>> encoder = vgg_encoder(2)
-    >>> encoder(np.zeros((4, 128, 128, 2)))["features"].shape
+    >>> encoder(np.zeros((4, 128, 128, 2)))["P3"].shape
     TensorShape([4, 16, 16, 256])
     """
     if not isinstance(in_channels, int) or in_channels < 1:
@@ -36,7 +37,7 @@ def vgg_encoder(in_channels, widths=(64, 128, 256, 256), sync_bn=True, name=None
         raise ValueError(f"`widths` must have 4 entries. Received: widths={list(widths)}")
     name = name or "vgg"
     inputs = keras.Input((None, None, in_channels), name="image")
-    x = inputs
+    x, maps = inputs, {}
     for block, width in enumerate(widths, 1):
         if block > 1:
             x = keras.layers.MaxPooling2D(2, name=f"{name}_pool{block - 1}")(x)
@@ -44,6 +45,7 @@ def vgg_encoder(in_channels, widths=(64, 128, 256, 256), sync_bn=True, name=None
             x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_b{block}_conv{conv}")(x)
             x = keras.layers.BatchNormalization(synchronized=sync_bn, name=f"{name}_b{block}_bn{conv}")(x)
             x = keras.layers.ReLU(name=f"{name}_b{block}_relu{conv}")(x)
+        maps[f"P{block - 1}"] = x
     pooled = keras.layers.GlobalAveragePooling2D(name=f"{name}_pooled")(x)
-    model = fuse_batch_norm(keras.Model(inputs, {"features": x, "pooled": pooled}, name=name))
+    model = fuse_batch_norm(keras.Model(inputs, {**maps, "pooled": pooled}, name=name))
     return synchronize_batch_norm(model) if sync_bn else model

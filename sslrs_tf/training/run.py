@@ -14,9 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sslrs_tf.data.sources import kept_count
 from sslrs_tf.errors import TrainingStopped, UserError
-from sslrs_tf.experiment import Experiment
+from sslrs_tf.experiment import Experiment, apply_card
 from sslrs_tf.training.callbacks import Checkpointer, InputImages, NonFiniteGuard
 from sslrs_tf.training.optimizers import make_optimizer
 from sslrs_tf.training.rundir import RunDir
@@ -43,11 +42,9 @@ def plan(experiment):
     sizes of its splits."""
     config = experiment.config
     data, batch_size = config.data, config.train.batch_size
-    examples = experiment.split_size(data.split, "config: data.split")
+    examples = experiment.training_size(data.split, "config: data.split")
     validation = experiment.split_size(data.validation_split, "config: data.validation_split") \
         if data.validation_split else None
-    if data.label and data.label_fraction < 1:
-        examples = kept_count(examples, data.label_fraction)
     if data.label and examples < batch_size:
         # A small label fraction can hold fewer samples than a batch: train on all of them at once.
         print(f"note: {examples} labelled samples < train.batch_size {batch_size}; batches of {examples}")
@@ -162,8 +159,12 @@ def export(model, own, config, history, chief):
     return card
 
 
-def train(config, verbose="auto"):
+def train(config, verbose="auto", explicit=()):
     """Trains the configured method, resuming from the run directory if it holds a checkpoint.
+
+    A downstream run from ``model.pretrained`` first takes from the pre-trained card what it
+    fixes (:func:`sslrs_tf.experiment.apply_card`; `explicit`: the keys set on the command line,
+    which the card must not contradict), and prints one line saying what that was.
 
     Returns:
         The exported card (a dict): bands, normalisation, final metrics, ...
@@ -175,6 +176,9 @@ def train(config, verbose="auto"):
     # First: a multi-worker strategy configures TF's collective ops, which only works before
     # anything else has initialised TensorFlow's runtime.
     strategy = make_strategy(config.train.distribution)
+    config, card_line = apply_card(config, explicit)
+    if card_line:
+        print(card_line)
     experiment = Experiment(config)
     run = RunDir(config.run.dir)
     run.start(config)

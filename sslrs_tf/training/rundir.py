@@ -21,6 +21,7 @@ from sslrs_tf.config import dump_config, load_config
 from sslrs_tf.data.catalog import CATALOG
 from sslrs_tf.data.normalization import Normalization
 from sslrs_tf.errors import UserError
+from sslrs_tf.models.pretrained import describe_input
 
 
 class RunDir:
@@ -79,7 +80,10 @@ class RunDir:
         card = {
             "method": config.model.method,
             "backbone": config.model.backbone,
-            "encoders": {m: encoder_entry(model.encoders()[m], files[m], _describe_input(norm, m, bands))
+            # What a downstream model needs to rebuild the encoders (models.encoders.make_encoder).
+            "adapters": bool(getattr(model, "adapters", False)),
+            **({"embedding_dim": config.model.embedding_dim} if config.model.backbone == "vgg" else {}),
+            "encoders": {m: encoder_entry(model.encoders()[m], files[m], describe_input(norm, m, bands))
                          for m in files},
             "data": {"source": config.data.source, "dataset": config.data.dataset, "config": config.data.config,
                      "split": config.data.split, "crop_size": config.data.crop_size,
@@ -117,14 +121,6 @@ def _describe_output(encoder):
 
 def _shape(tensor):
     return [None if d is None else int(d) for d in tensor.shape]
-
-
-def _describe_input(norm, name, bands):
-    """The card's input entry of an encoder: one sensor, or sensors stacked along channels (``"s1s2"``)."""
-    if name in bands:
-        return norm.describe(name, bands[name])
-    parts = [name[i:i + 2] for i in range(0, len(name), 2)]
-    return {"stacked": parts, **{p: norm.describe(p, bands[p]) for p in parts}}
 
 
 def code_version():

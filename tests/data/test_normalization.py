@@ -9,10 +9,14 @@ from tests.helpers import eager_and_in_tf_data
 
 
 def numpy_reference(x, modality, method, bands):
+    """`method` applied to raw `x` ([..., H, W, C]) in NumPy; the max methods divide by the maxima of `x`."""
     x = np.asarray(x, np.float64)
     low, high = CLIP_RANGES[modality]
     x = np.clip(np.where(np.isnan(x), low, x), low, high)
-    if method == "per_sample_max":
+    if method == "per_sample_max":  # the research code: / (max of the crop + 1e-5), S1 and S2 alike
+        x = x - low
+        return x / (x.max(axis=(-3, -2), keepdims=True) + 1e-5)
+    if method == "per_patch_max":  # / max, no epsilon; a zero max gives 0
         x = x - low
         peak = x.max(axis=(-3, -2), keepdims=True)
         return np.divide(x, peak, out=np.zeros_like(x), where=peak > 0)
@@ -31,7 +35,7 @@ def random_raw(rng, modality, shape):
     return rng.integers(0, 14000, shape).astype(np.uint16)
 
 
-@pytest.mark.parametrize("method", ["per_sample_max", "zscore", "fixed"])
+@pytest.mark.parametrize("method", ["per_sample_max", "per_patch_max", "zscore", "fixed"])
 @pytest.mark.parametrize("modality, bands", [("s1", None), ("s2", "s2_10")])
 @pytest.mark.parametrize("batched", [False, True])
 def test_matches_numpy_reference(method, modality, bands, batched):
@@ -49,9 +53,12 @@ def test_matches_numpy_reference(method, modality, bands, batched):
     assert eager.dtype == np.float32 and np.isfinite(eager).all()
 
 
-def test_per_sample_max_of_a_flat_channel_is_zero_not_nan():
+@pytest.mark.parametrize("method", ["per_sample_max", "per_patch_max"])
+def test_max_scaling_of_a_flat_channel_is_zero_not_nan(method):
     flat = np.full((8, 8, 2), -30.0, np.float32)  # everything below the clip floor
-    out = Normalization("per_sample_max")(flat, "s1").numpy()
+    out = Normalization(method)(flat, "s1").numpy()
+    assert (out == 0).all()
+    out = Normalization(method)(np.zeros((8, 8, 13), np.uint16), "s2").numpy()
     assert (out == 0).all()
 
 
@@ -85,15 +92,52 @@ def test_config_round_trip_and_description_for_weights():
         Normalization("minmax")
 
 
-@pytest.mark.parametrize("modality", ["s1", "s2"])
-def test_crop_with_the_patch_maxima_equals_the_crop_of_the_normalised_patch(modality):
-    from sslrs_tf.data.normalization import raw_channel_max
-
+def whole_patch_and_crop(modality):
     rng = np.random.default_rng(4)
     full = random_raw(rng, modality, (2, 20, 20, 2 if modality == "s1" else 13))
-    crop = full[:, 5:15, 3:13]
-    expected = numpy_reference(full, modality, "per_sample_max", None)[:, 5:15, 3:13]
-    for fn in (lambda c, m: Normalization()(c, modality, raw_max=m),):
-        eager, graph = eager_and_in_tf_data(fn, crop, raw_channel_max(full).numpy())
-        np.testing.assert_allclose(eager, expected, atol=1e-6)
-        np.testing.assert_allclose(graph, expected, atol=1e-6)
+    # A darker crop: its maxima lie below the whole patch's, so the two normalisations differ.
+    window = full[:, 5:15, 3:13]
+    full[:, 5:15, 3:13] = np.minimum(window, -10 if modality == "s1" else 5000)
+    return full, full[:, 5:15, 3:13]
+
+
+@pytest.mark.parametrize("modality", ["s1", "s2"])
+def test_per_sample_max_of_a_crop_divides_by_the_crop_maximum_plus_epsilon(modality):
+    full, crop = whole_patch_and_crop(modality)
+    low, high = CLIP_RANGES[modality]
+    # The research code, in plain NumPy: clip, shift, divide by the crop's maximum + 1e-5.
+    x = np.clip(np.nan_to_num(crop.astype(np.float64), nan=low), low, high) - low
+    expected = x / (x.max(axis=(1, 2), keepdims=True) + 1e-5)
+    eager, graph = eager_and_in_tf_data(lambda c: Normalization("per_sample_max")(c, modality), crop)
+    np.testing.assert_allclose(eager, expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(graph, expected, rtol=1e-6, atol=1e-7)
+    if modality == "s1":
+        # The epsilon: never quite 1. (In float32, as in the research code, 1e-5 is lost
+        # against S2 maxima in the thousands.)
+        assert eager.max() < 1
+    # ... which is not the crop of the normalised whole patch.
+    assert not np.allclose(eager, numpy_reference(full, modality, "per_patch_max", None)[:, 5:15, 3:13], atol=1e-3)
+
+
+@pytest.mark.parametrize("modality", ["s1", "s2"])
+def test_per_patch_max_with_the_stored_maxima_equals_the_crop_of_the_normalised_patch(modality):
+    from sslrs_tf.data.normalization import raw_channel_max
+
+    full, crop = whole_patch_and_crop(modality)
+    low, high = CLIP_RANGES[modality]
+    # The whole-patch computation in plain NumPy, then the crop.
+    x = np.clip(np.nan_to_num(full.astype(np.float64), nan=low), low, high) - low
+    expected = (x / x.max(axis=(1, 2), keepdims=True))[:, 5:15, 3:13]
+    stored = raw_channel_max(full).numpy()  # what the builders store as s1_max / s2_max
+    eager, graph = eager_and_in_tf_data(lambda c, m: Normalization("per_patch_max")(c, modality, raw_max=m),
+                                        crop, stored)
+    np.testing.assert_allclose(eager, expected, atol=1e-6)
+    np.testing.assert_allclose(graph, expected, atol=1e-6)
+
+
+def test_per_sample_max_refuses_whole_patch_maxima_and_cards_name_the_method():
+    with pytest.raises(ValueError, match="raw_max .* belongs to per_patch_max"):
+        Normalization("per_sample_max")(np.zeros((4, 4, 2), np.float32), "s1", raw_max=np.zeros(2, np.float32))
+    assert Normalization("per_sample_max").describe("s1")["method"] == "per_sample_max"
+    assert Normalization("per_patch_max").describe("s2")["method"] == "per_patch_max"
+    assert Normalization.from_config("per_patch_max") == Normalization("per_patch_max")

@@ -1,4 +1,7 @@
-"""The input pipeline against NumPy references: alignment, normalisation, determinism, labels, fractions."""
+"""The input pipeline against NumPy references: alignment, normalisation, determinism, labels, fractions,
+class balance."""
+
+import collections
 
 import numpy as np
 import pytest
@@ -6,7 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from sslrs_tf.data import labels
-from sslrs_tf.data.pipeline import make_dataset
+from sslrs_tf.data.pipeline import make_dataset, training_size
 from sslrs_tf.data.sources import SentinelSource, label_subset
 from sslrs_tf.errors import UserError
 from tests.data.test_labels import np_multi, np_single
@@ -35,32 +38,52 @@ def batches(ds, n=None):
     return out
 
 
-def find_offset(crop, full):
-    """The (top, left) at which `crop` sits in `full`, by exhaustive search."""
+def find_offset(crop, full, normalise=None):
+    """The (top, left) at which `crop` sits in `full`, by exhaustive search.
+
+    `normalise`: applied to each window of `full` before comparing (`full` raw, `crop` normalised).
+    """
     c = crop.shape[0]
+    normalise = normalise or (lambda w: w)
     for top in range(full.shape[0] - c + 1):
         for left in range(full.shape[1] - c + 1):
-            if np.allclose(full[top : top + c, left : left + c], crop, atol=1e-6):
+            if np.allclose(normalise(full[top : top + c, left : left + c]), crop, atol=1e-6):
                 return top, left
     raise AssertionError("crop not found in its patch")
 
 
-def test_random_crops_are_aligned_across_s1_s2_and_mask_and_normalised_like_numpy(built):
+def test_random_crops_are_aligned_across_s1_s2_and_mask_and_normalised_by_the_crop_maxima_like_numpy(built):
     raw = raw_by_id(built["dfc2020"], "validation")
     ds = make_dataset(built["dfc2020"], "validation", crop_size=CROP, batch_size=5, label="segmentation",
-                      with_ids=True, seed=3)
+                      with_ids=True, seed=3)  # per_sample_max, the default
     (x, y), = batches(ds, 1)
     offsets = set()
     for i, key in enumerate(x["id"]):
         r = raw[key.decode()]
-        s1_full = numpy_reference(r["s1"], "s1", "per_sample_max", None)  # maxima of the whole patch
-        s2_full = numpy_reference(r["s2"], "s2", "per_sample_max", None)
-        top, left = find_offset(x["s1"][i], s1_full)
+        # The window of the raw patch whose own crop-max normalisation is the pipeline's S1 crop ...
+        top, left = find_offset(x["s1"][i], r["s1"], lambda w: numpy_reference(w, "s1", "per_sample_max", None))
         offsets.add((top, left))
+        window = np.s_[top : top + CROP, left : left + CROP]
+        # ... is the S2 crop and the mask crop too.
+        np.testing.assert_allclose(x["s2"][i], numpy_reference(r["s2"][window], "s2", "per_sample_max", None),
+                                   atol=1e-6)
+        np.testing.assert_array_equal(y[i], np_mask(r)[window])
+    assert len(offsets) > 1  # crops really are random
+
+
+def test_per_patch_max_crops_are_the_crops_of_the_patch_normalised_by_its_stored_maxima(built):
+    raw = raw_by_id(built["dfc2020"], "validation")
+    ds = make_dataset(built["dfc2020"], "validation", crop_size=CROP, batch_size=5, label="segmentation",
+                      with_ids=True, seed=3, normalization="per_patch_max")
+    (x, y), = batches(ds, 1)
+    for i, key in enumerate(x["id"]):
+        r = raw[key.decode()]
+        s1_full = numpy_reference(r["s1"], "s1", "per_patch_max", None)  # maxima of the whole patch
+        s2_full = numpy_reference(r["s2"], "s2", "per_patch_max", None)
+        top, left = find_offset(x["s1"][i], s1_full)
         window = np.s_[top : top + CROP, left : left + CROP]
         np.testing.assert_allclose(x["s2"][i], s2_full[window], atol=1e-6)
         np.testing.assert_array_equal(y[i], np_mask(r)[window])
-    assert len(offsets) > 1  # crops really are random
 
 
 def test_same_seed_same_batches_and_epochs_differ(built):
@@ -126,7 +149,9 @@ def test_evaluation_centre_crop_is_deterministic_and_complete(built):
         np.testing.assert_array_equal(y, y2)
         for i, key in enumerate(x["id"]):
             r = raw[key.decode()]
-            np.testing.assert_allclose(x["s1"][i], numpy_reference(r["s1"], "s1", "per_sample_max", None)[window], atol=1e-6)
+            # Each centre crop is its own sample: normalised by its own maxima.
+            np.testing.assert_allclose(x["s1"][i], numpy_reference(r["s1"][window], "s1", "per_sample_max", None),
+                                       atol=1e-6)
             np.testing.assert_array_equal(y[i], np_multi(np_mask(r)[window]))
 
 
@@ -188,9 +213,75 @@ def test_band_selection_by_name(built):
         (dict(bands={"s2": ["B13"]}), "s2 has no band 'B13'"),
         (dict(modalities=["s3"]), "unknown modality 's3'"),
         (dict(batch_size=1000), r"batch_size 1000 is larger than the \d+ samples of split 'validation'"),
+        (dict(class_balance=True), "class_balance balances the classes of a labelled training split"),
     ],
 )
 def test_bad_arguments_are_user_errors(built, kwargs, message):
     kwargs = dict({"split": "validation"}, **kwargs)
     with pytest.raises(UserError, match=message):
         make_dataset(built["dfc2020"], kwargs.pop("split"), **kwargs)
+
+
+# Class balance, on the synthetic DFC2020 of the small world (its validation split: 16 samples of 48 px).
+
+
+@pytest.fixture(scope="module")
+def synthetic_dfc(small_world):
+    from sslrs_tf.datasets import open_source, synthetic_config
+    from tests.conftest import SMALL_WORLD
+
+    data_dir = next(o.split("=", 1)[1] for o in small_world if o.startswith("data.data_dir="))
+    return open_source("dfc2020", data_dir, synthetic_config(SMALL_WORLD["size"]))
+
+
+def np_balanced(ids, raw):
+    """{id: copies} of the samples `ids`, from their whole-patch masks: max(1, floor(n_max / n_c)); -1 -> 1."""
+    single = {k: np_single(np_mask(raw[k])) for k in ids}
+    counts = collections.Counter(v for v in single.values() if v >= 0)
+    n_max = max(counts.values())
+    return {k: max(1, n_max // counts[v]) if v >= 0 else 1 for k, v in single.items()}
+
+
+def one_epoch(source, **kwargs):
+    """(ids, labels) of every sample of one training epoch of the validation split."""
+    ds = make_dataset(source, "validation", epochs=1, with_ids=True, drop_remainder=False, batch_size=4, **kwargs)
+    out = batches(ds)
+    return [k.decode() for x, _ in out for k in x["id"]], [y for _, ys in out for y in ys]
+
+
+def test_a_balanced_epoch_repeats_each_sample_of_a_class_by_its_copies(synthetic_dfc):
+    raw = raw_by_id(synthetic_dfc.builder, "validation")
+    copies = np_balanced(list(raw), raw)
+    assert max(copies.values()) > 1  # the synthetic split is unbalanced: balancing does something
+    assert synthetic_dfc.split_labels("validation") == {k: np_single(np_mask(r)) for k, r in raw.items()}
+    # Whole patches: a sample's single label is its whole patch's, and one without a valid pixel is dropped.
+    ids, ys = one_epoch(synthetic_dfc, label="single", class_balance=True, seed=1)
+    single = {k: np_single(np_mask(r)) for k, r in raw.items()}
+    assert collections.Counter(ids) == {k: c for k, c in copies.items() if single[k] >= 0}
+    expected = collections.Counter()
+    for k, c in copies.items():
+        if single[k] >= 0:
+            expected[single[k]] += c
+    assert collections.Counter(int(y) for y in ys) == expected
+    # Evaluation passes ignore it: each sample once.
+    ds = make_dataset(synthetic_dfc, "validation", training=False, label="single", class_balance=True,
+                      with_ids=True, batch_size=4)
+    seen = [k.decode() for x, _ in batches(ds) for k in x["id"]]
+    assert sorted(seen) == sorted(k for k in raw if single[k] >= 0)
+
+
+def test_a_balanced_label_fraction_balances_the_kept_samples_only(synthetic_dfc):
+    raw = raw_by_id(synthetic_dfc.builder, "validation")
+    kept = label_subset(list(raw), 0.5)
+    ids, _ = one_epoch(synthetic_dfc, label="segmentation", class_balance=True, label_fraction=0.5, seed=2)
+    assert set(ids) == set(kept)
+    assert collections.Counter(ids) == np_balanced(kept, raw)
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(label_fraction=0.5), dict(class_balance=True),
+                                    dict(class_balance=True, label_fraction=0.25)])
+def test_training_size_is_the_number_of_samples_an_epoch_yields(synthetic_dfc, kwargs):
+    ids, _ = one_epoch(synthetic_dfc, label="segmentation", crop_size=16, **kwargs)
+    assert training_size(synthetic_dfc, "validation", label="segmentation", **kwargs) == len(ids)
+    if kwargs == dict(class_balance=True):
+        assert len(ids) > len(set(ids))  # (the 4 samples kept at 25 % happen to be balanced already)

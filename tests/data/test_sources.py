@@ -5,10 +5,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sslrs_tf.data.pipeline import as_source
-from sslrs_tf.data.sources import SentinelSource, checked_crop, kept_count, random_crop_offsets
+from sslrs_tf.data.pipeline import as_source, make_dataset, training_size
+from sslrs_tf.data.sources import SentinelSource, balanced_copies, checked_crop, kept_count, random_crop_offsets
 from sslrs_tf.errors import UserError
-from tests.helpers import eager_and_in_tf_data
+from tests.helpers import eager_and_in_tf_data, eurosat_fake
+
+# DFC2020 validation, single labels: the counts behind the research code's balanced split
+# (splits/validation_observations_balanced_classes.csv) and its copies per class.
+PUBLISHED = {"Forest": (76, 4), "Shrubland": (37, 9), "Grassland": (101, 3), "Wetlands": (180, 2),
+             "Croplands": (156, 2), "Urban": (62, 5), "Barren": (23, 15), "Water": (351, 1)}
 
 
 def test_random_crops_depend_on_seed_epoch_and_batch_only_and_stay_inside_the_patch():
@@ -42,3 +47,50 @@ def test_a_sentinel_source_counts_names_and_lists_its_samples(built):
         source.num_examples("train")
     with pytest.raises(UserError, match="is not a dataset: expected a built dataset folder"):
         as_source("nowhere/at/all")
+
+
+def test_balanced_copies_on_the_published_counts():
+    counts = [n for n, _ in PUBLISHED.values()]
+    labels = np.repeat(np.arange(8), counts)
+    copies = balanced_copies(labels)
+    order = np.random.default_rng(0).permutation(len(labels))
+    np.testing.assert_array_equal(balanced_copies(labels[order]), copies[order])  # the order does not matter
+    per_class = [int(copies[labels == c][0]) for c in range(8)]
+    published = [c for _, c in PUBLISHED.values()]
+    # max(1, floor(351 / n_c)): every published count but Wetlands (351 / 180 = 1.95 -> 1, published 2).
+    assert per_class == [4, 9, 3, 1, 2, 5, 15, 1]
+    assert [p for p, c in zip(published, per_class, strict=True) if p != c] == [PUBLISHED["Wetlands"][1]]
+    assert len(labels) == 986 and copies.sum() == 2438  # the research code's copy: 2 618 rows
+    assert sum(n * c for n, c in PUBLISHED.values()) == 2618
+    # Samples of one class are all copied alike; a sample without a label gets one copy and is not counted.
+    assert all(len(set(copies[labels == c])) == 1 for c in range(8))
+    with_none = balanced_copies(np.r_[labels, -1, -1, -1])
+    np.testing.assert_array_equal(with_none, np.r_[copies, 1, 1, 1])
+    np.testing.assert_array_equal(balanced_copies([2, 2, 5, -1]), [1, 1, 2, 1])
+    assert balanced_copies([]).shape == (0,) and list(balanced_copies([-1, -1])) == [1, 1]
+
+
+def test_catalog_sources_refuse_class_balance_and_scale_by_the_crop_or_the_whole_image(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from sslrs_tf.data.catalog import CatalogSource
+    from tests.data.test_normalization import numpy_reference
+
+    with tfds.testing.mock_data(as_dataset_fn=eurosat_fake(n=8, noise=True)):
+        source = CatalogSource("eurosat", str(tmp_path))
+        with pytest.raises(UserError, match="class_balance is supported for SEN12MS and DFC2020 only"):
+            make_dataset(source, "train", modalities=("s2",), label="single", class_balance=True, batch_size=2)
+        with pytest.raises(UserError, match="class_balance is supported for SEN12MS and DFC2020 only"):
+            training_size(source, "train", label="single", class_balance=True)
+        assert training_size(source, "train", label="single", label_fraction=0.5) == 4
+        images = next(iter(source.read("train").batch(8)))["sentinel2"].numpy()
+        kw = dict(modalities=("s2",), bands={"s2": ["B02", "B03"]}, training=False, crop_size=32, batch_size=8)
+        crop = np.s_[:, 16:48, 16:48]
+        index = [list(source.spec.bands).index(b) for b in ("B02", "B03")]
+        raw = images[..., index]
+        for method, expected in (
+            ("per_sample_max", numpy_reference(raw[crop], "s2", "per_sample_max", None)),  # the crop's maxima
+            ("per_patch_max", numpy_reference(raw, "s2", "per_patch_max", None)[crop]),  # the whole image's
+        ):
+            got = next(iter(make_dataset(source, "train", normalization=method, **kw)))["s2"].numpy()
+            np.testing.assert_allclose(got, expected, atol=1e-6)

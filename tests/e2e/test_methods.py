@@ -1,4 +1,6 @@
-"""Each pre-training method's shipped config through train.py (and evaluate.py), as real processes.
+"""Each pre-training method's shipped config through train.py (and evaluate.py), as real processes, and
+its export fine-tuned or probed downstream with the shipped downstream configs (``model.pretrained=RUN``:
+the card sets backbone, bands, normalisation and inputs).
 
 Briefly (tests/helpers.py SHORT_RUN: one epoch of two steps, batch 8, 32 px crops) on the small
 synthetic world; what each method learns is shown by the in-process tests of tests/methods/.
@@ -11,9 +13,33 @@ import numpy as np
 import pytest
 
 from tests.e2e.chains import evaluate, train
-from tests.helpers import SHORT_RUN, card_of
+from tests.helpers import SHORT_RUN, card_of, exported_weights
 
 pytestmark = pytest.mark.e2e
+
+
+def downstream(config, pre, out, world, *overrides):
+    """``train.py --config CONFIG model.pretrained=PRE`` with frozen encoders, then ``evaluate.py --run``: the
+    printed card line, the run's resolved config and its metrics."""
+    import yaml
+
+    trained = train(config, out, *world, "train.epochs=1", "train.batch_size=8", f"model.pretrained={pre}",
+                    "model.freeze=true", *overrides)
+    evaluate(out)
+    line = next(x for x in trained.stdout.splitlines() if x.startswith("model.pretrained"))
+    return line, yaml.safe_load((out / "config.yaml").read_text()), json.loads((out / "metrics.json").read_text())
+
+
+def test_train_py_runs_dual_simclr_and_its_encoders_go_multi_label_downstream(small_world, tmp_path):
+    pre = tmp_path / "pre"
+    train("dual_simclr.yaml", pre, *small_world, *SHORT_RUN, "model.backbone=resnet10", "train.validation_steps=1")
+    line, config, metrics = downstream("finetune_classification.yaml", pre, tmp_path / "cls", small_world,
+                                       "data.label=multi", "data.crop_size=32")
+    assert config["model"]["backbone"] == "resnet10" and "model.backbone=resnet10" in line
+    assert list(metrics["scores"]) == ["F1", "O-F1"] and metrics["inputs"] == "late_fusion"
+    for m in ("s1", "s2"):  # frozen: the pre-trained encoders, exactly
+        for a, b in zip(exported_weights(pre, m), exported_weights(tmp_path / "cls", m), strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_train_py_runs_mma_and_exports_vgg_encoders_with_their_card(small_world, tmp_path):
@@ -21,10 +47,23 @@ def test_train_py_runs_mma_and_exports_vgg_encoders_with_their_card(small_world,
     train("mma.yaml", out, *small_world, *SHORT_RUN, "model.embedding_dim=32", "train.validation_steps=1")
     card = card_of(out)
     assert card["method"] == "mma" and card["backbone"] == "vgg"
-    assert card["encoders"]["s1"]["output"] == {"features": [None, None, None, 32], "pooled": [None, 32]}
+    assert card["encoders"]["s1"]["output"] == {"P0": [None, None, None, 64], "P1": [None, None, None, 128],
+                                                "P2": [None, None, None, 256], "P3": [None, None, None, 32],
+                                                "pooled": [None, 32]}
     s2 = keras.saving.load_model(out / "export" / card["encoders"]["s2"]["file"])
-    assert s2(np.zeros((1, 32, 32, 13), np.float32))["features"].shape == (1, 4, 4, 32)
+    assert s2(np.zeros((1, 32, 32, 13), np.float32))["P3"].shape == (1, 4, 4, 32)
     assert "val_top1" in card["final_metrics"]
+    # Downstream: pooled for classification, its maps for the segmentation decoder.
+    line, config, metrics = downstream("finetune_classification.yaml", out, tmp_path / "cls", small_world,
+                                       "data.crop_size=32")
+    assert "model.backbone=vgg, model.embedding_dim=32" in line
+    assert (config["model"]["backbone"], config["model"]["embedding_dim"]) == ("vgg", 32)
+    assert list(metrics["scores"])[:2] == ["OA", "AA"]
+    _, _, metrics = downstream("finetune_segmentation.yaml", out, tmp_path / "seg", small_world, "data.crop_size=32")
+    assert list(metrics["scores"]) == ["OA", "AA", "mIoU"]
+    for m in ("s1", "s2"):
+        for a, b in zip(exported_weights(out, m), exported_weights(tmp_path / "seg", m), strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_train_py_runs_moco_sensor_then_evaluates_query_to_key_retrieval(small_world, tmp_path):
@@ -43,6 +82,25 @@ def test_train_py_runs_moco_sensor_then_evaluates_query_to_key_retrieval(small_w
     assert "cross-modal retrieval on holdout" in evaluated.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["pairs"] > 10 and 1 <= metrics["scores"]["median_rank"] <= metrics["pairs"]
+    # OnlySen-1 from the S1 key encoder, with its adapter; z-score and the 10 bands from the card.
+    line, config, metrics = downstream("finetune_classification.yaml", out, tmp_path / "cls", small_world,
+                                       "data.crop_size=32", "model.inputs=only_s1")
+    assert "model.adapters=true, data.normalization=zscore" in line
+    assert config["data"]["normalization"] == "zscore" and config["model"]["inputs"] == "only_s1"
+    for a, b in zip(exported_weights(out, "s1"), exported_weights(tmp_path / "cls", "s1"), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_train_py_runs_moco_fusion_and_its_stacked_encoder_starts_early_fusion_segmentation(small_world, tmp_path):
+    out = tmp_path / "run"
+    train("moco_fusion.yaml", out, *small_world, *SHORT_RUN, "model.backbone=resnet10", "model.queue_size=64")
+    assert list(card_of(out)["encoders"]) == ["s1s2"]
+    line, config, metrics = downstream("finetune_segmentation.yaml", out, tmp_path / "seg", small_world,
+                                       "data.crop_size=32")
+    assert "model.inputs=early_fusion" in line and config["model"]["inputs"] == "early_fusion"
+    assert len(config["data"]["s2_bands"]) == 10 and list(metrics["scores"]) == ["OA", "AA", "mIoU"]
+    for a, b in zip(exported_weights(out, "s1s2"), exported_weights(tmp_path / "seg", "s1s2"), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_train_py_runs_simclr_on_rgb_and_exports_its_encoder(small_world, tmp_path):
@@ -54,3 +112,8 @@ def test_train_py_runs_simclr_on_rgb_and_exports_its_encoder(small_world, tmp_pa
     assert card["encoders"]["s2"]["input"]["method"] == "fixed"
     encoder = keras.saving.load_model(out / "export" / "encoder_s2.keras")
     assert encoder(np.zeros((1, 32, 32, 3), np.float32))["pooled"].shape == (1, 512)
+    # Downstream as OnlySen-2 on the RGB bands its card names, scaled as it was (fixed).
+    line, config, metrics = downstream("finetune_classification.yaml", out, tmp_path / "cls", small_world,
+                                       "data.crop_size=32")
+    assert "data.normalization=fixed, data.s2_bands=[B04, B03, B02], model.inputs=only_s2" in line
+    assert config["data"]["s2_bands"] == ["B04", "B03", "B02"] and metrics["inputs"] == "only_s2"

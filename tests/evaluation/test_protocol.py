@@ -52,7 +52,7 @@ def test_protocol_file_errors(tmp_path):
     with pytest.raises(UserError, match="protocol.seed"):
         load_protocol(path, ["seed=[1]"])
     path.write_text(yaml.safe_dump({"dir": "x", "base": "b.yaml", "models": ["Dual-SimCLR frozen"]}))
-    with pytest.raises(UserError, match="pretrained is required"):
+    with pytest.raises(UserError, match="pretrained.dual_simclr is required for the model 'Dual-SimCLR frozen'"):
         load_protocol(path)
 
 

@@ -30,6 +30,42 @@ def test_each_input_variant_builds_its_encoders(inputs, channels):
     assert model.head.kernel.shape[0] == 512 * len(channels)
 
 
+def test_mma_vgg_and_moco_adapter_encoders_go_downstream_with_their_pretrained_weights():
+    from sslrs_tf.methods import MMA, MoCo
+
+    x, _ = labelled(batch=2)
+    mma = MMA(embedding_dim=16)
+    mma(x)
+    probe = Classifier("vgg", inputs="late_fusion", embedding_dim=16, freeze=True)
+    probe.load_encoders(mma.encoders())
+    assert probe.head.kernel.shape[0] == 2 * 16  # MMA's pooled maps, concatenated
+    for name in ("s1", "s2"):
+        np.testing.assert_allclose(probe.encoders()[name](x[name])["pooled"], mma.encoders()[name](x[name])["pooled"],
+                                   rtol=1e-5, atol=1e-6)
+
+    x10 = {"s1": x["s1"], "s2": x["s2"][..., :10]}
+    moco = MoCo("resnet10", mode="sensor", s2_channels=10, adapters=True, queue_size=8)
+    moco(x10)
+    tuned = Classifier("resnet10", inputs="late_fusion", s2_channels=10, adapters=True)
+    tuned.load_encoders(moco.encoders())  # S2: the query encoder, S1: the key encoder, each with its adapter
+    for name in ("s1", "s2"):
+        np.testing.assert_allclose(tuned.encoders()[name](x10[name])["pooled"],
+                                   moco.encoders()[name](x10[name])["pooled"], rtol=1e-5, atol=1e-6)
+    assert tuned(x10).shape == (2, 8)
+    with pytest.raises(ValueError, match="the s1 encoder does not fit backbone resnet10"):
+        Classifier("resnet10", inputs="late_fusion", s2_channels=10).load_encoders(moco.encoders())  # no adapters
+
+    fusion = MoCo("resnet10", mode="fusion", s2_channels=10, adapters=True, queue_size=8)
+    fusion(x10)
+    early = Classifier("resnet10", inputs="early_fusion", s2_channels=10, adapters=True)
+    early.load_encoders(fusion.encoders())  # the stacked S1+S2 encoder starts early fusion
+    stacked = np.concatenate([x10["s1"], x10["s2"]], -1)
+    np.testing.assert_allclose(early.encoders()["s1s2"](stacked)["pooled"],
+                               fusion.encoders()["s1s2"](stacked)["pooled"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="no s1 encoder to start inputs=late_fusion from"):
+        tuned.load_encoders(fusion.encoders())
+
+
 def test_registry_config_and_argument_errors():
     assert get_method("classifier") is Classifier
     config = Classifier("resnet10", inputs="only_s2", label="multi", freeze=True).get_config()
@@ -38,6 +74,8 @@ def test_registry_config_and_argument_errors():
         Classifier("resnet10", inputs="both")
     with pytest.raises(ValueError, match="Received: label='segmentation'"):
         Classifier("resnet10", label="segmentation")
+    with pytest.raises(ValueError, match="Received: backbone='unet'"):
+        Classifier("unet")
 
 
 @pytest.mark.parametrize("label", ["single", "multi"])

@@ -23,7 +23,7 @@ def test_feature_maps_are_aligned_and_the_loss_falls_on_a_repeated_batch():
     keras.utils.set_random_seed(0)
     m = MMA(embedding_dim=64)
     (batch,) = paired_batches(1, size=32, batch=8)
-    features = m.encoder_s2(batch["s2"])["features"]
+    features = m.encoder_s2(batch["s2"])["P3"]
     assert features.shape == (8, 4, 4, 64)  # output stride 8: a map, not a vector
     m.compile(optimizer=FusedAdam(1e-3), jit_compile=False)
     losses = [float(m.train_on_batch(batch, return_dict=True)["loss"]) for _ in range(6)]

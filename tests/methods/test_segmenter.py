@@ -20,7 +20,8 @@ def labelled(batch=4, size=32, seed=0):
 
 
 @pytest.mark.parametrize("backbone, inputs", [("resnet10", "late_fusion"), ("resnet10", "only_s1"),
-                                              ("unet", "early_fusion"), ("swin_micro", "early_fusion")])
+                                              ("unet", "early_fusion"), ("swin_micro", "early_fusion"),
+                                              ("vgg", "late_fusion")])
 def test_logits_at_input_resolution(backbone, inputs):
     model = Segmenter(backbone, inputs=inputs, image_size=32)
     x, _ = labelled(batch=2)

@@ -63,13 +63,14 @@ def numpy_unet(x, model, levels):
     return classes(x, model)
 
 
-def numpy_pyramid(maps, model):
-    """From P5 up by 2 merging P4, P3, P2 (encoders concatenated in order at each scale), up by 4, 1x1 conv."""
+def numpy_pyramid(maps, model, levels=("P5", "P4", "P3", "P2"), full=4):
+    """From the deepest level up by 2 merging the next ones (encoders concatenated in order at each scale),
+    up by `full` to the input resolution, 1x1 conv."""
     level = lambda p: np.concatenate([m[p].astype(np.float64) for m in maps.values()], -1)
-    x = level("P5")
-    for p in ("P4", "P3", "P2"):
+    x = level(levels[0])
+    for p in levels[1:]:
         x = conv_block(np.concatenate([upsample(x, 2), level(p)], -1), model, p)
-    return classes(conv_block(upsample(x, 4), model, "full"), model)
+    return classes(conv_block(upsample(x, full) if full > 1 else x, model, "full"), model)
 
 
 def randomise_batch_norms(model, rng):
@@ -152,3 +153,28 @@ def test_pyramid_decoder_refuses_maps_other_than_it_was_built_for():
     same_size = {"s1": {p: np.zeros((1, 4, 4, c), np.float32) for p, c in channels["s1"].items()}}
     with pytest.raises(tf.errors.InvalidArgumentError, match="Dimension 1 in both shapes must be equal"):
         decoder(same_size)  # P5 upsampled is twice P4's size: the maps must halve from P2 to P5
+
+
+def test_pyramid_decoder_over_vgg_levels_from_stride_1_adds_no_final_upsampling():
+    # MMA's VGG encoders give P0-P3 (strides 1-8): the decoder ends at P0's resolution.
+    keras.utils.set_random_seed(2)
+    rng = np.random.default_rng(2)
+    channels = {"s1": {"P0": 2, "P1": 3, "P2": 4, "P3": 5}, "s2": {"P0": 3, "P1": 2, "P2": 3, "P3": 4}}
+    decoder = pyramid_decoder(channels, 4, widths=(5, 4, 3, 3))
+    randomise_batch_norms(decoder, rng)
+    maps = {e: {p: rng.normal(size=(2, 16 // 2 ** int(p[1]), 16 // 2 ** int(p[1]), c)).astype(np.float32)
+                for p, c in levels.items()} for e, levels in channels.items()}
+    got = np.asarray(decoder(maps, training=False))
+    assert got.shape == (2, 16, 16, 4) and "full_resize" not in {layer.name for layer in decoder.layers}
+    np.testing.assert_allclose(got, numpy_pyramid(maps, decoder, ("P3", "P2", "P1", "P0"), full=1),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels, widths, message", [
+    ({"s1": {"P2": 3, "P3": 4}}, (4, 4, 4), r"`widths` must have 2 entries for levels \['P3', 'P2'\]"),
+    ({"s1": {"P2": 3}, "s2": {"P3": 3}}, (4,), "must give every encoder the same levels"),
+    ({"s1": {"pooled": 3}}, (4,), "levels P<k>. Received: channels="),
+])
+def test_pyramid_decoder_argument_errors_quote_what_was_received(channels, widths, message):
+    with pytest.raises(ValueError, match=message):
+        pyramid_decoder(channels, 2, widths=widths)

@@ -47,7 +47,7 @@ def test_inference_is_two_conv_bn_relu_per_block_with_pooling_between_blocks():
     epsilon = encoder.get_layer("enc_b1_bn1").epsilon
     want = numpy_vgg(x, encoder, "enc", epsilon)
     assert want.shape == (2, 2, 3, 7) and (want > 0).mean() > 0.2  # not a map the last ReLU zeroed
-    np.testing.assert_allclose(np.asarray(out["features"]), want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(out["P3"]), want, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(np.asarray(out["pooled"]), want.mean((1, 2)), rtol=1e-4, atol=1e-4)
 
 
@@ -55,7 +55,10 @@ def test_inference_is_two_conv_bn_relu_per_block_with_pooling_between_blocks():
 def test_output_stride_is_8_and_the_blocks_have_the_published_widths(size):
     encoder = vgg_encoder(2)
     out = encoder(np.zeros((1, size, size, 2), np.float32))
-    assert out["features"].shape == (1, size // 8, size // 8, 256) and out["pooled"].shape == (1, 256)
+    assert out["P3"].shape == (1, size // 8, size // 8, 256) and out["pooled"].shape == (1, 256)
+    # The other blocks' outputs, for a segmentation decoder: strides 1, 2, 4.
+    assert [out[f"P{k}"].shape for k in range(3)] == [(1, size // 2**k, size // 2**k, w)
+                                                      for k, w in enumerate((64, 128, 256))]
     convs = [l for l in encoder.layers if isinstance(l, keras.layers.Conv2D)]
     assert [l.filters for l in convs] == [64, 64, 128, 128, 256, 256, 256, 256]
     assert all(l.kernel_size == (3, 3) and not l.use_bias for l in convs)
