@@ -56,6 +56,7 @@ def evaluate_main(argv=None):
         sslrs-evaluate --run runs/finetune_classification
         sslrs-evaluate --ensemble runs/unet runs/swinunet --out runs/ensemble --figure 6
         python evaluate.py --protocol protocol_isprs.yaml seeds=[0]
+        python evaluate.py --protocol protocol_isprs.yaml --smoke      # minutes on a CPU, synthetic data
     """
     parser = argparse.ArgumentParser(description="Metrics of a downstream run or an ensemble of runs, or a "
                                                  "comparison protocol.")
@@ -73,8 +74,13 @@ def evaluate_main(argv=None):
     parser.add_argument("--figure", type=int, default=None, metavar="N",
                         help="--run, --ensemble (segmentation): draw N test patches with the predictions into "
                              "qualitative.png")
+    parser.add_argument("--smoke", action="store_true",
+                        help="--protocol: run it in miniature on a synthetic world (into DIR_smoke), to check it "
+                             "before the real job")
     parser.add_argument("overrides", nargs="*", help="--protocol: key=value overrides of the protocol file")
     args = parser.parse_args(argv)
+    if args.smoke and not args.protocol:
+        parser.error("--smoke goes with --protocol")
     if args.figure is not None and (args.figure < 1 or args.protocol or (args.ensemble and not args.out)):
         parser.error("--figure N takes N >= 1, with --run, or with --ensemble and --out")
 
@@ -103,9 +109,14 @@ def evaluate_main(argv=None):
                 panels = {os.path.basename(os.path.normpath(r)): [r] for r in args.ensemble}
                 _figure({**panels, "ensemble": args.ensemble}, args.out, args.figure, args.split)
         else:
-            protocol = load_protocol(args.protocol, args.overrides)
+            protocol = load_protocol(args.protocol, args.overrides, check_pretrained=not args.smoke)
+            if args.smoke:
+                from sslrs_tf.evaluation.protocol import smoke_protocol
+
+                protocol = smoke_protocol(protocol, train)
             print(report_protocol(protocol, run_protocol(protocol, train)))
-            print(f"written: {protocol.dir}/tables.md, results.json, label_fractions.png")
+            figure = ", qualitative.png" if protocol.figure else ""
+            print(f"written: {protocol.dir}/tables.md, results.json, label_fractions.png{figure}")
 
     return run_entry_point(action)
 

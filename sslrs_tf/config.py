@@ -120,8 +120,11 @@ class DataConfig:
                           doc="eurosat, bigearthnet: the TFDS catalog's eurosat/all, bigearthnet/all (S2 only)")
     data_dir: str = option("data/tfds", doc="TFDS data folder")
     config: str = option("all", doc="builder config (all, spring, summer, fall, winter, ...)")
-    split: str = option("train")
+    split: str = option("train", doc="training split; several joined by + (train+holdout: all of SEN12MS)")
     validation_split: typing.Optional[str] = option("holdout", doc="split evaluated after each epoch (null: none)")
+    validation_dataset: typing.Optional[str] = option(None, choices=("sen12ms", "dfc2020"),
+                                                      doc="dataset of data.validation_split (null: data.dataset); "
+                                                          "pre-training watched on DFC2020's pairs: dfc2020")
     crop_size: int = option(min=8, doc="random crop in pixels, aligned across S1 and S2")
     normalization: str = option("per_sample_max", choices=("per_sample_max", "per_patch_max", "zscore", "fixed"))
     s1_bands: typing.Optional[typing.List[str]] = option(None, doc="S1 bands (default: VV, VH)")

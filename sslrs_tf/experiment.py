@@ -57,6 +57,9 @@ def check_config(config):
     if d.label not in cls.LABELS:
         wanted = " or ".join("null" if kind is None else kind for kind in cls.LABELS)
         raise UserError(f"config: model.method {m.method} needs data.label {wanted}; received {d.label!r}")
+    if d.validation_dataset and d.dataset not in BUILDERS:
+        raise UserError(f"config: data.validation_dataset {d.validation_dataset} goes with data.dataset "
+                        f"{' or '.join(BUILDERS)}; received {d.dataset}")
     if d.class_balance and not d.label:
         raise UserError("config: data.class_balance evens out the classes of labels: it needs data.label "
                         "(single, multi or segmentation)")
@@ -162,19 +165,21 @@ def apply_card(config, explicit=()):
     return config, f"model.pretrained {folder} ({card.get('method')} {card.get('backbone')}): from its card: {what}"
 
 
-def data_source(config):
+def data_source(config, dataset=None):
     """The :class:`~sslrs_tf.data.sources.Source` of ``data`` (the synthetic world is generated and built on
-    first use)."""
+    first use); `dataset`: another of the builders' datasets than ``data.dataset`` (opened with its
+    default builder config, or the synthetic world's)."""
     data = config.data
+    name = dataset or data.dataset
     if data.source == "synthetic":
-        if data.dataset not in BUILDERS:
+        if name not in BUILDERS:
             raise UserError(f"config: data.source synthetic has {' and '.join(BUILDERS)}, "
-                            f"not data.dataset {data.dataset}")
+                            f"not data.dataset {name}")
         syn = data.synthetic
         params = {"patches": syn.patches, "size": syn.size, "seed": syn.seed,
                   "dfc_validation": syn.dfc_validation, "dfc_test": syn.dfc_test}
-        return open_source(prepare_world(syn.dir, data.data_dir, params)[data.dataset])
-    return open_source(data.dataset, data.data_dir, data.config)
+        return open_source(prepare_world(syn.dir, data.data_dir, params)[name])
+    return open_source(name, data.data_dir, data.config if dataset is None else None)
 
 
 class Experiment:
@@ -201,11 +206,21 @@ class Experiment:
         """The data source (opened, or generated and built, on first use)."""
         return data_source(self.config)
 
+    @functools.cached_property
+    def validation_source(self):
+        """The source of ``data.validation_split``: ``data.validation_dataset``'s, else :attr:`source`."""
+        other = self.config.data.validation_dataset
+        return data_source(self.config, other) if other and other != self.config.data.dataset else self.source
+
+    def source_of(self, split):
+        """The source `split` is read from: :attr:`validation_source` for ``data.validation_split``."""
+        return self.validation_source if split == self.config.data.validation_split else self.source
+
     def split_size(self, split, what):
         """Number of samples of `split`; `what` names where the split came from in an error (``config:
         data.split``, ``--split``)."""
         try:
-            return self.source.num_examples(split)
+            return self.source_of(split).num_examples(split)
         except SplitError as err:
             raise UserError(f"{what}: {err}") from None
 
@@ -226,7 +241,7 @@ class Experiment:
         split. `batch_size` defaults to ``train.batch_size``; `with_ids` adds each sample's ``id`` to the inputs.
         """
         c = self.config
-        return make_dataset(self.source, split, modalities=self.modalities, bands=self.bands,
+        return make_dataset(self.source_of(split), split, modalities=self.modalities, bands=self.bands,
                             missing_bands=c.data.missing_bands, normalization=c.data.normalization,
                             crop_size=c.data.crop_size, batch_size=batch_size or c.train.batch_size,
                             training=training, seed=c.train.seed, shuffle_buffer=c.data.shuffle_buffer,

@@ -104,13 +104,22 @@ def test_every_shipped_config_loads(path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("protocol_*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_protocol_loads_and_its_runs_configure(path):
-    from sslrs_tf.evaluation.protocol import load_protocol, run_config
+    import pathlib
+
+    from sslrs_tf.evaluation.protocol import MODELS, load_protocol, run_config
 
     protocol = load_protocol(path)
     for model in protocol.models:
+        row = MODELS[model]
+        if row.family == "ensemble":  # trains nothing: its members are rows of the protocol
+            assert set(row.members) <= set(protocol.models)
+            continue
         config = run_config(protocol, protocol.labels[0], model, protocol.label_fractions[0], protocol.seeds[0])
         assert config.data.label_fraction == protocol.label_fractions[0]
-        assert (config.model.pretrained is None) == (model in ("OnlySen-1", "OnlySen-2", "EarlyFusion", "LateFusion"))
+        if row.family == "baseline":
+            assert config.model.pretrained is None
+        else:  # the run the protocol names for the row's pre-training method
+            assert config.model.pretrained == str(pathlib.Path(getattr(protocol.pretrained, row.pretrained)).resolve())
 
 
 def test_a_config_starts_from_its_base_key_by_key(tmp_path):

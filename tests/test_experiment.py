@@ -165,3 +165,26 @@ def test_a_card_contradicting_the_command_line_is_refused_naming_both(tmp_path, 
     # The same values from the config file (not the command line) give way to the card.
     config, _ = apply_card(finetune(f"model.pretrained={mma}", *overrides))
     assert config.model.backbone == "vgg"
+
+
+def test_the_published_pretraining_data_is_every_sen12ms_patch_watched_on_dfc2020_validation_pairs(small_world):
+    config = load_config(ROOT / "configs" / "dual_simclr.yaml", [*small_world, "model.backbone=resnet10",
+                                                                 "data.crop_size=32", "train.batch_size=8"])
+    assert (config.data.split, config.data.validation_dataset, config.data.validation_split) == \
+        ("train+holdout", "dfc2020", "validation")
+    experiment = Experiment(config)
+    sen12ms, dfc2020 = experiment.source, experiment.validation_source
+    assert "sen12ms" in sen12ms.full_name and "dfc2020" in dfc2020.full_name
+    every = set(sen12ms.split_ids("train")) | set(sen12ms.split_ids("holdout"))
+    assert experiment.training_size("train+holdout", "config: data.split") == len(every)
+    read = {i.decode() for x in experiment.dataset("train+holdout", training=False, with_ids=True)
+            for i in x["id"].numpy()}
+    assert read == every
+    validation = list(experiment.dataset("validation", training=False, with_ids=True))
+    assert {i.decode() for x in validation for i in x["id"].numpy()} == set(dfc2020.split_ids("validation"))
+    assert set(validation[0]) == {"s1", "s2", "id"}  # unlabelled pairs for the retrieval metrics
+    assert experiment.split_size("validation", "config: data.validation_split") == dfc2020.num_examples("validation")
+    with pytest.raises(UserError, match="config: data.split: .* has no split 'hold'"):
+        experiment.split_size("train+hold", "config: data.split")
+    with pytest.raises(UserError, match="data.validation_dataset dfc2020 goes with data.dataset sen12ms or dfc2020"):
+        check_config(load_config(ROOT / "configs" / "finetune_eurosat.yaml", ["data.validation_dataset=dfc2020"]))

@@ -224,9 +224,13 @@ class SentinelSource(Source):
         self._labels = {}  # (split, label source) -> split_labels(), read once
 
     def num_examples(self, split):
-        if split not in self.builder.info.splits:
-            raise SplitError(f"{self.full_name} has no split {split!r}; it has {sorted(self.builder.info.splits)}")
-        return self.builder.info.splits[split].num_examples
+        """Number of examples of `split`: a split's name, or several joined by ``+`` (``"train+holdout"``:
+        every SEN12MS patch, as the papers pre-train)."""
+        splits = self.builder.info.splits
+        for part in split.split("+"):
+            if part not in splits:
+                raise SplitError(f"{self.full_name} has no split {part!r}; it has {sorted(splits)}")
+        return sum(splits[part].num_examples for part in split.split("+"))
 
     def split_ids(self, split):
         """All sample ids of a split, read from the shards without decoding the rasters."""
@@ -288,7 +292,7 @@ class SentinelSource(Source):
         return dict(zip(ids, balanced_copies([labels[i] for i in ids]).tolist(), strict=True))
 
     def _files(self, split):
-        return [os.fspath(f) for f in self.builder.info.splits[split].filepaths]
+        return [os.fspath(f) for part in split.split("+") for f in self.builder.info.splits[part].filepaths]
 
     def reader(self, split, settings):
         features = self.builder.info.features

@@ -39,7 +39,8 @@ def raster_feature(kind, size):
 
 
 def channel_max_feature(kind):
-    """Per-channel maximum of the raw patch, stored so the per-sample-max normalisation of a crop needs no full-patch pass."""
+    """Per-channel maximum of the raw patch, stored so that the ``per_patch_max`` normalisation of a crop needs no
+    full-patch pass."""
     spec = KINDS[kind]
     return tfds.features.Tensor(shape=(len(spec.bands),), dtype=np.dtype(spec.store_dtype),
                                 doc=f"{kind}_max: per-channel maximum of the raw {kind} patch")

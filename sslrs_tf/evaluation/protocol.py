@@ -118,9 +118,10 @@ class ProtocolConfig:
     figure_patches: int = option(6, min=1, doc="test patches (rows) of qualitative.png")
 
 
-def load_protocol(path, overrides=()):
+def load_protocol(path, overrides=(), check_pretrained=True):
     """Reads and validates a protocol file (a path, or the name of a shipped one); `overrides` are
-    ``key=value`` on its keys (``pretrained.mma=runs/mma``; ``pretrained=RUN`` names the Dual-SimCLR run)."""
+    ``key=value`` on its keys (``pretrained.mma=runs/mma``; ``pretrained=RUN`` names the Dual-SimCLR run).
+    `check_pretrained`: refuse a model whose pre-training run is not named (``--smoke`` makes them)."""
     path = find_config(path, kind="protocol")
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -162,7 +163,7 @@ def load_protocol(path, overrides=()):
         raise UserError("protocol: figure draws land-cover maps: it needs labels [segmentation]")
     for name in protocol.models:
         method = MODELS[name].pretrained
-        if method and not getattr(protocol.pretrained, method):
+        if check_pretrained and method and not getattr(protocol.pretrained, method):
             raise UserError(f"protocol: pretrained.{method} is required for the model {name!r} "
                             f"(a {method} pre-training run directory)")
     # `base` is relative to the protocol file; a bare name that is no file there is a shipped config.
@@ -171,6 +172,73 @@ def load_protocol(path, overrides=()):
     if not base.is_file() and protocol.base.removesuffix(".yaml") in shipped:
         base = shipped[protocol.base.removesuffix(".yaml")]
     return dataclasses.replace(protocol, base=str(base))
+
+
+#: the synthetic world of ``--smoke`` (small: every run reads all of its test split)
+SMOKE_WORLD = {"patches": 64, "size": 32, "seed": 0, "dfc_validation": 32, "dfc_test": 16}
+#: every run of ``--smoke``: one epoch (of the small world) on 32 px crops; pre-training runs: two steps
+SMOKE_RUN = ("train.epochs=1", "train.batch_size=8", "data.crop_size=32", "data.validation_split=null",
+             "train.checkpoint_every=100")
+#: the shipped config that pre-trains each method, and what makes it small
+SMOKE_PRETRAINING = {
+    "dual_simclr": ("dual_simclr.yaml", ()),
+    "mma": ("mma.yaml", ("model.embedding_dim=32",)),
+    "simclr": ("simclr_rgb.yaml", ()),
+    "moco_sensor": ("moco_sensor.yaml", ("model.queue_size=64",)),
+    "moco_fusion": ("moco_fusion.yaml", ("model.queue_size=64",)),
+}
+
+
+def narrow_backbone(backbone):
+    """The narrow test encoder of `backbone`'s family (ResNet-10, Swin-micro); VGG and UNet as they are."""
+    if backbone.startswith("resnet"):
+        return "resnet10"
+    if backbone.startswith("swin"):
+        return "swin_micro"
+    return backbone
+
+
+def smoke_protocol(protocol, train, log=print):
+    """`protocol` in miniature on a small synthetic world, for checking it before a long job (``--smoke``).
+
+    Same models, labels, label fractions, tables and figure; one seed; every run one short epoch
+    on 32 px crops with the narrow encoder of its family; in ``DIR_smoke``. A pre-training run the
+    protocol names that has no card (not made yet) is made on the fly, briefly, from the method's
+    shipped config (``DIR_smoke/pretrained/<method>``); one that exists is used as it is.
+
+    Args:
+        train: what trains a run's config (:func:`sslrs_tf.training.run.train`).
+
+    Returns:
+        The miniature protocol (a :class:`ProtocolConfig`).
+    """
+    from sslrs_tf.config import load_config
+    from sslrs_tf.datasets import prepare_world
+
+    folder = pathlib.Path(f"{str(protocol.dir).rstrip('/')}_smoke")
+    world = folder / "world"
+    prepare_world(world / "synthetic", world / "tfds", SMOKE_WORLD)
+    data = ["data.source=synthetic", f"data.synthetic.dir={world / 'synthetic'}", f"data.data_dir={world / 'tfds'}",
+            *(f"data.synthetic.{k}={v}" for k, v in SMOKE_WORLD.items())]
+    backbone = narrow_backbone(load_config(protocol.base, protocol.overrides).model.backbone)
+    pretrained = {}
+    for method in dict.fromkeys(MODELS[m].pretrained for m in protocol.models if MODELS[m].pretrained):
+        given = getattr(protocol.pretrained, method)
+        if given and any((pathlib.Path(given) / p / "card.json").is_file() for p in ("export", ".")):
+            pretrained[method] = given
+            continue
+        config_name, small = SMOKE_PRETRAINING[method]
+        if method == "dual_simclr" and backbone.startswith("swin"):
+            config_name = "dual_swin.yaml"
+        where = folder / "pretrained" / method
+        log(f"smoke: pre-training {method} ({config_name}, briefly) in {where}")
+        pre_backbone = "vgg" if method == "mma" else backbone
+        train(load_config(config_name, [*data, *SMOKE_RUN, "train.steps_per_epoch=2", f"run.dir={where}",
+                                        f"model.backbone={pre_backbone}", *small]), verbose=0)
+        pretrained[method] = str(where)
+    return dataclasses.replace(
+        protocol, dir=str(folder), seeds=protocol.seeds[:1], pretrained=PretrainedRuns(**pretrained),
+        overrides=[*protocol.overrides, *data, *SMOKE_RUN, f"model.backbone={backbone}"])
 
 
 def run_dir(protocol, label, model, fraction, seed):

@@ -1,6 +1,7 @@
 """Each pre-training method's shipped config through train.py (and evaluate.py), as real processes, and
-its export fine-tuned or probed downstream with the shipped downstream configs (``model.pretrained=RUN``:
-the card sets backbone, bands, normalisation and inputs).
+its export probed downstream with the shipped downstream configs (``model.pretrained=RUN``: the card sets
+backbone, bands, normalisation and inputs). Dual-SimCLR, MMA and SimCLR (RGB) also go downstream in the
+ISPRS protocol's smoke (tests/evaluation/test_protocol.py), Dual-Swin in the Swin protocol's (test_smoke.py).
 
 Briefly (tests/helpers.py SHORT_RUN: one epoch of two steps, batch 8, 32 px crops) on the small
 synthetic world; what each method learns is shown by the in-process tests of tests/methods/.
@@ -30,18 +31,6 @@ def downstream(config, pre, out, world, *overrides):
     return line, yaml.safe_load((out / "config.yaml").read_text()), json.loads((out / "metrics.json").read_text())
 
 
-def test_train_py_runs_dual_simclr_and_its_encoders_go_multi_label_downstream(small_world, tmp_path):
-    pre = tmp_path / "pre"
-    train("dual_simclr.yaml", pre, *small_world, *SHORT_RUN, "model.backbone=resnet10", "train.validation_steps=1")
-    line, config, metrics = downstream("finetune_classification.yaml", pre, tmp_path / "cls", small_world,
-                                       "data.label=multi", "data.crop_size=32")
-    assert config["model"]["backbone"] == "resnet10" and "model.backbone=resnet10" in line
-    assert list(metrics["scores"]) == ["F1", "O-F1"] and metrics["inputs"] == "late_fusion"
-    for m in ("s1", "s2"):  # frozen: the pre-trained encoders, exactly
-        for a, b in zip(exported_weights(pre, m), exported_weights(tmp_path / "cls", m), strict=True):
-            np.testing.assert_array_equal(a, b)
-
-
 def test_train_py_runs_mma_and_exports_vgg_encoders_with_their_card(small_world, tmp_path):
     out = tmp_path / "run"
     train("mma.yaml", out, *small_world, *SHORT_RUN, "model.embedding_dim=32", "train.validation_steps=1")
@@ -53,13 +42,12 @@ def test_train_py_runs_mma_and_exports_vgg_encoders_with_their_card(small_world,
     s2 = keras.saving.load_model(out / "export" / card["encoders"]["s2"]["file"])
     assert s2(np.zeros((1, 32, 32, 13), np.float32))["P3"].shape == (1, 4, 4, 32)
     assert "val_top1" in card["final_metrics"]
-    # Downstream: pooled for classification, its maps for the segmentation decoder.
-    line, config, metrics = downstream("finetune_classification.yaml", out, tmp_path / "cls", small_world,
+    # Downstream, its maps for the segmentation decoder (pooled for classification: tests/evaluation,
+    # the ISPRS protocol's smoke).
+    line, config, metrics = downstream("finetune_segmentation.yaml", out, tmp_path / "seg", small_world,
                                        "data.crop_size=32")
     assert "model.backbone=vgg, model.embedding_dim=32" in line
     assert (config["model"]["backbone"], config["model"]["embedding_dim"]) == ("vgg", 32)
-    assert list(metrics["scores"])[:2] == ["OA", "AA"]
-    _, _, metrics = downstream("finetune_segmentation.yaml", out, tmp_path / "seg", small_world, "data.crop_size=32")
     assert list(metrics["scores"]) == ["OA", "AA", "mIoU"]
     for m in ("s1", "s2"):
         for a, b in zip(exported_weights(out, m), exported_weights(tmp_path / "seg", m), strict=True):
@@ -112,8 +100,3 @@ def test_train_py_runs_simclr_on_rgb_and_exports_its_encoder(small_world, tmp_pa
     assert card["encoders"]["s2"]["input"]["method"] == "fixed"
     encoder = keras.saving.load_model(out / "export" / "encoder_s2.keras")
     assert encoder(np.zeros((1, 32, 32, 3), np.float32))["pooled"].shape == (1, 512)
-    # Downstream as OnlySen-2 on the RGB bands its card names, scaled as it was (fixed).
-    line, config, metrics = downstream("finetune_classification.yaml", out, tmp_path / "cls", small_world,
-                                       "data.crop_size=32")
-    assert "data.normalization=fixed, data.s2_bands=[B04, B03, B02], model.inputs=only_s2" in line
-    assert config["data"]["s2_bands"] == ["B04", "B03", "B02"] and metrics["inputs"] == "only_s2"

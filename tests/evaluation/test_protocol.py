@@ -100,3 +100,44 @@ def test_a_small_protocol_runs_reports_and_continues_where_it_stopped(quickstart
     for p, mtime in others.items():
         assert p.exists() and (p == frozen_half / "metrics.json" or p.stat().st_mtime_ns == mtime)
     assert "written:" in out and os.path.getsize(quickstarted.dir / "tables.md") > 0
+
+
+def config_of(folder, label, model, fraction):
+    return yaml.safe_load((folder / label / model / f"f{fraction:g}" / "seed0" / "config.yaml").read_text())
+
+
+@pytest.mark.slow
+def test_the_isprs_protocol_smoke_runs_its_seven_systems_with_pretraining_made_on_the_fly(tmp_path, capsys,
+                                                                                          monkeypatch):
+    # `evaluate.py --protocol protocol_isprs --smoke` as a user runs it (in-process: its main), multi-label, at one
+    # label fraction to stay within the suite's time.
+    monkeypatch.chdir(tmp_path)
+    assert evaluate_main(["--protocol", "protocol_isprs", "--smoke", f"dir={tmp_path / 'isprs'}", "labels=[multi]",
+                          "label_fractions=[0.1]"]) == 0
+    printed, out = capsys.readouterr().out, tmp_path / "isprs_smoke"
+    for method in ("dual_simclr", "mma", "simclr"):
+        assert f"smoke: pre-training {method}" in printed
+        assert (out / "pretrained" / method / "export" / "card.json").is_file()
+    tables = (out / "tables.md").read_text()
+    assert tables.startswith("**SYNTHETIC data**") and "per-class F1, F1, O-F1" in tables
+    rows = [line.split(" | ")[0][2:] for line in tables.splitlines() if line.startswith("| ") and "---" not in line]
+    models = ["OnlySen-1", "OnlySen-2", "EarlyFusion", "LateFusion", "SimCLR (RGB)", "MMA", "Dual-SimCLR fine-tuned",
+              "Dual-SimCLR frozen"]
+    assert rows[1:9] == models  # the per-class table, in the protocol's order
+    results = json.loads((out / "results.json").read_text())
+    assert [r["model"] for r in results] == models and all(r["synthetic"] for r in results)
+    assert all(list(r["scores"]) == ["F1", "O-F1"] for r in results)
+    # Each pre-trained row took its encoders' architecture and input from its card.
+    mma = config_of(out, "multi", "mma", 0.1)
+    assert mma["model"]["backbone"] == "vgg" and mma["model"]["pretrained"].endswith("pretrained/mma")
+    simclr = config_of(out, "multi", "simclr_rgb", 0.1)
+    assert (simclr["model"]["inputs"], simclr["data"]["s2_bands"], simclr["data"]["normalization"]) == \
+        ("only_s2", ["B04", "B03", "B02"], "fixed")
+    baseline = config_of(out, "multi", "onlysen1", 0.1)
+    assert baseline["model"]["backbone"] == "resnet10" and baseline["model"]["pretrained"] is None
+    assert baseline["data"]["class_balance"] is True and baseline["data"]["source"] == "synthetic"
+    # Frozen: the run's exported encoders are the pre-trained ones.
+    for m in ("s1", "s2"):
+        for a, b in zip(exported_weights(out / "pretrained" / "dual_simclr", m),
+                        exported_weights(out / "multi" / "dualsimclr_frozen" / "f0.1" / "seed0", m), strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -56,9 +56,8 @@ def test_a_non_finite_batch_changes_nothing_and_is_counted(repeated):
     assert any(not np.array_equal(a, v.numpy()) for a, v in zip(before, m.trainable_variables, strict=True))
 
 
-def test_dual_swin_without_a_head_compares_the_pooled_vectors():
-    # Learning is shown end to end (tests/test_evaluate.py trains configs/dual_swin.yaml and sees
-    # the loss fall): one Swin training trace costs 15-25 s here, so only one test pays it.
+def test_dual_swin_without_a_head_compares_the_pooled_vectors_and_learns():
+    # One Swin training trace costs 15-25 s here, so this is the one test that pays it.
     keras.utils.set_random_seed(0)
     m = DualSimCLR("swin_micro", projection_dim=None, temperature=0.2, image_size=32)
     assert m.head_s1 is None and DualSimCLR.from_config(m.get_config()).image_size == 32
@@ -66,6 +65,9 @@ def test_dual_swin_without_a_head_compares_the_pooled_vectors():
     z = m(batch)
     assert z["s2"].shape == (8, 192)  # the pooled vector itself (8 x embed 24)
     np.testing.assert_allclose(z["s1"], m.encoder_s1(batch["s1"])["pooled"], rtol=1e-5, atol=1e-6)
+    m.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.0), jit_compile=False)
+    losses = [float(m.train_on_batch(batch, return_dict=True)["loss"]) for _ in range(6)]
+    assert losses[-1] < 0.8 * losses[0], losses
 
 
 @pytest.fixture

@@ -1,0 +1,47 @@
+"""``evaluate.py --protocol protocol_swin --smoke``: the CVPR segmentation protocol in miniature on a synthetic
+world, its Dual-Swin pre-training made on the fly (configs/dual_swin.yaml), SwinUNet fine-tuned from it
+(configs/finetune_swin_segmentation.yaml), the UNet, their ensemble and the qualitative figure, as a user
+checks it before a long GPU job.
+
+To stay within the suite's time: one label fraction, and the figure's models only (the ISPRS protocol's
+smoke is in tests/evaluation/test_protocol.py).
+"""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from tests.e2e.chains import run
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def smoke(protocol, folder, *overrides):
+    """Runs the smoke of a shipped protocol into ``folder_smoke``; returns the process and that folder."""
+    done = run(sys.executable, ROOT / "evaluate.py", "--protocol", protocol, "--smoke", f"dir={folder}", *overrides,
+               cwd=folder.parent)
+    return done, folder.parent / f"{folder.name}_smoke"
+
+
+def test_the_swin_protocol_smoke_writes_the_ensemble_row_and_the_qualitative_figure(tmp_path):
+    models = "[UNet, SwinUNet fine-tuned, Ensemble UNet + SwinUNet fine-tuned]"
+    done, out = smoke("protocol_swin", tmp_path / "swin", f"models={models}", f"figure={models}",
+                      "label_fractions=[1.0]", "figure_patches=2")
+    card = json.loads((out / "pretrained" / "dual_simclr" / "export" / "card.json").read_text())
+    assert card["backbone"] == "swin_micro" and card["encoders"]["s1"]["input_shape"] == [None, 32, 32, 2]
+    ensemble = json.loads((out / "segmentation" / "ensemble_unet__swinunet_finetuned" / "f1" / "seed0" /
+                           "metrics.json").read_text())
+    assert [m.split("/")[-3] for m in ensemble["members"]] == ["unet", "swinunet_finetuned"]
+    assert list(ensemble["scores"]) == ["OA", "AA", "mIoU"]
+    assert "| Ensemble UNet + SwinUNet fine-tuned |" in (out / "tables.md").read_text()
+    assert (out / "qualitative.png").stat().st_size > 10_000
+    assert "qualitative.png" in done.stdout
+    # The fine-tuned SwinUNet's metrics: averages over the classes present, from the same counts.
+    metrics = json.loads((out / "segmentation" / "swinunet_finetuned" / "f1" / "seed0" / "metrics.json").read_text())
+    present = [v for v in metrics["per_class"].values() if v["IoU"] is not None]
+    assert present and all(set(v) == {"accuracy", "IoU"} for v in present)
+    assert metrics["scores"]["mIoU"] == pytest.approx(np.mean([v["IoU"] for v in present]), abs=0.01)
+    assert metrics["scores"]["AA"] == pytest.approx(np.mean([v["accuracy"] for v in present]), abs=0.01)
+    assert 0 < sum(metrics["support"].values()) <= 16 * 32 * 32  # the smoke world's 16 test patches of 32 px
