@@ -189,6 +189,16 @@ SMOKE_PRETRAINING = {
 }
 
 
+def _has_card(path):
+    from sslrs_tf.models.pretrained import load_card
+
+    try:
+        load_card(path)
+    except UserError:
+        return False
+    return True
+
+
 def narrow_backbone(backbone):
     """The narrow test encoder of `backbone`'s family (ResNet-10, Swin-micro); VGG and UNet as they are."""
     if backbone.startswith("resnet"):
@@ -224,7 +234,7 @@ def smoke_protocol(protocol, train, log=print):
     pretrained = {}
     for method in dict.fromkeys(MODELS[m].pretrained for m in protocol.models if MODELS[m].pretrained):
         given = getattr(protocol.pretrained, method)
-        if given and any((pathlib.Path(given) / p / "card.json").is_file() for p in ("export", ".")):
+        if given and _has_card(given):
             pretrained[method] = given
             continue
         config_name, small = SMOKE_PRETRAINING[method]
