@@ -95,7 +95,8 @@ def _check_downstream(config, cls):
                         "(two optimizers cannot share one loss scale); use mixed_bfloat16 or one learning rate")
 
 
-def _config_value(config, key):
+def config_value(config, key):
+    """The value of a dotted config `key` (``section.name``)."""
     section, name = key.split(".")
     return getattr(getattr(config, section), name)
 
@@ -148,7 +149,7 @@ def apply_card(config, explicit=()):
         settings["model.inputs"] = CARD_INPUTS[encoders]
     changed = {}
     for key, value in settings.items():
-        mine = _config_value(config, key)
+        mine = config_value(config, key)
         if _same(key, mine, value):
             continue
         if key in explicit:
@@ -266,6 +267,18 @@ class Experiment:
         inputs = sample[0] if isinstance(sample, tuple) else sample
         model({k: v[:1] for k, v in inputs.items()})
         return model
+
+    def restored(self, weights, split, batch_size=None):
+        """A finished run's model and the evaluation pipeline of `split`: the method rebuilt from the
+        config and every weight loaded from `weights` (the run's ``.weights.h5``).
+
+        Returns:
+            ``(dataset, model)``; `dataset` is one deterministic pass of `batch_size` samples.
+        """
+        ds = self.dataset(split, training=False, batch_size=batch_size)
+        model = self.build_method(next(iter(ds.take(1))), pretrained=False)  # all weights come from the run
+        model.load_weights(weights)
+        return ds, model
 
     def _load_pretrained(self, model):
         m = self.config.model

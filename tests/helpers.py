@@ -98,6 +98,8 @@ def exported_weights(run_dir, *modalities):
     """The weights of a run's exported encoders (``export/encoder_<modality>.keras``), one flat list."""
     import keras
 
+    import sslrs_tf.models.swin  # noqa: F401  (registers the Swin encoder's layers, as docs/training.md says)
+
     return [w for m in modalities
             for w in keras.saving.load_model(pathlib.Path(run_dir) / "export" / f"encoder_{m}.keras").get_weights()]
 

@@ -18,7 +18,7 @@ import numpy as np
 from sslrs_tf.config import load_config
 from sslrs_tf.errors import UserError
 from sslrs_tf.evaluation.reports import markdown_table, report
-from sslrs_tf.experiment import Experiment
+from sslrs_tf.experiment import Experiment, config_value
 from sslrs_tf.metrics import ConfusionMatrix, MultiLabelCounts
 from sslrs_tf.training.rundir import RunDir
 
@@ -38,11 +38,6 @@ def _run_config(run_dir, what):
     return run, config
 
 
-def _value(config, key):
-    section, name = key.split(".")
-    return getattr(getattr(config, section), name)
-
-
 class Members:
     """Downstream runs rebuilt with their exported weights, read in lockstep.
 
@@ -58,9 +53,10 @@ class Members:
         first = loaded[0][1]
         for run, config in loaded[1:]:
             for key in SHARED:
-                if _value(config, key) != _value(first, key):
-                    raise UserError(f"{what}: {run.path} has {key} {_value(config, key)!r}, {loaded[0][0].path} "
-                                    f"{_value(first, key)!r}; an ensemble's runs must predict the same thing")
+                mine, theirs = config_value(config, key), config_value(first, key)
+                if mine != theirs:
+                    raise UserError(f"{what}: {run.path} has {key} {mine!r}, {loaded[0][0].path} {theirs!r}; "
+                                    "an ensemble's runs must predict the same thing")
         self.runs = [run for run, _ in loaded]
         self.kind = first.data.label
         self.split = split or first.data.test_split
@@ -70,10 +66,7 @@ class Members:
         self.models = []
         for run, experiment in zip(self.runs, self.experiments, strict=True):
             experiment.split_size(self.split, f"--split {self.split}")
-            sample = next(iter(experiment.dataset(self.split, training=False, batch_size=self.batch_size).take(1)))
-            model = experiment.build_method(sample, pretrained=False)  # all weights come from the run
-            model.load_weights(run.weights)
-            self.models.append(model)
+            self.models.append(experiment.restored(run.weights, self.split, self.batch_size)[1])
 
     def probabilities(self, logits):
         """Class probabilities of a model's logits: softmax (one class per sample or pixel), sigmoid (multi)."""

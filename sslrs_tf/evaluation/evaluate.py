@@ -57,10 +57,7 @@ def _rebuild(run, config, split, batch_size):
     model with the run's exported weights."""
     experiment = Experiment(config)
     experiment.split_size(split, f"--split {split}")
-    ds = experiment.dataset(split, training=False, batch_size=batch_size)
-    model = experiment.build_method(next(iter(ds.take(1))), pretrained=False)  # all weights come from the run
-    model.load_weights(run.weights)
-    return experiment, ds, model
+    return (experiment, *experiment.restored(run.weights, split, batch_size))
 
 
 def _evaluate_pretraining(run, config, split, batch_size):

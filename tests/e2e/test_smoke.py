@@ -1,10 +1,10 @@
 """``evaluate.py --protocol protocol_swin --smoke``: the CVPR segmentation protocol in miniature on a synthetic
 world, its Dual-Swin pre-training made on the fly (configs/dual_swin.yaml), SwinUNet fine-tuned from it
 (configs/finetune_swin_segmentation.yaml), the UNet, their ensemble and the qualitative figure, as a user
-checks it before a long GPU job.
+checks it before a long GPU job; then the CVPR classification protocol's smoke on that pre-training.
 
-To stay within the suite's time: one label fraction, and the figure's models only (the ISPRS protocol's
-smoke is in tests/evaluation/test_protocol.py).
+To stay within the suite's time: one label fraction, the figure's models only, one classification row (the
+ISPRS and quick-start protocols' smokes are in tests/evaluation/test_protocol.py).
 """
 
 import json
@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 from tests.e2e.chains import run
-from tests.helpers import ROOT
+from tests.helpers import ROOT, exported_weights
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ def smoke(protocol, folder, *overrides):
     return done, folder.parent / f"{folder.name}_smoke"
 
 
-def test_the_swin_protocol_smoke_writes_the_ensemble_row_and_the_qualitative_figure(tmp_path):
+def test_the_swin_protocols_smokes_write_the_ensemble_row_the_qualitative_figure_and_the_frozen_probe(tmp_path):
     models = "[UNet, SwinUNet fine-tuned, Ensemble UNet + SwinUNet fine-tuned]"
     done, out = smoke("protocol_swin", tmp_path / "swin", f"models={models}", f"figure={models}",
                       "label_fractions=[1.0]", "figure_patches=2")
@@ -45,3 +45,16 @@ def test_the_swin_protocol_smoke_writes_the_ensemble_row_and_the_qualitative_fig
     assert metrics["scores"]["mIoU"] == pytest.approx(np.mean([v["IoU"] for v in present]), abs=0.01)
     assert metrics["scores"]["AA"] == pytest.approx(np.mean([v["accuracy"] for v in present]), abs=0.01)
     assert 0 < sum(metrics["support"].values()) <= 16 * 32 * 32  # the smoke world's 16 test patches of 32 px
+
+    # The classification protocol's smoke on that Dual-Swin run (named: not pre-trained again), multi-label.
+    pretrained = out / "pretrained" / "dual_simclr"
+    done, out = smoke("protocol_swin_classification", tmp_path / "swin_cls", f"pretrained.dual_simclr={pretrained}",
+                      "models=[Dual-Swin frozen]", "labels=[multi]", "label_fractions=[1.0]")
+    assert "smoke: pre-training" not in done.stdout and "| Dual-Swin frozen |" in (out / "tables.md").read_text()
+    probe = out / "multi" / "dualswin_frozen" / "f1" / "seed0"
+    results = json.loads((out / "results.json").read_text())
+    assert [(r["model"], list(r["scores"])) for r in results] == [("Dual-Swin frozen", ["F1", "O-F1"])]
+    card = json.loads((probe / "export" / "card.json").read_text())
+    assert card["backbone"] == "swin_micro" and card["downstream"]["freeze"] is True
+    for a, b in zip(exported_weights(pretrained, "s1", "s2"), exported_weights(probe, "s1", "s2"), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -141,3 +141,26 @@ def test_the_isprs_protocol_smoke_runs_its_seven_systems_with_pretraining_made_o
         for a, b in zip(exported_weights(out / "pretrained" / "dual_simclr", m),
                         exported_weights(out / "multi" / "dualsimclr_frozen" / "f0.1" / "seed0", m), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_the_quickstart_protocol_smoke_uses_a_named_run_that_exists_instead_of_pretraining(pretrained_run, tmp_path,
+                                                                                         capsys, monkeypatch):
+    # `--smoke` of the shipped protocol_quickstart, its `pretrained:` pointed at a finished run: nothing is
+    # pre-trained on the fly, the frozen row keeps that run's encoders, every run is the miniature one.
+    monkeypatch.chdir(tmp_path)
+    assert evaluate_main(["--protocol", "protocol_quickstart", "--smoke", f"dir={tmp_path / 'qs'}",
+                          f"pretrained={pretrained_run}", "models=[Dual-SimCLR frozen]",
+                          "label_fractions=[0.5]"]) == 0
+    printed, out = capsys.readouterr().out, tmp_path / "qs_smoke"
+    assert "smoke: pre-training" not in printed and not (out / "pretrained").exists()
+    results = json.loads((out / "results.json").read_text())
+    assert [(r["model"], r["fraction"], r["synthetic"]) for r in results] == [("Dual-SimCLR frozen", 0.5, True)]
+    assert (out / "tables.md").read_text().startswith("**SYNTHETIC data**")
+    frozen = config_of(out, "single", "dualsimclr_frozen", 0.5)
+    assert frozen["model"]["pretrained"] == str(pretrained_run.resolve()) and frozen["model"]["freeze"] is True
+    assert (frozen["data"]["crop_size"], frozen["train"]["steps_per_epoch"], frozen["data"]["synthetic"]["size"]) == \
+        (32, None, 32)
+    for a, b in zip(exported_weights(pretrained_run, "s1", "s2"),
+                    exported_weights(out / "single" / "dualsimclr_frozen" / "f0.5" / "seed0", "s1", "s2"), strict=True):
+        np.testing.assert_array_equal(a, b)
