@@ -57,6 +57,27 @@ def test_fused_batch_norm_trains_as_the_formula(traced):
     np.testing.assert_allclose(np.asarray(model(x, training=False)), expected, rtol=1e-4, atol=1e-4)
 
 
+def test_fused_batch_norm_keeps_its_gradient_on_a_channel_whose_mean_dwarfs_its_spread():
+    # 100 + 0.01 N: the kernels' one-pass variance, E[x²] - E[x]², cancels there (the input's batch mean is
+    # subtracted first; without it the gradient was 2e-4 of its size off, here float32 rounding: ~2e-7).
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    x = (100.0 + 0.01 * rng.standard_normal((16, 6, 6, 2))).astype(np.float32)
+    upstream = rng.standard_normal(x.shape).astype(np.float32)
+    inputs = keras.Input((6, 6, 2))
+    layer = keras.layers.BatchNormalization(epsilon=1e-5)
+    model = fuse_batch_norm(keras.Model(inputs, layer(inputs)))
+    x_t = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x_t)
+        loss = tf.reduce_sum(model(x_t, training=True) * upstream)
+    dx = tape.gradient(loss, x_t).numpy()
+    want = _reference(x, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2), upstream, 0.99, 1e-5)
+    assert np.abs(dx - want["dx"]).max() / np.abs(want["dx"]).max() < 1e-5
+    np.testing.assert_allclose(layer.moving_mean.numpy(), want["moving_mean"], rtol=1e-6)
+
+
 def test_a_resnets_batch_norms_train_fused():
     import tensorflow as tf
 
