@@ -274,7 +274,11 @@ class Experiment:
 
         Returns:
             ``(dataset, model)``; `dataset` is one deterministic pass of `batch_size` samples.
+
+        Raises:
+            UserError: the dataset has no `split` (named as ``--split``).
         """
+        self.split_size(split, f"--split {split}")
         ds = self.dataset(split, training=False, batch_size=batch_size)
         model = self.build_method(next(iter(ds.take(1))), pretrained=False)  # all weights come from the run
         model.load_weights(weights)

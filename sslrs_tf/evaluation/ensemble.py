@@ -63,10 +63,8 @@ class Members:
         self.batch_size = batch_size or first.train.batch_size
         self.experiments = [Experiment(config) for _, config in loaded]
         self.class_names = list(self.experiments[0].source.class_names)
-        self.models = []
-        for run, experiment in zip(self.runs, self.experiments, strict=True):
-            experiment.split_size(self.split, f"--split {self.split}")
-            self.models.append(experiment.restored(run.weights, self.split, self.batch_size)[1])
+        self.models = [experiment.restored(run.weights, self.split, self.batch_size)[1]
+                       for run, experiment in zip(self.runs, self.experiments, strict=True)]
 
     def probabilities(self, logits):
         """Class probabilities of a model's logits: softmax (one class per sample or pixel), sigmoid (multi)."""

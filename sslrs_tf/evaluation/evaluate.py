@@ -56,7 +56,6 @@ def _rebuild(run, config, split, batch_size):
     """The run's :class:`~sslrs_tf.experiment.Experiment`, the evaluation pipeline of `split`, and the
     model with the run's exported weights."""
     experiment = Experiment(config)
-    experiment.split_size(split, f"--split {split}")
     return (experiment, *experiment.restored(run.weights, split, batch_size))
 
 
