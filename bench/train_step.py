@@ -131,10 +131,11 @@ def gflop_per_pair(case):
 
 
 def keras_method(case):
-    """The case's method, compiled with its optimizer, as train.py would build it."""
+    """The case's method, compiled with its optimizer, as train.py builds it with ``model.fused_batch_norm: true``."""
     import keras
 
     from sslrs_tf.methods import DualSimCLR, MoCo
+    from sslrs_tf.models.batch_norm import fuse_batch_norm
     from sslrs_tf.training.optimizers import FusedAdam, FusedSGD
 
     keras.utils.set_random_seed(0)
@@ -147,6 +148,7 @@ def keras_method(case):
     else:
         model = DualSimCLR(case.backbone)
         model.l2_penalty, optimizer = 1e-4, FusedAdam(3e-5)  # PyTorch's Adam(weight_decay=1e-4)
+    fuse_batch_norm(model)  # model.fused_batch_norm: true (one replica)
     model.compile(optimizer=optimizer, jit_compile=False)
     return model
 

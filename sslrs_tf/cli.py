@@ -6,6 +6,7 @@ mistyped key is reported at once; user errors print one line and exit with statu
 """
 
 import argparse
+import functools
 import os
 
 
@@ -34,7 +35,7 @@ def train_main(argv=None):
         # TensorFlow loads only now: a mistyped key is reported at once.
         from sslrs_tf.training.run import train
 
-        card = train(config, explicit={o.split("=", 1)[0].strip() for o in args.overrides})
+        card = train(config, explicit={o.split("=", 1)[0].strip() for o in args.overrides}, preemption=True)
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in card["final_metrics"].items())
         print(f"done: encoders and card.json in {os.path.join(config.run.dir, 'export')} ({metrics})")
 
@@ -114,7 +115,8 @@ def evaluate_main(argv=None):
                 from sslrs_tf.evaluation.protocol import smoke_protocol
 
                 protocol = smoke_protocol(protocol, train)
-            print(report_protocol(protocol, run_protocol(protocol, train)))
+            # SIGTERM in a run: its checkpoint, and the same command goes on from it.
+            print(report_protocol(protocol, run_protocol(protocol, functools.partial(train, preemption=True))))
             figure = ", qualitative.png" if protocol.figure else ""
             print(f"written: {protocol.dir}/tables.md, results.json, label_fractions.png{figure}")
 

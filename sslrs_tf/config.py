@@ -92,6 +92,8 @@ class ModelConfig:
     adapters: bool = option(False, doc="moco_*: trainable 1x1 conv -> BN -> ReLU adapters to 3 channels before the "
                                        "encoders; downstream: the encoders have them (set from a MoCo run's card)")
     sync_bn: bool = option(True, doc="BatchNorm statistics over the global batch")
+    fused_batch_norm: bool = option(False, doc="BatchNorm through TF's fused kernel on one replica: faster, but "
+                                               "one device then no longer trains like several (docs/distribution.md)")
     inputs: str = option("late_fusion", choices=("only_s1", "only_s2", "early_fusion", "late_fusion"),
                          doc="downstream: which sensors feed which encoders")
     pretrained: typing.Optional[str] = option(None, doc="downstream: pre-training run (or converted) directory to "

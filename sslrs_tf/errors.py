@@ -28,11 +28,22 @@ class TrainingStopped(Exception):
     """The run stopped itself (e.g. the loss kept being non-finite); the message says why."""
 
 
+class Preempted(Exception):
+    """The process received SIGTERM, saved a checkpoint where the run was and stopped; the message says
+    how to resume. Entry points exit with :data:`PREEMPTED_STATUS`."""
+
+
+#: the exit status of a preempted run: 42, the one TF's PreemptionCheckpointHandler exits with by default
+#: (a cluster manager can restart the job on it)
+PREEMPTED_STATUS = 42
+
+
 def run_entry_point(action):
     """Runs `action()` for a command-line entry point and returns its exit status.
 
     0 when it returns; 2 after printing ``error: <message>`` for a :class:`UserError`;
-    1 after printing the message of a :class:`TrainingStopped`. No traceback for either.
+    1 after printing the message of a :class:`TrainingStopped`; :data:`PREEMPTED_STATUS` after
+    printing the message of a :class:`Preempted`. No traceback for any of them.
     TensorFlow's start-up logs are kept out of a command's output (``TF_CPP_MIN_LOG_LEVEL=2``
     unless set): an entry point loads TensorFlow inside `action`. Imported as a library, the
     package leaves its host program's logging alone.
@@ -50,4 +61,7 @@ def run_entry_point(action):
     except TrainingStopped as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except Preempted as err:
+        print(err, file=sys.stderr)
+        return PREEMPTED_STATUS
     return 0

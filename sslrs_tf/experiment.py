@@ -26,6 +26,7 @@ from sslrs_tf.errors import UserError
 from sslrs_tf.methods import get_method
 from sslrs_tf.methods.base import MethodInputs
 from sslrs_tf.methods.downstream import INPUTS, DownstreamMethod
+from sslrs_tf.models.batch_norm import fuse_batch_norm
 from sslrs_tf.models.pretrained import CARD_INPUTS, card_settings, load_card, load_encoders
 from sslrs_tf.models.swin import SWINS, check_image_size
 
@@ -262,6 +263,8 @@ class Experiment:
         (a batch of the pipeline) and the encoders of ``model.pretrained`` loaded unless `pretrained`
         is False (evaluation restores all weights itself). Call it inside the strategy's scope."""
         model = self.method_class.from_model_config(self.config.model, self.method_inputs())
+        if self.config.model.fused_batch_norm:
+            fuse_batch_norm(model)
         if pretrained and self.config.model.pretrained:
             self._load_pretrained(model)
         inputs = sample[0] if isinstance(sample, tuple) else sample

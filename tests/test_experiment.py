@@ -70,6 +70,21 @@ def test_datasets_decode_only_the_sensors_the_method_reads(small_world):
         experiment.split_size("valid", "--split x")
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_model_fused_batch_norm_switches_every_batch_norm_of_every_encoder_to_the_fused_kernel(small_world, fused):
+    import keras
+    import tensorflow as tf
+
+    experiment = Experiment(load_config(TINY, [*small_world, f"model.fused_batch_norm={fused}"]))
+    model = experiment.build_method(next(iter(experiment.dataset("train", training=True, batch_size=2))))
+    for encoder in model.encoders().values():
+        layers = [x for x in encoder._flatten_layers() if isinstance(x, keras.layers.BatchNormalization)]
+        spec = tf.TensorSpec([2, 32, 32, encoder.inputs[0].shape[-1]])
+        graph = tf.function(lambda x, e=encoder: e(x, training=True)).get_concrete_function(spec).graph
+        fused_ops = sum(op.type == "FusedBatchNormV3" for op in graph.get_operations())
+        assert len(layers) > 10 and fused_ops == (len(layers) if fused else 0)
+
+
 def test_the_method_is_built_from_one_batch_with_the_pretrained_encoders_loaded(small_world, pretrained_run):
     config = load_config(FINETUNE, [*small_world, f"model.pretrained={pretrained_run}"])
     experiment = Experiment(config)

@@ -1,10 +1,15 @@
-"""BatchNormalization as the encoders train it: one fused kernel on one replica, global statistics on several.
+"""BatchNormalization as the encoders train it: global statistics on several replicas, optionally a fused kernel.
 
-Keras 3 (TF backend) trains BatchNormalization from a dozen element-wise ops (moments,
-normalise, and their gradients: Mul, Mean, Sum, Tile, SquaredDifference ...). In a
-Dual-SimCLR or MoCo ResNet-50 step these took about a fifth of the op time: TF has one
-fused kernel for the forward pass and one for its gradient (``FusedBatchNormV3``, oneDNN's
-on CPU, cuDNN's on GPU, which PyTorch uses too), and Keras 3 no longer calls it.
+:func:`synchronize_batch_norm` (every encoder, ``model.sync_bn``) takes the statistics over the
+global batch; on one replica they are Keras' own (``tf.nn.moments``), the same two-pass
+arithmetic. :func:`fuse_batch_norm` (``model.fused_batch_norm``, off by default) trains through
+TF's fused kernel on one replica instead: Keras 3 (TF backend) trains BatchNormalization from a
+dozen element-wise ops (moments, normalise, and their gradients), about a fifth of the op time
+of a Dual-SimCLR or MoCo ResNet-50 step in a profile, where TF has one kernel for the forward
+pass and one for its gradient (``FusedBatchNormV3``, oneDNN's on CPU, cuDNN's on GPU). It is
+off by default because its rounding differs from the element-wise path that several replicas
+take: a one-device run and a two-worker run of the same config differed by 9e-5 after one SGD
+step of the quick-start model and by 6e-3 after three (1.6e-7 after one step without it).
 
 Both switches are set per layer instance (keras-hub builds the ResNets' layers), change
 no variables, and leave saved ``.keras`` files plain Keras layers.
@@ -62,7 +67,8 @@ def synchronized_moments(layer, inputs, mask=None):
 
 
 def fuse_batch_norm(model):
-    """Makes every BatchNormalization of `model` train through TF's fused kernel (:func:`fused_call`)."""
+    """Makes every BatchNormalization of `model` (nested models included) train through TF's fused kernel
+    (:func:`fused_call`) on one replica. Returns `model`."""
     for layer in _batch_norm_layers(model):
         layer.call = functools.partial(fused_call, layer)
     return model

@@ -13,13 +13,14 @@ layers are switched to ``synchronized=True``: under a distribution strategy the
 batch statistics then cover the global batch, as SimCLR's global BN does — per-
 replica statistics let a contrastive model tell replicas apart, and would make a
 multi-device run differ from a one-device run on the same global batch.
-On one replica they train through TF's fused kernel (:mod:`sslrs_tf.models.batch_norm`).
+With ``model.fused_batch_norm`` they train through TF's fused kernel on one replica
+(:mod:`sslrs_tf.models.batch_norm`).
 """
 
 import keras
 import keras_hub
 
-from sslrs_tf.models.batch_norm import fuse_batch_norm, synchronize_batch_norm
+from sslrs_tf.models.batch_norm import synchronize_batch_norm
 from sslrs_tf.models.swin import SWINS, swin_dim, swin_encoder
 from sslrs_tf.models.vgg import vgg_encoder
 
@@ -70,7 +71,6 @@ def resnet_encoder(backbone, in_channels, sync_bn=True, name=None):
         image_shape=(None, None, in_channels),
         name=f"{name or backbone}_backbone",
     )
-    fuse_batch_norm(net)
     if sync_bn:
         synchronize_batch_norm(net)
     inputs = keras.Input((None, None, in_channels), name="image")
@@ -94,7 +94,7 @@ def channel_adapter(in_channels, sync_bn=True, image_size=None, name="adapter"):
     inputs = keras.Input((image_size, image_size, in_channels))
     y = keras.layers.Conv2D(3, 1, use_bias=False, name="conv")(inputs)
     y = keras.layers.BatchNormalization(synchronized=sync_bn, name="bn")(y)
-    adapter = fuse_batch_norm(keras.Model(inputs, keras.layers.ReLU()(y), name=name))
+    adapter = keras.Model(inputs, keras.layers.ReLU()(y), name=name)
     return synchronize_batch_norm(adapter) if sync_bn else adapter
 
 

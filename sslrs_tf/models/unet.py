@@ -8,7 +8,6 @@
 
 import keras
 
-from sslrs_tf.models.batch_norm import fuse_batch_norm
 
 WIDTHS = (64, 128, 256, 512, 512)
 
@@ -52,7 +51,7 @@ def unet(in_channels, num_classes, widths=WIDTHS, name="unet"):
         x = keras.layers.Concatenate(name=f"up{level}_skip")([x, skips[level]])
         x = conv_block(x, widths[level], f"up{level}")
     logits = keras.layers.Conv2D(num_classes, 1, name="classes")(x)
-    return fuse_batch_norm(keras.Model(inputs, logits, name=name))
+    return keras.Model(inputs, logits, name=name)
 
 
 def pyramid_decoder(channels, num_classes, widths=(256, 128, 64, 32), name="decoder"):
@@ -99,4 +98,4 @@ def pyramid_decoder(channels, num_classes, widths=(256, 128, 64, 32), name="deco
         x = keras.layers.UpSampling2D(2**finest, interpolation="bilinear", name="full_resize")(x)
     x = conv_block(x, widths[-1], "full")
     logits = keras.layers.Conv2D(num_classes, 1, name="classes")(x)
-    return fuse_batch_norm(keras.Model(inputs, logits, name=name))
+    return keras.Model(inputs, logits, name=name)

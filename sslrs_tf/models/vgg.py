@@ -8,7 +8,7 @@ its late blocks, no BatchNorm, and pools after the last block.
 
 import keras
 
-from sslrs_tf.models.batch_norm import fuse_batch_norm, synchronize_batch_norm
+from sslrs_tf.models.batch_norm import synchronize_batch_norm
 
 
 def vgg_encoder(in_channels, widths=(64, 128, 256, 256), sync_bn=True, name=None):
@@ -47,5 +47,5 @@ def vgg_encoder(in_channels, widths=(64, 128, 256, 256), sync_bn=True, name=None
             x = keras.layers.ReLU(name=f"{name}_b{block}_relu{conv}")(x)
         maps[f"P{block - 1}"] = x
     pooled = keras.layers.GlobalAveragePooling2D(name=f"{name}_pooled")(x)
-    model = fuse_batch_norm(keras.Model(inputs, {**maps, "pooled": pooled}, name=name))
+    model = keras.Model(inputs, {**maps, "pooled": pooled}, name=name)
     return synchronize_batch_norm(model) if sync_bn else model

@@ -1,8 +1,15 @@
-"""Callbacks: exact-resume checkpoints, the non-finite guard, input images in TensorBoard."""
+"""Callbacks: exact-resume checkpoints (and one on SIGTERM), the non-finite guard, input images in TensorBoard."""
+
+import os
+import shutil
+import signal
+import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from sslrs_tf.errors import Preempted
 
 
 class Checkpointer(keras.callbacks.Callback):
@@ -31,6 +38,8 @@ class Checkpointer(keras.callbacks.Callback):
         self.position = tf.Variable([0, 0], dtype=tf.int64, trainable=False, name="position")
         self._manager = None
         self._epoch = self._done = 0
+        self._saved_at = None
+        self._preemption = self._handler = None
 
     def manager(self, model):
         """The checkpoint manager of `model` (its variables must exist)."""
@@ -52,7 +61,51 @@ class Checkpointer(keras.callbacks.Callback):
 
     def _save(self, epoch, step):
         self.position.assign([epoch, step])
-        self.manager(self.model).save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
+        self._saved_at = int(self.model.optimizer.iterations.numpy())
+        self.manager(self.model).save(checkpoint_number=self._saved_at)
+
+    def watch_preemption(self, cluster_resolver=None, describe=str):
+        """On SIGTERM, save a checkpoint at the next batch end and stop the run (:class:`~sslrs_tf.errors.Preempted`).
+
+        TF's ``PreemptionCheckpointHandler`` watches the signal and, under several workers, makes
+        every worker save at the same step (through the cluster's coordination service) before
+        all stop; the checkpoint is this callback's, with the run's position, so the same
+        command resumes mid-epoch. Active from the training's start to :meth:`close`.
+
+        Args:
+            cluster_resolver: the multi-worker strategy's (None on one machine).
+            describe: ``describe(epoch, step)``: the run's position in words, for the message.
+        """
+        self._preemption = (cluster_resolver, describe)
+
+    def on_train_begin(self, logs=None):
+        if self._preemption and self._handler is None:
+            # The handler only decides when to save (save_fn): the checkpoint it would keep itself
+            # is an empty one in a directory of its own.
+            self._handler_dir = tempfile.mkdtemp(prefix="sslrs_preemption_")
+            self._sigterm = signal.getsignal(signal.SIGTERM)
+            config = tf.distribute.experimental.TerminationConfig(
+                grace_period=0, save_fn=self._save_preempted, exit_fn=self._stop_preempted)
+            # Its own folder inside ours: a non-chief worker's handler writes beside checkpoint_dir.
+            self._handler = tf.distribute.experimental.PreemptionCheckpointHandler(
+                self._preemption[0], tf.train.Checkpoint(), checkpoint_dir=os.path.join(self._handler_dir, "handler"),
+                termination_config=config)
+
+    def _save_preempted(self):
+        if self._saved_at != int(self.model.optimizer.iterations.numpy()):  # not saved at this step already
+            self._save(self._epoch, self._done)
+
+    def _stop_preempted(self):
+        epoch, step = (int(v) for v in self.position.numpy())
+        raise Preempted(f"preempted (SIGTERM): checkpoint {self._saved_at} saved in {self.directory} at "
+                        f"{self._preemption[1](epoch, step)}; run the same command to resume from there")
+
+    def close(self):
+        """Stops watching for SIGTERM (the process's previous handler is back)."""
+        if self._handler is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
+            self._handler = None  # its watcher threads are daemons, stopped when it is collected
+            shutil.rmtree(self._handler_dir, ignore_errors=True)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -62,6 +115,8 @@ class Checkpointer(keras.callbacks.Callback):
         self._done = self.start_step + batch + 1
         if int(self.model.optimizer.iterations.numpy()) % self.every == 0:
             self._save(self._epoch, self._done)
+        if self._handler is not None:
+            self._handler.save_checkpoint_if_preempted()
 
     def on_epoch_end(self, epoch, logs=None):
         self.start_step = 0

@@ -159,12 +159,16 @@ def export(model, own, config, history, chief):
     return card
 
 
-def train(config, verbose="auto", explicit=()):
+def train(config, verbose="auto", explicit=(), preemption=False):
     """Trains the configured method, resuming from the run directory if it holds a checkpoint.
 
     A downstream run from ``model.pretrained`` first takes from the pre-trained card what it
     fixes (:func:`sslrs_tf.experiment.apply_card`; `explicit`: the keys set on the command line,
     which the card must not contradict), and prints one line saying what that was.
+
+    With `preemption` (the command lines set it), SIGTERM during training saves a checkpoint at
+    the next batch end and raises :class:`~sslrs_tf.errors.Preempted`; the same config resumes
+    from there. A library call leaves the host program's SIGTERM alone by default.
 
     Returns:
         The exported card (a dict): bands, normalisation, final metrics, ...
@@ -172,6 +176,7 @@ def train(config, verbose="auto", explicit=()):
     Raises:
         UserError: a config or data problem (one line).
         TrainingStopped: the loss stayed non-finite for ``train.max_skipped`` batches.
+        Preempted: SIGTERM (with `preemption`).
     """
     # First: a multi-worker strategy configures TF's collective ops, which only works before
     # anything else has initialised TensorFlow's runtime.
@@ -193,7 +198,14 @@ def train(config, verbose="auto", explicit=()):
     own = run if chief else RunDir(run.path / "workers" / worker)
     checkpointer, epoch, step = restore(model, run, own, config, run_plan)
     callbacks = make_callbacks(config, run, checkpointer, inputs, experiment.bands, chief)
-    history = fit(model, experiment, run_plan, epoch, step, callbacks, verbose)
+    if preemption:
+        checkpointer.watch_preemption(
+            getattr(strategy, "cluster_resolver", None),
+            lambda e, s: f"epoch {e + 1} of {config.train.epochs}, {s} of its {run_plan.steps} batches done")
+    try:
+        history = fit(model, experiment, run_plan, epoch, step, callbacks, verbose)
+    finally:
+        checkpointer.close()
     # The card records the batch the run trained with.
     trained = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=run_plan.batch_size))
     return export(model, own, trained, history, chief)
