@@ -50,8 +50,9 @@ def installed(tmp_path_factory):
     assert "sslrs_tf/configs/tiny.yaml" in names and "tfds_builders/sen12ms/sen12ms_dataset_builder.py" in names
     assert "sslrs_tf/data/pipeline.py" in names
     venv = root / "venv"
-    run(sys.executable, "-m", "venv", venv)
-    run(venv / "bin" / "python", "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", wheel)
+    run(sys.executable, "-m", "venv", "--without-pip", venv)  # this environment's pip installs into it
+    run(sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--no-deps", "--no-index",
+        "--quiet", wheel)
     purelib = sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)})
     (root / "venv" / purelib.split(str(venv) + "/")[1] / "test_dependencies.pth").write_text(
         "\n".join(site.getsitepackages()) + "\n")

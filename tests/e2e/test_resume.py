@@ -9,16 +9,15 @@ import time
 import numpy as np
 import pytest
 
-from tests.e2e.chains import run, train
+from tests.e2e.chains import run
 from tests.helpers import ROOT, exported_weights
 
 pytestmark = pytest.mark.e2e
 
 
-def test_kill_9_mid_epoch_then_the_same_command_resumes_to_the_same_weights(small_world, tmp_path):
-    # configs/tiny.yaml: 2 epochs of 3 steps, a checkpoint every 2 steps.
-    reference, killed = tmp_path / "uninterrupted", tmp_path / "killed"
-    train("tiny.yaml", reference, *small_world)
+def test_kill_9_mid_epoch_then_the_same_command_resumes_to_the_same_weights(pretrained_run, small_world, tmp_path):
+    # configs/tiny.yaml: 2 epochs of 3 steps, a checkpoint every 2 steps; pretrained_run is its uninterrupted run.
+    reference, killed = pretrained_run, tmp_path / "killed"
     command = [sys.executable, ROOT / "train.py", "--config", ROOT / "configs" / "tiny.yaml", f"run.dir={killed}",
                *small_world]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
