@@ -127,7 +127,8 @@ def test_missing_data_directory_says_how_to_build_it(tmp_path, capsys):
 
 
 def test_a_run_dir_with_another_config_is_refused(tmp_path, small_world, capsys):
-    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "checkpoints").mkdir(parents=True)
     (tmp_path / "r" / "config.yaml").write_text("run: {dir: elsewhere}\n")
+    (tmp_path / "r" / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
     code = train_main(["--config", TINY, f"run.dir={tmp_path / 'r'}", *small_world])
     assert code == 2 and "holds a run with a different config" in capsys.readouterr().err

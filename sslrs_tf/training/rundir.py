@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 
 import yaml
@@ -40,8 +41,20 @@ class RunDir:
         self.weights = self.export / "model.weights.h5"
         self.metrics = self.path / "metrics.json"
 
+    def trained(self):
+        """Whether the run has saved anything to resume from or use: a checkpoint or an export."""
+        return (self.checkpoints / "checkpoint").exists() or self.export.exists()
+
     def start(self, config):
-        """Writes the resolved config, or checks that an existing run has the same one."""
+        """Writes the resolved config, or checks that an existing run has the same one.
+
+        A run that has saved neither a checkpoint nor an export (a start that failed, say on a
+        mistyped data config) does not hold its directory: another config replaces its config, and
+        its TensorBoard logs are removed.
+
+        Raises:
+            UserError: the directory holds a trained run with another config.
+        """
         text = dump_config(config)
         if self.config.exists():
             old = yaml.safe_load(self.config.read_text())
@@ -53,18 +66,20 @@ class RunDir:
             new = config.to_dict()
             if isinstance(old, dict) and isinstance(old.get("run"), dict):
                 old["run"]["dir"] = new["run"]["dir"]  # a moved or copied run directory is the same run
-            if old != new:
+            if old == new:
+                return
+            if self.trained():
                 changed = sorted(_diff(old, new))
                 raise UserError(
                     f"run.dir {self.path} holds a run with a different config ({', '.join(changed[:3])} differ); "
                     "use a new run.dir, or the same config to resume"
                 )
-        else:
-            self.path.mkdir(parents=True, exist_ok=True)
-            # Atomically: a multi-worker run's workers start together and read what the chief writes.
-            partial = self.config.with_name(f".config.yaml.{os.getpid()}")
-            partial.write_text(text)
-            os.replace(partial, self.config)
+            shutil.rmtree(self.tensorboard, ignore_errors=True)  # a failed start's logs
+        self.path.mkdir(parents=True, exist_ok=True)
+        # Atomically: a multi-worker run's workers start together and read what the chief writes.
+        partial = self.config.with_name(f".config.yaml.{os.getpid()}")
+        partial.write_text(text)
+        os.replace(partial, self.config)
 
     def export_encoders(self, model, config, metrics):
         """Saves each encoder as ``.keras`` and writes ``card.json`` with what a user of the weights needs."""
