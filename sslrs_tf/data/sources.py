@@ -222,6 +222,7 @@ class SentinelSource(Source):
         self.builder = builder
         self.full_name = builder.info.full_name
         self._labels = {}  # (split, label source) -> split_labels(), read once
+        self._checked = set()  # splits whose shards matched dataset_info.json
 
     def num_examples(self, split):
         """Number of examples of `split`: a split's name, or several joined by ``+`` (``"train+holdout"``:
@@ -230,7 +231,44 @@ class SentinelSource(Source):
         for part in split.split("+"):
             if part not in splits:
                 raise SplitError(f"{self.full_name} has no split {part!r}; it has {sorted(splits)}")
+        for part in split.split("+"):
+            self._check_shards(part)
         return sum(splits[part].num_examples for part in split.split("+"))
+
+    def _check_shards(self, split):
+        """Refuses a split whose shard files do not add up to what ``dataset_info.json`` records.
+
+        TensorFlow reads a truncated TFRecord file as a shorter one, and the pipeline repeats what it
+        gets: an interrupted copy would train on part of the split without a word. The byte count is
+        checked for every split opened (a TFRecord holds each record plus 16 bytes of framing, so the
+        files of a split hold ``num_bytes + 16 * num_examples``); only when it differs are the shards'
+        records counted, to name the one that is off.
+        """
+        if split in self._checked:
+            return
+        info = self.builder.info.splits[split]
+        files = [os.fspath(f) for f in info.filepaths]
+        sizes = []
+        for f in files:
+            try:
+                sizes.append(tf.io.gfile.stat(f).length)
+            except tf.errors.NotFoundError:
+                raise UserError(f"{f}: missing (dataset_info.json lists it); build or copy the dataset again") from None
+        expected = int(info.num_bytes) + 16 * info.num_examples
+        if sum(sizes) != expected:
+            for f, records in zip(files, info.shard_lengths, strict=True):
+                found, cut = 0, ""
+                try:
+                    for _ in tf.data.TFRecordDataset(f):
+                        found += 1
+                except tf.errors.DataLossError:  # the file ends inside a record
+                    cut = " and a truncated one"
+                if found != records or cut:
+                    raise UserError(f"{f}: {found} records{cut}, dataset_info.json says {records} (a truncated or "
+                                    "damaged copy); build or copy the dataset again")
+            raise UserError(f"{self.full_name} split {split}: its shards hold {sum(sizes)} bytes, dataset_info.json "
+                            f"says {expected}; build or copy the dataset again")
+        self._checked.add(split)
 
     def split_ids(self, split):
         """All sample ids of a split, read from the shards without decoding the rasters."""
@@ -292,6 +330,8 @@ class SentinelSource(Source):
         return dict(zip(ids, balanced_copies([labels[i] for i in ids]).tolist(), strict=True))
 
     def _files(self, split):
+        for part in split.split("+"):
+            self._check_shards(part)
         return [os.fspath(f) for part in split.split("+") for f in self.builder.info.splits[part].filepaths]
 
     def reader(self, split, settings):

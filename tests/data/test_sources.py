@@ -1,6 +1,8 @@
 """The sources behind the input pipeline: what every reader shares (crops, label fractions), what a
 Sentinel source reads, and which objects name a dataset."""
 
+import pathlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -47,6 +49,36 @@ def test_a_sentinel_source_counts_names_and_lists_its_samples(built):
         source.num_examples("train")
     with pytest.raises(UserError, match="is not a dataset: expected a built dataset folder"):
         as_source("nowhere/at/all")
+
+
+def test_a_truncated_or_missing_shard_is_refused_naming_it(built, tmp_path):
+    import shutil
+
+    import tensorflow_datasets as tfds
+
+    copy = tmp_path / "dfc2020"
+    shutil.copytree(built["dfc2020"].data_dir, copy)
+    source = as_source(tfds.builder_from_directory(str(copy)))
+    (shard,) = source.builder.info.splits["validation"].filepaths
+    records = source.builder.info.splits["validation"].num_examples
+    with open(shard, "r+b") as f:  # an interrupted copy: the first half of the file
+        f.truncate(f.seek(0, 2) // 2)
+    cut = rf"^{shard}: [0-9]+ records( and a truncated one)?, dataset_info.json says {records} \(a truncated"
+    with pytest.raises(UserError, match=cut):
+        source.split_ids("validation")
+    source = as_source(tfds.builder_from_directory(str(copy)))
+    with pytest.raises(UserError, match=cut):
+        source.num_examples("validation")
+    (test_shard,) = source.builder.info.splits["test"].filepaths
+    with open(test_shard, "r+b") as f:  # cut after its first record: TF reads the file as a shorter one
+        f.truncate(16 + int.from_bytes(f.read(8), "little"))
+    assert len(list(tf.data.TFRecordDataset(test_shard))) == 1
+    with pytest.raises(UserError, match=rf"^{test_shard}: 1 records, dataset_info.json says "):
+        source.num_examples("test")
+    pathlib.Path(test_shard).unlink()
+    with pytest.raises(UserError, match=rf"^{test_shard}: missing \(dataset_info.json lists it\)"):
+        source.num_examples("test")
+    assert len(as_source(built["dfc2020"]).split_ids("validation")) == records  # the intact original
 
 
 def test_balanced_copies_on_the_published_counts():
