@@ -262,10 +262,10 @@ class SentinelSource(Source):
                     for _ in tf.data.TFRecordDataset(f):
                         found += 1
                 except tf.errors.DataLossError:  # the file ends inside a record
-                    cut = " and a truncated one"
+                    cut = ", then a truncated one"
                 if found != records or cut:
-                    raise UserError(f"{f}: {found} records{cut}, dataset_info.json says {records} (a truncated or "
-                                    "damaged copy); build or copy the dataset again")
+                    raise UserError(f"{f}: {found} of the {records} records dataset_info.json lists{cut} (a "
+                                    "truncated or damaged copy); build or copy the dataset again")
             raise UserError(f"{self.full_name} split {split}: its shards hold {sum(sizes)} bytes, dataset_info.json "
                             f"says {expected}; build or copy the dataset again")
         self._checked.add(split)
