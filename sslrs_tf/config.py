@@ -339,7 +339,13 @@ def load_config(path=None, overrides=(), data=None):
             if not isinstance(node, dict):
                 raise UserError(f"override {text!r}: {k} is not a section")
         node[keys[-1]] = value
-    return from_dict(Config, data)
+    config = from_dict(Config, data)
+    d = config.data
+    # Before anything is generated or built: the world's patches are data.synthetic.size px.
+    if d.source == "synthetic" and d.crop_size > d.synthetic.size:
+        raise UserError(f"data.crop_size {d.crop_size} is larger than the synthetic world's {d.synthetic.size} px "
+                        "patches (data.synthetic.size)")
+    return config
 
 
 def dump_config(config):

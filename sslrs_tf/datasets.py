@@ -16,7 +16,9 @@ Example:
 """
 
 import argparse
+import contextlib
 import json
+import logging
 import pathlib
 import sys
 
@@ -47,9 +49,28 @@ def make_builder(name, data_dir, config=None):
         except TypeError as err:  # an unknown config argument
             raise UserError(f"builder config: {err}") from None
     try:
-        return cls(config=config, data_dir=None if data_dir is None else str(data_dir))
+        with _without_custom_config_warning():
+            return cls(config=config, data_dir=None if data_dir is None else str(data_dir))
     except ValueError as err:  # e.g. a custom config named like a built-in one
         raise UserError(f"builder config: {str(err).splitlines()[0]}") from None
+
+
+class _CustomConfigWarning(logging.Filter):
+    def filter(self, record):
+        return not record.getMessage().startswith("Using custom data configuration")
+
+
+@contextlib.contextmanager
+def _without_custom_config_warning():
+    """TFDS warns "Using custom data configuration" on every builder made from a config object, which
+    the synthetic world and dict configs are on purpose (the quick start printed it dozens of times)."""
+    quiet = _CustomConfigWarning()
+    logger = logging.getLogger("absl")
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def build(name, manual_dir, data_dir, config=None):

@@ -78,3 +78,15 @@ def test_unbuilt_and_unknown_datasets_say_what_to_do(tmp_path):
         open_source("sen13ms", str(tmp_path))
     with pytest.raises(UserError, match="is not a dataset: expected a built dataset folder"):
         open_source(tmp_path)
+
+
+def test_a_builder_from_a_config_object_does_not_warn_about_its_custom_config(tmp_path, caplog):
+    import logging
+
+    from sslrs_tf.datasets import make_builder
+
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("absl").warning("Using custom data configuration: caught")  # what TFDS logs
+        make_builder("sen12ms", tmp_path, {"name": "spring_only", "seasons": ["spring"]})
+    warned = [r.getMessage() for r in caplog.records if "custom data configuration" in r.getMessage()]
+    assert warned == ["Using custom data configuration: caught"]

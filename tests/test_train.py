@@ -96,7 +96,7 @@ def test_sigterm_saves_where_the_run_is_and_the_same_command_resumes_to_the_unin
         ("train.epoch=3", "unknown key train.epoch; did you mean train.epochs?"),
         ("train.batch_size=big", "train.batch_size must be an integer"),
         ("optimizer.lr=-1", "optimizer.lr must be > 0.0"),
-        ("data.crop_size=512", "crop_size 512 is larger than the dataset's 48 px patches"),
+        ("data.crop_size=4096", "data.crop_size 4096 is larger than the synthetic world's 48 px patches"),
         ("model.backbone=vgg19", "model.backbone must be one of"),
         ("model.backbone=vgg", "model.method dual_simclr is built with model.backbone resnet10 or"),
         ("model.backbone=swin_t", "data.crop_size 32 does not fit model.backbone swin_t"),
