@@ -110,19 +110,36 @@ class Builder(SentinelBuilder):
             chosen = [s for s in ids if unit_hash("subset", season, s) < config.scene_fraction]
             # A tiny fraction of a small archive must still build something.
             scenes += [(season, s) for s in chosen or ids[:1]]
-        # Scenes ranked by a stable hash: those below holdout_fraction are held out.
-        # With few scenes, the hold-out still gets one and train keeps at least one.
+        # Scenes ranked by a stable hash: those below holdout_fraction are held out, among the scenes
+        # with a complete triplet (a subset can leave a scene whose every sample would be skipped).
+        # With few scenes, the hold-out still gets one and train keeps one with a complete triplet.
         ranked = sorted(scenes, key=lambda s: unit_hash("holdout", *s))
-        n_holdout = sum(unit_hash("holdout", *s) < config.holdout_fraction for s in scenes)
-        if config.holdout_fraction > 0 and len(scenes) > 1:
-            n_holdout = min(max(n_holdout, 1), len(scenes) - 1)
+        complete = [s for s in ranked if self._has_triplet(root, *s)]
+        n_holdout = sum(unit_hash("holdout", *s) < config.holdout_fraction for s in complete)
+        if config.holdout_fraction > 0 and len(complete) > 1:
+            n_holdout = min(max(n_holdout, 1), len(complete) - 1)
         else:
             n_holdout = 0
-        holdout, train = ranked[:n_holdout], ranked[n_holdout:]
+            if config.holdout_fraction > 0:
+                print(f"{self.info.full_name}: no holdout split: {len(complete)} of the {len(scenes)} scenes have a "
+                      "complete s1/s2/lc triplet, and train needs one", flush=True)
+        holdout = complete[:n_holdout]
+        train = [s for s in ranked if s not in holdout]
         splits = {"train": self._generate_examples(root, train, "train")}
         if holdout:
             splits["holdout"] = self._generate_examples(root, holdout, "holdout")
         return splits
+
+    @staticmethod
+    def _has_triplet(root, season, scene):
+        """Whether a scene has a patch with all three files (s1, s2, lc) present."""
+        season_dir = root / layout.SEASON_FOLDERS[season]
+        found = []
+        for kind in layout.SEN12MS_KINDS:
+            kind_dir = season_dir / f"{kind}_{scene}"
+            names = (f.name for f in kind_dir.iterdir()) if kind_dir.is_dir() else ()
+            found.append({p for p in map(layout.patch_id, names) if p is not None})
+        return bool(set.intersection(*found))
 
     def _generate_examples(self, root, scenes, split):
         config = self.builder_config

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -94,6 +95,29 @@ def test_holdout_is_grouped_by_scene_and_keys_are_deterministic(tmp_path):
     assert scenes["holdout"] and not scenes["train"] & scenes["holdout"]
     for split in ("train", "holdout"):
         assert [ex["id"] for ex in examples(a, split)] == [ex["id"] for ex in examples(b, split)]
+
+
+def test_the_holdout_is_chosen_among_scenes_with_a_complete_triplet(tmp_path, capsys):
+    # The scene a full build holds out loses its S2 files: its samples are skipped (counted in train), and
+    # another scene is held out. With a single complete scene left, the build has no hold-out and says so.
+    first = build(SEN12MS_DUMMY, tmp_path / "first")
+    ((season, scene),) = {(ex["season"], ex["scene"]) for ex in examples(first, "holdout")}
+    manual = tmp_path / "manual"
+    copy_tree(SEN12MS_DUMMY, manual)
+    for f in (manual / layout.SEASON_FOLDERS[layout.SEASONS[season]] / f"s2_{scene}").iterdir():
+        f.unlink()
+    builder = build(manual, tmp_path / "out")
+    held = {(ex["season"], ex["scene"]) for ex in examples(builder, "holdout")}
+    assert held and (season, scene) not in held
+    assert builder.info.metadata["skipped"]["train"]["missing_s2"] >= 3
+    kept = sorted(held)[0]
+    for folder in manual.glob("ROIs*/s2_*"):  # every scene but that one loses its S2 files
+        if folder != manual / layout.SEASON_FOLDERS[layout.SEASONS[kept[0]]] / f"s2_{kept[1]}":
+            shutil.rmtree(folder)
+    builder = build(manual, tmp_path / "out_one")
+    assert set(builder.info.splits) == {"train"}
+    assert "no holdout split: 1 of the 4 scenes have a complete s1/s2/lc triplet" in capsys.readouterr().out
+    assert {(ex["season"], ex["scene"]) for ex in examples(builder, "train")} == {kept}
 
 
 def test_season_and_scene_fraction_subsets(tmp_path):
