@@ -91,9 +91,6 @@ def _check_downstream(config, cls):
     if m.backbone == "unet" and (m.inputs != "early_fusion" or m.pretrained):
         raise UserError("config: model.backbone unet is the supervised early-fusion baseline: "
                         "model.inputs early_fusion, no model.pretrained")
-    if config.optimizer.encoder_lr is not None and config.train.mixed_precision == "mixed_float16":
-        raise UserError("config: optimizer.encoder_lr with train.mixed_precision mixed_float16 is not supported "
-                        "(two optimizers cannot share one loss scale); use mixed_bfloat16 or one learning rate")
 
 
 def config_value(config, key):

@@ -34,8 +34,6 @@ FINETUNE = ROOT / "configs" / "finetune_tiny.yaml"
                                                                   "labels: it needs data.label"),
         (FINETUNE, ["model.method=segmenter", "data.label=segmentation", "model.backbone=unet"],
          "model.backbone unet is the supervised early-fusion baseline"),
-        (FINETUNE, ["train.mixed_precision=mixed_float16"], "optimizer.encoder_lr with train.mixed_precision "
-                                                            "mixed_float16 is not supported"),
         (TINY, ["data.normalization=zscore"], "config: data.normalization zscore with data.s2_bands"),
         (TINY, ["data.s2_bands=[B04, B13]"], "config: data bands: s2 has no band 'B13'"),
     ],

@@ -181,6 +181,14 @@ class Method(keras.Model):
         (once to create them, once more without): for a Swin that is 20 s more.
         """
         super().compile(*args, **kwargs)
+        scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        if scaled and self.encoder_optimizer is not None \
+                and not isinstance(self.encoder_optimizer, keras.optimizers.LossScaleOptimizer):
+            # Under mixed_float16 Keras wraps `optimizer` in a LossScaleOptimizer; the encoders' optimizer gets
+            # one with the same schedule, and train_step keeps the two scales equal (:meth:`_skip_together`).
+            self.encoder_optimizer = keras.optimizers.LossScaleOptimizer(
+                self.encoder_optimizer, initial_scale=self.optimizer.initial_scale,
+                dynamic_growth_steps=self.optimizer.dynamic_growth_steps)
         if self.optimizer is not None:
             self.build_optimizers()
 
@@ -205,6 +213,8 @@ class Method(keras.Model):
             # Scaled like the loss, so that the optimizer's unscaling and replica sum restore l2 * w.
             factor = self.optimizer.scale_loss(tf.constant(self.l2_penalty / replicas, "float32"))
             grads = [g + tf.cast(factor, g.dtype) * tf.cast(v, g.dtype) for g, v in zip(grads, variables)]
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            grads = self._skip_together(ctx, grads, groups)
         bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(self._all_finite(loss, grads), "float32"))
         finite = tf.equal(bad, 0.0)
         updates, start = [], 0
@@ -220,6 +230,27 @@ class Method(keras.Model):
         if self.encoder_optimizer is not None:
             logs["encoder_learning_rate"] = tf.cast(self.encoder_optimizer.learning_rate, "float32")
         return _step_logs(logs)
+
+    @staticmethod
+    def _skip_together(ctx, grads, groups):
+        """Under loss scaling: when any gradient of any replica is not finite, the first gradient of every
+        optimizer's group becomes NaN on every replica.
+
+        Each LossScaleOptimizer decides from the gradients it is given (Keras takes the first replica's)
+        whether to skip the step and halve its scale. So all of them skip the same steps and their
+        scales stay equal, as the one scaled loss needs; and an overflow on another replica is not missed.
+        """
+        present = [g for g in grads if g is not None]
+        finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in present]))
+        bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, "float32"))
+        poison = tf.where(tf.equal(bad, 0.0), 0.0, float("nan"))
+        grads, start = list(grads), 0
+        for _, group in groups:
+            first = next((i for i in range(start, start + len(group)) if grads[i] is not None), None)
+            if first is not None:
+                grads[first] = grads[first] + tf.cast(poison, grads[first].dtype)
+            start += len(group)
+        return grads
 
     def _all_finite(self, loss, grads):
         """Whether the loss, the gradients and the state the forward pass updated are finite.

@@ -22,6 +22,7 @@ its own name (``s1``, ``s2``, or ``s1s2`` for MoCo fusion's stacked input, which
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from sslrs_tf.data.labels import NUM_CLASSES
@@ -99,7 +100,11 @@ class DownstreamMethod(Method):
         logits = self(x, training=training)
         for metric in self.task_metrics:
             metric.update_state(y, logits)
-        return self.loss_fn(y, logits), {}
+        # Keras' losses divide by the replica count under tf.distribute (its own trainer divides no
+        # further); train_step divides the loss by it, as for every method, so Keras' share is undone here.
+        # Without this, two replicas took half the gradient of one device.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return self.loss_fn(y, logits) * replicas, {}
 
     def encoders(self):
         return dict(self.encoder_models)

@@ -127,3 +127,70 @@ def test_encoders_train_at_their_own_learning_rate():
     for v, a, b in zip(model.trainable_variables, split, single, strict=True):
         # Plain SGD: a step is lr x gradient, and the first step's gradients are the same.
         np.testing.assert_allclose(a, b * (1.0 if id(v) in encoder else 10.0), rtol=1e-4, atol=1e-7, err_msg=v.path)
+
+
+def test_mixed_float16_with_an_encoder_learning_rate_follows_float32_on_two_replicas(two_replicas):
+    # The papers' GPU setting: float16 fine-tuning, the encoders at their own learning rate.
+    import tensorflow as tf
+
+    x, y = labelled(seed=4)
+
+    def trained(strategy, policy, start=None):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            with strategy.scope():
+                keras.utils.set_random_seed(3)
+                model = Classifier("resnet10", inputs="only_s2")
+                model.encoder_optimizer = sgd(0.01)  # before compile, as train.py sets it
+                model.compile(optimizer=sgd(0.1))
+                model(x)
+                if start is not None:
+                    for v, value in zip(model.variables, start, strict=True):
+                        v.assign(value)
+            initial = [v.numpy() for v in model.variables]
+            model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat(2), epochs=1, verbose=0)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        return model, initial
+
+    reference, start = trained(tf.distribute.get_strategy(), "float32")
+    mixed, _ = trained(two_replicas, "mixed_float16", start)
+    scaled = (mixed.optimizer, mixed.encoder_optimizer)
+    assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in scaled)
+    assert float(scaled[0].dynamic_scale.numpy()) == float(scaled[1].dynamic_scale.numpy()) == 2.0 ** 15
+    assert int(scaled[1].iterations.numpy()) == 2  # the encoders' optimizer took both steps
+    trainable = {id(v) for v in reference.trainable_variables}
+    moved = {name: [] for name in ("encoders", "head")}
+    for (v, a, s), b in zip(((v, v.numpy(), s) for v, s in zip(reference.variables, start, strict=True)),
+                            (m.numpy() for m in mixed.variables), strict=True):
+        if id(v) in trainable:
+            group = "encoders" if any(v is e for e in reference.encoder_variables()) else "head"
+            moved[group].append((a - s, b - s))
+    for group, pairs in moved.items():  # each group moved as float32 moved it, at its own rate
+        want = np.concatenate([p[0].ravel() for p in pairs])
+        got = np.concatenate([p[1].ravel() for p in pairs])
+        assert want @ got / (np.linalg.norm(want) * np.linalg.norm(got)) > 0.98, group
+        np.testing.assert_allclose(np.linalg.norm(got), np.linalg.norm(want), rtol=0.05, err_msg=group)
+
+
+def test_under_loss_scaling_an_overflow_on_one_replica_skips_every_optimizers_step(two_replicas):
+    import tensorflow as tf
+
+    from sslrs_tf.methods.base import Method
+
+    groups = [(None, [0, 1]), (None, [2])]
+
+    def step(replica_value):
+        ctx = tf.distribute.get_replica_context()
+        # Replica 1's encoder gradient overflowed; every other gradient is finite.
+        bad = tf.cast(ctx.replica_id_in_sync_group, "float32") * replica_value
+        grads = [tf.ones([2]), tf.ones([3]), tf.ones([2]) + bad]
+        return Method._skip_together(ctx, grads, groups)
+
+    for value, finite in ((0.0, True), (float("inf"), False)):
+        out = two_replicas.run(step, args=(tf.constant(value),))
+        for replica in range(2):
+            g = [two_replicas.experimental_local_results(t)[replica].numpy() for t in out]
+            # Both groups' first gradients are poisoned on both replicas (or all left as they were).
+            assert np.isfinite(g[0]).all() == finite and np.isfinite(g[2]).all() == finite
+            np.testing.assert_array_equal(g[1], np.ones(3))
