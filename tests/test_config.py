@@ -98,8 +98,13 @@ RUN_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.
 
 @pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
-    config = load_config(path, ["data.source=synthetic"])
+    config = load_config(path)
     assert config.run.dir and config.train.epochs >= 1
+    # On the synthetic world its crop must fit the world's patches, checked before anything is generated.
+    size = config.data.crop_size
+    assert load_config(path, ["data.source=synthetic", f"data.synthetic.size={size}"]).data.crop_size == size
+    with pytest.raises(UserError, match=rf"data.crop_size {size} is larger than the synthetic world's {size - 1} px"):
+        load_config(path, ["data.source=synthetic", f"data.synthetic.size={size - 1}"])
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("protocol_*.yaml")), ids=lambda p: p.name)

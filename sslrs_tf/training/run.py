@@ -19,7 +19,7 @@ from sslrs_tf.experiment import Experiment, apply_card
 from sslrs_tf.training.callbacks import Checkpointer, InputImages, NonFiniteGuard
 from sslrs_tf.training.optimizers import make_optimizer
 from sslrs_tf.training.rundir import RunDir
-from sslrs_tf.training.strategy import make_strategy, set_precision, worker_role
+from sslrs_tf.training.strategy import jit_compile, make_strategy, set_precision, worker_role
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +73,7 @@ def build(experiment, run_plan, strategy):
         if config.optimizer.encoder_lr is not None and model.encoder_variables():
             model.encoder_optimizer, _ = make_optimizer(config.optimizer, run_plan.steps, config.train.epochs,
                                                         lr=config.optimizer.encoder_lr)
-        model.compile(optimizer=optimizer, jit_compile=False)  # XLA measured 1.5-2x slower on CPU
+        model.compile(optimizer=optimizer, jit_compile=jit_compile(config.train.jit_compile, strategy))
     return model, sample[0] if isinstance(sample, tuple) else sample
 
 

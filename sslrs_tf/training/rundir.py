@@ -109,6 +109,7 @@ class RunDir:
             "training": {"epochs": config.train.epochs, "batch_size": config.train.batch_size,
                          "distribution": config.train.distribution,
                          "replicas": model.distribute_strategy.num_replicas_in_sync,
+                         "jit_compile": bool(model.jit_compile),
                          "optimizer": config.optimizer.name, "lr": config.optimizer.lr, "seed": config.train.seed},
             **({"downstream": {"inputs": config.model.inputs, "label": config.data.label,
                                "label_fraction": config.data.label_fraction, "pretrained": config.model.pretrained,

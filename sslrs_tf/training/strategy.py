@@ -48,6 +48,17 @@ def make_strategy(name):
     raise UserError(f"train.distribution: unknown strategy {name!r}")
 
 
+def jit_compile(setting, strategy):
+    """Whether the training step is XLA-compiled: `setting` (``train.jit_compile``) when given; else on
+    when `strategy` runs on GPUs or TPUs, where XLA is usually the faster path, and off on CPUs, where
+    this project's machines ran the step slower with it."""
+    if setting is not None:
+        return setting
+    devices = strategy.extended.worker_devices
+    return any(tf.DeviceSpec.from_string(d).device_type in ("GPU", "TPU") for d in devices) \
+        or isinstance(strategy, tf.distribute.TPUStrategy)
+
+
 def worker_role(strategy):
     """``(is_chief, name)`` of this process in `strategy`'s cluster.
 

@@ -3,7 +3,8 @@ world, its Dual-Swin pre-training made on the fly (configs/dual_swin.yaml), Swin
 (configs/finetune_swin_segmentation.yaml), the UNet, their ensemble and the qualitative figure, as a user
 checks it before a long GPU job; then the CVPR classification protocol's smoke on that pre-training.
 
-To stay within the suite's time: one label fraction, the figure's models only, one classification row (the
+To stay within the suite's time: one label fraction, the ensemble's models only, the UNet alone in the figure
+(the figure's panels, ensemble included: tests/evaluation/test_ensemble.py), one classification row (the
 ISPRS and quick-start protocols' smokes are in tests/evaluation/test_protocol.py).
 """
 
@@ -27,7 +28,7 @@ def smoke(protocol, folder, *overrides):
 
 def test_the_swin_protocols_smokes_write_the_ensemble_row_the_qualitative_figure_and_the_frozen_probe(tmp_path):
     models = "[UNet, SwinUNet fine-tuned, Ensemble UNet + SwinUNet fine-tuned]"
-    done, out = smoke("protocol_swin", tmp_path / "swin", f"models={models}", f"figure={models}",
+    done, out = smoke("protocol_swin", tmp_path / "swin", f"models={models}", "figure=[UNet]",
                       "label_fractions=[1.0]", "figure_patches=2")
     card = json.loads((out / "pretrained" / "dual_simclr" / "export" / "card.json").read_text())
     assert card["backbone"] == "swin_micro" and card["encoders"]["s1"]["input_shape"] == [None, 32, 32, 2]

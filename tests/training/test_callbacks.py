@@ -289,3 +289,31 @@ def test_input_images_leave_out_what_the_batch_cannot_show(tmp_path):
     InputImages(tmp_path / "no_s1", s2, ["B04", "B03", "B02"]).on_train_begin()
     logs = tensorboard_logs(tmp_path / "no_s1")
     assert sorted(logs) == ["s2_rgb"] and len(logs["s2_rgb"][0][1]) == 2 + 2  # both patches (fewer than count=4)
+
+
+def test_sigterm_saves_at_the_next_batch_end_stops_the_run_and_gives_the_handler_back(tmp_path):
+    import os
+    import signal
+
+    from sslrs_tf.errors import Preempted
+
+    class Preempt(keras.callbacks.Callback):  # SIGTERM arrives during batch 1 (0-based) of epoch 2
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.model.optimizer.iterations.numpy() == STEPS + 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    model, before = small_model(7), signal.getsignal(signal.SIGTERM)
+    checkpointer = Checkpointer(tmp_path, every=100)  # no regular checkpoint mid-epoch
+    checkpointer.watch_preemption(None, lambda e, s: f"epoch {e + 1}, {s} batches done")
+    try:
+        with pytest.raises(Preempted) as stopped:
+            model.fit(batches().repeat(), epochs=3, steps_per_epoch=STEPS, verbose=0,
+                      callbacks=[Preempt(), checkpointer])
+    finally:
+        checkpointer.close()
+    assert signal.getsignal(signal.SIGTERM) is before
+    # The handler saves one batch after the one it noticed the signal at: step 6, the end of epoch 2.
+    assert str(stopped.value) == (f"preempted (SIGTERM): checkpoint 6 saved in {tmp_path} at epoch 2, 3 batches "
+                                  "done; run the same command to resume from there")
+    assert position_of(tf.train.latest_checkpoint(str(tmp_path))) == [1, 3]
+    assert int(model.optimizer.iterations.numpy()) == 6

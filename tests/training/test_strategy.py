@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from sslrs_tf.errors import UserError
-from sslrs_tf.training.strategy import make_strategy, set_precision, worker_role
+from sslrs_tf.training.strategy import jit_compile, make_strategy, set_precision, worker_role
 
 
 def test_one_device_is_the_default_strategy_and_so_is_auto_without_two_gpus():
@@ -29,6 +29,14 @@ def test_mirrored_without_gpus_spans_the_logical_cpus():
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
     assert isinstance(strategy, tf.distribute.MirroredStrategy) and strategy.num_replicas_in_sync == len(cpus) == 2
     assert [tf.DeviceSpec.from_string(d).device_index for d in strategy.extended.worker_devices] == [0, 1]
+
+
+def test_xla_is_on_for_gpus_and_tpus_off_for_cpus_unless_the_config_says(two_replicas):
+    cpu = tf.distribute.get_strategy()
+    assert jit_compile(None, cpu) is False and jit_compile(None, two_replicas) is False  # CPUs, logical or not
+    gpus = tf.distribute.OneDeviceStrategy("/gpu:0")  # a strategy over a GPU, built, never run
+    assert jit_compile(None, gpus) is True
+    assert jit_compile(True, cpu) is True and jit_compile(False, gpus) is False
 
 
 def one_line_user_error(name):
