@@ -54,9 +54,13 @@ def jit_compile(setting, strategy):
     this project's machines ran the step slower with it."""
     if setting is not None:
         return setting
-    devices = strategy.extended.worker_devices
-    return any(tf.DeviceSpec.from_string(d).device_type in ("GPU", "TPU") for d in devices) \
-        or isinstance(strategy, tf.distribute.TPUStrategy)
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return True
+    try:
+        devices = strategy.extended.worker_devices
+    except RuntimeError:  # the default strategy: TF's default device, the first GPU if there is one
+        return bool(tf.config.list_logical_devices("GPU"))
+    return any(tf.DeviceSpec.from_string(d).device_type in ("GPU", "TPU") for d in devices)
 
 
 def worker_role(strategy):

@@ -297,9 +297,9 @@ def test_sigterm_saves_at_the_next_batch_end_stops_the_run_and_gives_the_handler
 
     from sslrs_tf.errors import Preempted
 
-    class Preempt(keras.callbacks.Callback):  # SIGTERM arrives during batch 1 (0-based) of epoch 2
+    class Preempt(keras.callbacks.Callback):  # SIGTERM arrives during the first batch of epoch 2
         def on_train_batch_begin(self, batch, logs=None):
-            if self.model.optimizer.iterations.numpy() == STEPS + 1:
+            if self.model.optimizer.iterations.numpy() == STEPS:
                 os.kill(os.getpid(), signal.SIGTERM)
 
     model, before = small_model(7), signal.getsignal(signal.SIGTERM)
@@ -312,8 +312,17 @@ def test_sigterm_saves_at_the_next_batch_end_stops_the_run_and_gives_the_handler
     finally:
         checkpointer.close()
     assert signal.getsignal(signal.SIGTERM) is before
-    # The handler saves one batch after the one it noticed the signal at: step 6, the end of epoch 2.
-    assert str(stopped.value) == (f"preempted (SIGTERM): checkpoint 6 saved in {tmp_path} at epoch 2, 3 batches "
+    # The handler saves one batch after the one it noticed the signal at: step 5, mid-epoch 2.
+    assert str(stopped.value) == (f"preempted (SIGTERM): checkpoint 5 saved in {tmp_path} at epoch 2, 2 batches "
                                   "done; run the same command to resume from there")
-    assert position_of(tf.train.latest_checkpoint(str(tmp_path))) == [1, 3]
-    assert int(model.optimizer.iterations.numpy()) == 6
+    assert position_of(tf.train.latest_checkpoint(str(tmp_path))) == [1, 2]
+    assert int(model.optimizer.iterations.numpy()) == 5
+    # Restored into a fresh model and trained on as train.py does, it ends where the uninterrupted run ends.
+    resumed = small_model(8)
+    assert Checkpointer(tmp_path, every=100).restore(resumed) == (1, 2)
+    resumed.fit(batches(skip=2), initial_epoch=1, epochs=2, steps_per_epoch=STEPS - 2, verbose=0)
+    resumed.fit(batches().repeat(), initial_epoch=2, epochs=3, steps_per_epoch=STEPS, verbose=0)
+    uninterrupted = small_model(7)
+    uninterrupted.fit(batches().repeat(), epochs=3, steps_per_epoch=STEPS, verbose=0)
+    for got, want in zip(state(resumed), state(uninterrupted), strict=True):
+        np.testing.assert_array_equal(got, want)
