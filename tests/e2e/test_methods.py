@@ -19,20 +19,15 @@ from tests.helpers import SHORT_RUN, card_of, exported_weights
 pytestmark = pytest.mark.e2e
 
 
-def downstream(config, pre, out, world, *overrides, evaluated=False):
-    """``train.py --config CONFIG model.pretrained=PRE`` with frozen encoders (`evaluated`: then ``evaluate.py
-    --run``): the printed card line, the run's resolved config and its metrics (None unless evaluated; the
-    protocols' smokes evaluate segmentation and classification runs in any case)."""
+def downstream(config, pre, out, world, *overrides):
+    """``train.py --config CONFIG model.pretrained=PRE`` with frozen encoders: the printed card line and the run's
+    resolved config (the protocols' smokes and tests/test_evaluate.py evaluate such runs)."""
     import yaml
 
     trained = train(config, out, *world, "train.epochs=1", "train.batch_size=8", f"model.pretrained={pre}",
                     "model.freeze=true", *overrides)
-    metrics = None
-    if evaluated:
-        evaluate(out)
-        metrics = json.loads((out / "metrics.json").read_text())
     line = next(x for x in trained.stdout.splitlines() if x.startswith("model.pretrained"))
-    return line, yaml.safe_load((out / "config.yaml").read_text()), metrics
+    return line, yaml.safe_load((out / "config.yaml").read_text())
 
 
 def test_train_py_runs_mma_and_exports_vgg_encoders_with_their_card(small_world, tmp_path):
@@ -48,7 +43,7 @@ def test_train_py_runs_mma_and_exports_vgg_encoders_with_their_card(small_world,
     assert "val_top1" in card["final_metrics"]
     # Downstream, its maps for the segmentation decoder (pooled for classification: tests/evaluation,
     # the ISPRS protocol's smoke).
-    line, config, metrics = downstream("finetune_segmentation.yaml", out, tmp_path / "seg", small_world,
+    line, config = downstream("finetune_segmentation.yaml", out, tmp_path / "seg", small_world,
                                        "data.crop_size=32")
     assert "model.backbone=vgg, model.embedding_dim=32" in line
     assert (config["model"]["backbone"], config["model"]["embedding_dim"]) == ("vgg", 32)
@@ -74,11 +69,11 @@ def test_train_py_runs_moco_sensor_then_evaluates_query_to_key_retrieval(small_w
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["pairs"] > 10 and 1 <= metrics["scores"]["median_rank"] <= metrics["pairs"]
     # OnlySen-1 from the S1 key encoder, with its adapter; z-score and the 10 bands from the card.
-    line, config, metrics = downstream("finetune_classification.yaml", out, tmp_path / "cls", small_world,
-                                       "data.crop_size=32", "model.inputs=only_s1", evaluated=True)
+    line, config = downstream("finetune_classification.yaml", out, tmp_path / "cls", small_world,
+                                 "data.crop_size=32", "model.inputs=only_s1")
     assert "model.adapters=true, data.normalization=zscore" in line
     assert config["data"]["normalization"] == "zscore" and config["model"]["inputs"] == "only_s1"
-    assert metrics["inputs"] == "only_s1" and set(metrics["scores"]) == {"OA", "AA", "F1", "O-F1"}
+    assert card_of(tmp_path / "cls")["downstream"]["inputs"] == "only_s1"
     for a, b in zip(exported_weights(out, "s1"), exported_weights(tmp_path / "cls", "s1"), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -87,7 +82,7 @@ def test_train_py_runs_moco_fusion_and_its_stacked_encoder_starts_early_fusion_s
     out = tmp_path / "run"
     train("moco_fusion.yaml", out, *small_world, *SHORT_RUN, "model.backbone=resnet10", "model.queue_size=64")
     assert list(card_of(out)["encoders"]) == ["s1s2"]
-    line, config, metrics = downstream("finetune_segmentation.yaml", out, tmp_path / "seg", small_world,
+    line, config = downstream("finetune_segmentation.yaml", out, tmp_path / "seg", small_world,
                                        "data.crop_size=32")
     assert "model.inputs=early_fusion" in line and config["model"]["inputs"] == "early_fusion"
     assert len(config["data"]["s2_bands"]) == 10
