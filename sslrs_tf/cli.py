@@ -111,12 +111,13 @@ def evaluate_main(argv=None):
                 _figure({**panels, "ensemble": args.ensemble}, args.out, args.figure, args.split)
         else:
             protocol = load_protocol(args.protocol, args.overrides, check_pretrained=not args.smoke)
+            # SIGTERM in a run: its checkpoint, and the same command goes on from it.
+            preemptible = functools.partial(train, preemption=True)
             if args.smoke:
                 from sslrs_tf.evaluation.protocol import smoke_protocol
 
-                protocol = smoke_protocol(protocol, train)
-            # SIGTERM in a run: its checkpoint, and the same command goes on from it.
-            print(report_protocol(protocol, run_protocol(protocol, functools.partial(train, preemption=True))))
+                protocol = smoke_protocol(protocol, preemptible)
+            print(report_protocol(protocol, run_protocol(protocol, preemptible)))
             figure = ", qualitative.png" if protocol.figure else ""
             print(f"written: {protocol.dir}/tables.md, results.json, label_fractions.png{figure}")
 

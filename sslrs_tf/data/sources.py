@@ -231,7 +231,6 @@ class SentinelSource(Source):
         for part in split.split("+"):
             if part not in splits:
                 raise SplitError(f"{self.full_name} has no split {part!r}; it has {sorted(splits)}")
-        for part in split.split("+"):
             self._check_shards(part)
         return sum(splits[part].num_examples for part in split.split("+"))
 

@@ -8,8 +8,8 @@ dozen element-wise ops (moments, normalise, and their gradients), about a fifth 
 of a Dual-SimCLR or MoCo ResNet-50 step in a profile, where TF has one kernel for the forward
 pass and one for its gradient (``FusedBatchNormV3``, oneDNN's on CPU, cuDNN's on GPU). It is
 off by default because its rounding differs from the element-wise path that several replicas
-take: a one-device run and a two-worker run of the same config differed by 9e-5 after one SGD
-step of the quick-start model and by 6e-3 after three (1.6e-7 after one step without it).
+take: measured once, a one-device run and a two-worker run of the quick start differed by 9e-5
+after one SGD step (1.6e-7 without it).
 
 Both switches are set per layer instance (keras-hub builds the ResNets' layers), change
 no variables, and leave saved ``.keras`` files plain Keras layers.

@@ -64,7 +64,7 @@ class Checkpointer(keras.callbacks.Callback):
         self._saved_at = int(self.model.optimizer.iterations.numpy())
         self.manager(self.model).save(checkpoint_number=self._saved_at)
 
-    def watch_preemption(self, cluster_resolver=None, describe=str):
+    def watch_preemption(self, cluster_resolver, describe):
         """On SIGTERM, save a checkpoint at the next batch end and stop the run (:class:`~sslrs_tf.errors.Preempted`).
 
         TF's ``PreemptionCheckpointHandler`` watches the signal and, under several workers, makes

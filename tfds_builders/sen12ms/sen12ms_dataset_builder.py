@@ -114,7 +114,7 @@ class Builder(SentinelBuilder):
         # with a complete triplet (a subset can leave a scene whose every sample would be skipped).
         # With few scenes, the hold-out still gets one and train keeps one with a complete triplet.
         ranked = sorted(scenes, key=lambda s: unit_hash("holdout", *s))
-        complete = [s for s in ranked if self._has_triplet(root, *s)]
+        complete = [s for s in ranked if set.intersection(*self._patches(root, *s).values())]
         n_holdout = sum(unit_hash("holdout", *s) < config.holdout_fraction for s in complete)
         if config.holdout_fraction > 0 and len(complete) > 1:
             n_holdout = min(max(n_holdout, 1), len(complete) - 1)
@@ -131,26 +131,21 @@ class Builder(SentinelBuilder):
         return splits
 
     @staticmethod
-    def _has_triplet(root, season, scene):
-        """Whether a scene has a patch with all three files (s1, s2, lc) present."""
+    def _patches(root, season, scene):
+        """``{kind: patch ids with a file}`` of a scene, for s1, s2 and lc."""
         season_dir = root / layout.SEASON_FOLDERS[season]
-        found = []
+        found = {}
         for kind in layout.SEN12MS_KINDS:
             kind_dir = season_dir / f"{kind}_{scene}"
             names = (f.name for f in kind_dir.iterdir()) if kind_dir.is_dir() else ()
-            found.append({p for p in map(layout.patch_id, names) if p is not None})
-        return bool(set.intersection(*found))
+            found[kind] = {p for p in map(layout.patch_id, names) if p is not None}
+        return found
 
     def _generate_examples(self, root, scenes, split):
         config = self.builder_config
         for season, scene in scenes:
-            season_dir = root / layout.SEASON_FOLDERS[season]
-            patches = set()
-            for kind in layout.SEN12MS_KINDS:
-                kind_dir = season_dir / f"{kind}_{scene}"
-                if kind_dir.is_dir():
-                    patches.update(p for p in map(layout.patch_id, (f.name for f in kind_dir.iterdir())) if p is not None)
-            for patch in sorted(patches):
+            # Every patch with any file: one that lacks a file is loaded to be skipped and counted.
+            for patch in sorted(set.union(*self._patches(root, season, scene).values())):
                 paths = {kind: root / layout.sen12ms_path(season, kind, scene, patch) for kind in layout.SEN12MS_KINDS}
                 sample = load_sample(paths, config.patch_size, config.on_error, self._report, split)
                 if sample is None:
