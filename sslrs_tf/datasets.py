@@ -57,13 +57,17 @@ def make_builder(name, data_dir, config=None):
 
 class _CustomConfigWarning(logging.Filter):
     def filter(self, record):
-        return not record.getMessage().startswith("Using custom data configuration")
+        message = record.getMessage()
+        return not (message.startswith("Using custom data configuration")
+                    or (message.startswith("Variant folder ") and message.endswith(" has no dataset_info.json")))
 
 
 @contextlib.contextmanager
 def _without_custom_config_warning():
     """TFDS warns "Using custom data configuration" on every builder made from a config object, which
-    the synthetic world and dict configs are on purpose (the quick start printed it dozens of times)."""
+    the synthetic world and dict configs are on purpose (the quick start printed it dozens of times),
+    and "Variant folder ... has no dataset_info.json" for a dataset not built yet, which is then
+    built or named in our own error."""
     quiet = _CustomConfigWarning()
     logger = logging.getLogger("absl")
     logger.addFilter(quiet)
@@ -133,7 +137,9 @@ def open_source(dataset, data_dir=None, config=None):
         return CatalogSource(dataset, data_dir)
     if isinstance(dataset, str) and dataset in BUILDERS:
         builder = make_builder(dataset, data_dir, config)
-        if not builder.is_prepared():
+        with _without_custom_config_warning():
+            prepared = builder.is_prepared()
+        if not prepared:
             raise UserError(
                 f"dataset {builder.info.full_name} is not built in {builder.data_dir}; build it with "
                 f"`tfds build tfds_builders/{dataset} --manual_dir DIR --data_dir {data_dir}`")

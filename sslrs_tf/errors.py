@@ -45,14 +45,18 @@ def run_entry_point(action):
     1 after printing the message of a :class:`TrainingStopped`; :data:`PREEMPTED_STATUS` after
     printing the message of a :class:`Preempted`. No traceback for any of them.
     TensorFlow's start-up logs are kept out of a command's output (``TF_CPP_MIN_LOG_LEVEL=2``
-    unless set): an entry point loads TensorFlow inside `action`. Imported as a library, the
-    package leaves its host program's logging alone.
+    unless set; the lines TF's C++ code writes before that setting is read, which
+    :data:`HARMLESS` lists, are taken out of the process's standard error): an entry point
+    loads TensorFlow inside `action`. Imported as a library, the package leaves its host
+    program's logging alone, and a user who sets ``TF_CPP_MIN_LOG_LEVEL`` sees every line.
     """
     import os
     import sys
 
+    quiet = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+    # Only on the process's own standard error (a test capturing sys.stderr keeps its own).
+    filtered = _HarmlessLinesFilter() if quiet and sys.stderr is sys.__stderr__ else None
     try:
         action()
     except UserError as err:
@@ -64,4 +68,79 @@ def run_entry_point(action):
     except Preempted as err:
         print(err, file=sys.stderr)
         return PREEMPTED_STATUS
+    finally:
+        if filtered is not None:
+            filtered.close()
     return 0
+
+
+#: lines TensorFlow's C++ code writes to standard error whatever ``TF_CPP_MIN_LOG_LEVEL`` says (they come before
+#: it is read) and that say nothing wrong: its start-up notes, and a NodeDef attribute its tf.data Python code
+#: sets and its C++ code does not know yet
+HARMLESS = (
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+    r"I\d{4} .* (port|cudart_stub|cpu_feature_guard)\.cc:\d+\] ",
+    r"To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.",
+    r"E\d{4} .* node_def_util\.cc:\d+\] NodeDef mentions attribute use_unbounded_threadpool which is not in the "
+    r"op definition",
+)
+#: cuInit's failure is harmless only on a machine without a CUDA driver (cudart_stub says so first)
+_NO_DRIVER = r"I\d{4} .* cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine"
+_CUINIT = r"E\d{4} .* cuda_platform\.cc:\d+\] failed call to cuInit"
+
+
+class _HarmlessLinesFilter:
+    """Routes the process's standard error (file descriptor 2, which C++ code writes to) through a pipe and
+    a thread that passes on every line except the :data:`HARMLESS` ones; :meth:`close` puts it back.
+
+    Written by hand because the lines come from C++ before TensorFlow reads its log settings: no
+    Python or TF setting reaches them. A partial line (a progress bar's ``\\r`` updates) is passed
+    on at once unless it could be the start of one of those lines.
+    """
+
+    def __init__(self):
+        import os
+        import re
+        import sys
+        import threading
+
+        sys.stderr.flush()
+        self._harmless = re.compile("|".join(f"(?:{p})" for p in HARMLESS))
+        self._no_driver, self._cuinit = re.compile(_NO_DRIVER), re.compile(_CUINIT)
+        self._original = os.dup(2)
+        read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        self._thread = threading.Thread(target=self._pump, args=(read,), daemon=True, name="stderr-filter")
+        self._thread.start()
+
+    def _drop(self, line, state):
+        text = line.decode("utf-8", "replace").rstrip("\n")
+        if self._no_driver.match(text):
+            state["no_driver"] = True
+        return bool(self._harmless.match(text) or (state["no_driver"] and self._cuinit.match(text)))
+
+    def _pump(self, read):
+        import os
+
+        state, pending = {"no_driver": False}, b""
+        while chunk := os.read(read, 65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            out = b"".join(line + b"\n" for line in lines if not self._drop(line + b"\n", state))
+            if pending and not pending[:1] in (b"I", b"W", b"E", b"T"):  # not a log line's start: pass it on now
+                out, pending = out + pending, b""
+            if out:
+                os.write(self._original, out)
+        if pending and not self._drop(pending, state):
+            os.write(self._original, pending)
+        os.close(read)
+
+    def close(self):
+        """Puts the original standard error back, after the lines written so far."""
+        import os
+        import sys
+
+        sys.stderr.flush()
+        os.dup2(self._original, 2)  # closes this process's last write end of the pipe: the thread reads to its end
+        self._thread.join(timeout=10)
+        os.close(self._original)

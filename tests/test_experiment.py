@@ -108,8 +108,9 @@ def card(folder, method, backbone, encoders, normalization="per_sample_max", siz
     for name, bands in encoders.items():
         described_input = ({"stacked": list(bands), **{m: described(b) for m, b in bands.items()}}
                            if isinstance(bands, dict) else described(bands))
+        channels = sum(map(len, bands.values())) if isinstance(bands, dict) else len(bands)
         entries[name] = {"file": f"encoder_{name}.keras", "input": described_input,
-                         "input_shape": [None, size, size, 3], "output": {"pooled": [None, 32]}}
+                         "input_shape": [None, size, size, channels], "output": {"pooled": [None, 32]}}
     folder.mkdir(parents=True)
     (folder / "card.json").write_text(json.dumps({"method": method, "backbone": backbone, "encoders": entries,
                                                   **extra}))

@@ -92,3 +92,45 @@ def test_a_run_dir_with_another_config_is_refused(tmp_path, small_world, capsys)
     (tmp_path / "r" / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
     code = train_main(["--config", TINY, f"run.dir={tmp_path / 'r'}", *small_world])
     assert code == 2 and "holds a run with a different config" in capsys.readouterr().err
+
+
+def edit_card(card):
+    """Hand edits of a pre-training card, each with the start of the line train.py answers with (after
+    "error: model.pretrained: <card>: ")."""
+    s2 = card["encoders"]["s2"]
+    bands = s2["input"]["bands"]
+    return {
+        "band_renamed": (lambda: bands.__setitem__(0, "B1"),
+                         "`encoders.s2.input.bands` must be a list of s2 bands (B01, B02, "),
+        "band_removed": (lambda: bands.pop(), "`encoders.s2.input_shape` must be [..., 12] (the 12 bands of its "
+                                              "input). Received: [None, None, None, 13]"),
+        "method_misspelt": (lambda: s2["input"].__setitem__("method", "per-sample-max"),
+                            "`encoders.s2.input.method` must be one of per_sample_max, per_patch_max, zscore, "
+                            "fixed. Received: 'per-sample-max'"),
+        "backbone_removed": (lambda: card.pop("backbone"), "`backbone` must be one of resnet10, "),
+        "encoder_renamed": (lambda: card["encoders"].__setitem__("sentinel2", card["encoders"].pop("s2")),
+                            "`encoders.sentinel2` must be named after the sensors it reads (s1, s2, s1s2). "
+                            "Received: 'sentinel2'"),
+    }
+
+
+@pytest.mark.parametrize("edit", ["band_renamed", "band_removed", "method_misspelt", "backbone_removed",
+                                  "encoder_renamed", "not_json"])
+def test_a_hand_edited_card_is_one_line_naming_the_entry(pretrained_run, tmp_path, small_world, edit, capsys):
+    import shutil
+
+    pre = shutil.copytree(pretrained_run / "export", tmp_path / "export")
+    path = pre / "card.json"
+    if edit == "not_json":
+        path.write_text(path.read_text()[:-10])
+        expected = f"error: model.pretrained: {path} is not valid JSON ("
+    else:
+        card = json.loads(path.read_text())
+        change, message = edit_card(card)[edit]
+        change()
+        path.write_text(json.dumps(card))
+        expected = f"error: model.pretrained: {path}: {message}"
+    code = train_main(["--config", str(ROOT / "configs" / "finetune_tiny.yaml"), f"run.dir={tmp_path / 'run'}",
+                       *small_world, f"model.pretrained={pre}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(expected) and err.count("\n") == 1, err

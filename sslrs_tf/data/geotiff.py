@@ -42,6 +42,11 @@ KINDS = {
 }
 
 
+#: the class codes of each label file's first band (SPEC: DFC-10 1..10 and IGBP 1..17, 0 = no data); a value
+#: outside them is a damaged or foreign file, not a class to ignore
+LABEL_CODES = {"dfc": ("DFC-10", 10), "lc": ("IGBP (band 1)", 17)}
+
+
 def _open(path):
     # epath objects (what TFDS hands builders) open remote and mocked files alike;
     # rasterio reads from the file object.
@@ -77,6 +82,15 @@ def read_raster(path, kind, size=None):
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(path, f"cannot be read as a GeoTIFF ({detail})") from None
     data = np.moveaxis(data, 0, -1)
+    if kind in LABEL_CODES:
+        scheme, top = LABEL_CODES[kind]
+        codes = data[..., 0]
+        outside = (codes < 0) | (codes > top)
+        if outside.any():
+            values = np.unique(codes[outside])
+            shown = ", ".join(map(str, values[:5])) + (", ..." if len(values) > 5 else "")
+            raise DataError(path, f"has {scheme} values outside its classes 0..{top} ({shown}; 0 = no data) "
+                                  f"in {int(outside.sum())} pixel(s)")
     if spec.store_dtype == "uint8" and data.dtype != np.uint8:
         if data.min() < 0 or data.max() > 255:
             raise DataError(path, f"has values in [{data.min()}, {data.max()}], expected class codes in [0, 255]")

@@ -12,8 +12,10 @@ import pathlib
 
 import keras
 
-from sslrs_tf.data.normalization import Normalization
+from sslrs_tf.data.bands import MODALITY_BANDS
+from sslrs_tf.data.normalization import METHODS, Normalization
 from sslrs_tf.errors import UserError
+from sslrs_tf.models.encoders import ENCODERS
 
 
 def load_card(path):
@@ -23,11 +25,65 @@ def load_card(path):
     for candidate in (path / "export" / "card.json", path / "card.json"):
         if candidate.is_file():
             try:
-                return candidate.parent, json.loads(candidate.read_text())
+                card = json.loads(candidate.read_text())
             except ValueError as err:
                 raise UserError(f"model.pretrained: {candidate} is not valid JSON ({err})") from None
+            check_card(card, candidate)
+            return candidate.parent, card
     raise UserError(f"model.pretrained: no card.json in {path} or {path / 'export'} "
                     "(expected a finished pre-training run directory or a converted checkpoint)")
+
+
+def check_card(card, where):
+    """Checks that a card has the entries this library writes and reads (a hand-edited card may not).
+
+    Args:
+        card: the parsed ``card.json``.
+        where: its path, for the message.
+
+    Raises:
+        UserError: one line naming the first entry that is missing or not what it must be, with
+            what it holds.
+    """
+    def fail(key, expected, value):
+        raise UserError(f"model.pretrained: {where}: `{key}` must be {expected}. Received: {value!r}")
+
+    if not isinstance(card, dict):
+        fail("card", "a JSON object", card)
+    if card.get("backbone") not in (*ENCODERS, "vgg"):
+        fail("backbone", f"one of {', '.join((*ENCODERS, 'vgg'))}", card.get("backbone"))
+    encoders = card.get("encoders")
+    if not isinstance(encoders, dict) or not encoders:
+        fail("encoders", "an object of encoders by input (s1, s2, s1s2)", encoders)
+    for name, entry in encoders.items():
+        key = f"encoders.{name}"
+        sensors = stream_modalities(name)
+        if not sensors or set(sensors) - set(MODALITY_BANDS) or "".join(sensors) != name:
+            fail(key, "named after the sensors it reads (s1, s2, s1s2)", name)
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            fail(f"{key}.file", "the encoder's file name", entry.get("file") if isinstance(entry, dict) else entry)
+        described = entry.get("input")
+        stacked = isinstance(described, dict) and "stacked" in described
+        parts = {m: described.get(m) for m in sensors} if stacked else {name: described}
+        channels = 0
+        for sensor, inputs in parts.items():
+            part = f"{key}.input" + (f".{sensor}" if stacked else "")
+            if not isinstance(inputs, dict):
+                fail(part, "an object (bands, clip, method)", inputs)
+            bands = inputs.get("bands")
+            if not isinstance(bands, list) or not bands or not set(bands) <= set(MODALITY_BANDS[sensor]):
+                fail(f"{part}.bands", f"a list of {sensor} bands ({', '.join(MODALITY_BANDS[sensor])})", bands)
+            if inputs.get("method") not in METHODS:
+                fail(f"{part}.method", f"one of {', '.join(METHODS)}", inputs.get("method"))
+            channels += len(bands)
+        shape = entry.get("input_shape")
+        if not (isinstance(shape, list) and len(shape) == 4 and all(s is None or isinstance(s, int) for s in shape)):
+            fail(f"{key}.input_shape", "[batch, height, width, channels]", shape)
+        if shape[-1] != channels:
+            fail(f"{key}.input_shape", f"[..., {channels}] (the {channels} bands of its input)", shape)
+        output = entry.get("output")
+        if not isinstance(output, dict) or not isinstance(output.get("pooled"), list):
+            fail(f"{key}.output", "an object with the `pooled` shape", output)
 
 
 def stream_modalities(name):

@@ -1,6 +1,7 @@
 """Callbacks: exact-resume checkpoints (and one on SIGTERM), the non-finite guard, input images in TensorBoard."""
 
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -9,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sslrs_tf.errors import Preempted
+from sslrs_tf.errors import Preempted, UserError
 
 
 class Checkpointer(keras.callbacks.Callback):
@@ -40,6 +41,7 @@ class Checkpointer(keras.callbacks.Callback):
         self._epoch = self._done = 0
         self._saved_at = None
         self._preemption = self._handler = None
+        self.passed_over, self.restored_from = [], None
 
     def manager(self, model):
         """The checkpoint manager of `model` (its variables must exist)."""
@@ -50,19 +52,52 @@ class Checkpointer(keras.callbacks.Callback):
         return self._manager
 
     def restore(self, model):
-        """Restores the latest checkpoint; returns (epoch, step) to resume from, (0, 0) if none."""
+        """Restores the latest usable checkpoint; returns (epoch, step) to resume from, (0, 0) if none.
+
+        The index (``checkpoint``) lists a checkpoint once its files are complete; one it lists that
+        cannot be read (a file truncated or damaged later) is passed over for the one before it,
+        and recorded in :attr:`passed_over` as ``(path, reason)``; :attr:`restored_from` is the
+        checkpoint used.
+
+        Raises:
+            UserError: no listed checkpoint can be read, or one does not fit the model (another
+                version of the code or of the method wrote it).
+        """
         manager = self.manager(model)
-        latest = tf.train.latest_checkpoint(self.directory)
-        if latest is None:
+        self.passed_over, self.restored_from = [], None
+        state = tf.train.get_checkpoint_state(self.directory)
+        if state is None:
             return 0, 0
-        manager.checkpoint.restore(latest).assert_existing_objects_matched()
-        epoch, step = (int(v) for v in self.position.numpy())
-        return epoch, step
+        listed = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+        for path in reversed(listed):  # the index lists them oldest first
+            try:
+                manager.checkpoint.restore(path).assert_existing_objects_matched()
+            except AssertionError as err:
+                raise UserError(f"checkpoint {path} does not fit this run's model ({_first_line(err)}); another "
+                                "version of the code wrote it: use a new run.dir") from None
+            except (tf.errors.OpError, IndexError) as err:  # what TF raises for a truncated or damaged file
+                self.passed_over.append((path, _first_line(err)))
+                continue
+            self.restored_from = path
+            epoch, step = (int(v) for v in self.position.numpy())
+            return epoch, step
+        raise UserError(f"no checkpoint in {self.directory} can be read ("
+                        + "; ".join(f"{os.path.basename(p)}: {why}" for p, why in self.passed_over)
+                        + "); move that folder away to train the run from its start")
 
     def _save(self, epoch, step):
         self.position.assign([epoch, step])
-        self._saved_at = int(self.model.optimizer.iterations.numpy())
-        self.manager(self.model).save(checkpoint_number=self._saved_at)
+        number = int(self.model.optimizer.iterations.numpy())
+        try:
+            self.manager(self.model).save(checkpoint_number=number)
+        except (tf.errors.OpError, OSError) as err:  # a full disk, a file size limit, a read-only folder
+            kept, reason = tf.train.latest_checkpoint(self.save_directory), _first_line(err)
+            if reason.startswith(self.save_directory):  # TF's "<temporary file>; File too large"
+                reason = reason.rsplit("; ", 1)[-1]
+            raise UserError(f"cannot write checkpoint {number} in {self.save_directory} ({reason}); "
+                            + (f"{os.path.basename(kept)} is intact: make room and run the same command to "
+                               "resume from it" if kept else "no checkpoint was saved before")) from None
+        self._saved_at = number
 
     def watch_preemption(self, cluster_resolver, describe):
         """On SIGTERM, save a checkpoint at the next batch end and stop the run (:class:`~sslrs_tf.errors.Preempted`).
@@ -184,3 +219,10 @@ class InputImages(keras.callbacks.Callback):
                 vv = np.asarray(self.batch["s1"])[: self.count][..., :1]
                 tf.summary.image("s1_vv", self._stretch(vv), step=0, max_outputs=self.count)
         writer.flush()
+
+
+def _first_line(err):
+    """An exception's message in one line, without TF's ``{{function_node ...}}`` prefix and ``[Op:...]`` suffix."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = re.sub(r"^\{\{[^}]*\}\}\s*", "", text)
+    return re.sub(r"\s*\[Op:\w+\]$", "", text)

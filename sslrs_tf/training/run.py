@@ -90,13 +90,15 @@ def restore(model, run, own, config, run_plan):
     """
     checkpointer = Checkpointer(run.checkpoints, config.train.checkpoint_every, save_directory=own.checkpoints)
     epoch, step = checkpointer.restore(model)
+    for path, reason in checkpointer.passed_over:
+        print(f"checkpoint {path} cannot be read ({reason}): passed over for the one before it")
     if step >= run_plan.steps:  # killed between the last batch's checkpoint and the epoch-end one
         epoch, step = epoch + 1, 0
     checkpointer.start_step = step
     if epoch or step:
         where = (f"epoch {epoch + 1} of {config.train.epochs}, batch {step + 1} of {run_plan.steps}"
                  if epoch < config.train.epochs else "all epochs done, exporting")
-        print(f"resuming from {tf.train.latest_checkpoint(str(run.checkpoints))}: {where}")
+        print(f"resuming from {checkpointer.restored_from}: {where}")
     return checkpointer, epoch, step
 
 

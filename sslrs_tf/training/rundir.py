@@ -8,10 +8,12 @@
     RUN_DIR/metrics.json, metrics.md  written by evaluate.py
 """
 
+import contextlib
 import datetime
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -40,6 +42,10 @@ class RunDir:
         self.export = self.path / "export"
         self.weights = self.export / "model.weights.h5"
         self.metrics = self.path / "metrics.json"
+        self._partial, self._previous = self.path / ".export.partial", self.path / ".export.previous"
+        with contextlib.suppress(OSError):  # (a folder this process may not read is reported when it is written)
+            if self._previous.is_dir() and not self.export.exists():  # stopped between an export's two renames
+                os.replace(self._previous, self.export)
 
     def trained(self):
         """Whether the run has saved anything to resume from or use: a checkpoint or an export."""
@@ -75,23 +81,50 @@ class RunDir:
                     "use a new run.dir, or the same config to resume"
                 )
             shutil.rmtree(self.tensorboard, ignore_errors=True)  # a failed start's logs
-        self.path.mkdir(parents=True, exist_ok=True)
-        # Atomically: a multi-worker run's workers start together and read what the chief writes.
-        partial = self.config.with_name(f".config.yaml.{os.getpid()}")
-        partial.write_text(text)
-        os.replace(partial, self.config)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            # Atomically: a multi-worker run's workers start together and read what the chief writes.
+            partial = self.config.with_name(f".config.yaml.{os.getpid()}")
+            partial.write_text(text)
+            os.replace(partial, self.config)
+        except OSError as err:
+            raise UserError(f"run.dir {self.path}: cannot write there ({_why(err)})") from None
 
     def export_encoders(self, model, config, metrics):
-        """Saves each encoder as ``.keras`` and writes ``card.json`` with what a user of the weights needs."""
-        self.export.mkdir(parents=True, exist_ok=True)
+        """Saves each encoder as ``.keras``, the whole model's weights and ``card.json`` with what a user of
+        the weights needs, and returns the card.
+
+        The files are written into a folder beside ``export/`` that replaces it once complete: an
+        export cut short (a kill, a full disk) leaves the previous one as it was.
+
+        Raises:
+            UserError: a file cannot be written (the previous export is kept).
+        """
+        shutil.rmtree(self._partial, ignore_errors=True)
+        try:
+            card = self._write_export(self._partial, model, config, metrics)
+        except OSError as err:
+            shutil.rmtree(self._partial, ignore_errors=True)
+            kept = "the previous export is kept" if self.export.is_dir() else "nothing was exported"
+            raise UserError(f"run.dir {self.path}: cannot write the export ({_why(err)}); {kept}; "
+                            "make room and run the same command to export again") from None
+        shutil.rmtree(self._previous, ignore_errors=True)
+        if self.export.exists():
+            os.replace(self.export, self._previous)
+        os.replace(self._partial, self.export)
+        shutil.rmtree(self._previous, ignore_errors=True)
+        return card
+
+    def _write_export(self, folder, model, config, metrics):
+        folder.mkdir(parents=True)
         norm = Normalization(config.data.normalization)
         bands = {"s1": config.data.s1_bands, "s2": config.data.s2_bands}
         files = {}
         for modality, encoder in model.encoders().items():
-            path = self.export / f"encoder_{modality}.keras"
+            path = folder / f"encoder_{modality}.keras"
             encoder.save(path)
             files[modality] = path.name
-        model.save_weights(self.weights)
+        model.save_weights(folder / self.weights.name)
         card = {
             "method": config.model.method,
             "backbone": config.model.backbone,
@@ -118,7 +151,7 @@ class RunDir:
             "code_version": code_version(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
-        (self.export / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        (folder / "card.json").write_text(json.dumps(card, indent=2) + "\n")
         return card
 
 
@@ -147,6 +180,14 @@ def code_version():
     except (OSError, subprocess.TimeoutExpired):
         commit = ""
     return f"{sslrs_tf.__version__}" + (f"+{commit}" if commit else "")
+
+
+def _why(err):
+    """What went wrong with a file, in a few words: the system's reason (h5py puts it inside a long message)."""
+    found = re.search(r"error message = '([^']*)'", str(err))
+    if found:
+        return found.group(1)
+    return err.strerror or (str(err).splitlines() or [type(err).__name__])[0]
 
 
 def _diff(a, b, prefix=""):

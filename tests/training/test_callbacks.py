@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from sslrs_tf.data.bands import S2_BANDS
+from sslrs_tf.errors import UserError
 from sslrs_tf.training.callbacks import Checkpointer, InputImages, NonFiniteGuard
 from tests.helpers import tensorboard_logs
 
@@ -171,6 +172,78 @@ def test_a_checkpoint_cut_short_by_a_kill_is_ignored_for_the_last_complete_one(u
     assert Checkpointer(directory, EVERY).restore(fresh) == (2, 0)
     for got, want in zip(state(fresh), state(uninterrupted[1]), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def as_saved(checkpoint, seed):
+    """A fresh small model with `checkpoint` restored by TF directly (not through the Checkpointer)."""
+    model, position = small_model(seed), tf.Variable([0, 0], dtype=tf.int64)
+    tf.train.Checkpoint(model=model, optimizer=model.optimizer, position=position).restore(str(checkpoint))
+    return model
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit_flipped", "deleted"])
+def test_a_listed_checkpoint_that_cannot_be_read_is_passed_over_for_the_one_before(uninterrupted, tmp_path, damage):
+    directory = shutil.copytree(uninterrupted[0], tmp_path / "checkpoints")
+    data = directory / "ckpt-6.data-00000-of-00001"
+    content = bytearray(data.read_bytes())
+    if damage == "truncated":
+        data.write_bytes(content[: len(content) // 2])
+    elif damage == "bit_flipped":
+        content[len(content) // 2] ^= 0xFF
+        data.write_bytes(content)
+    else:
+        data.unlink()
+    fresh, checkpointer = small_model(4), Checkpointer(directory, EVERY)
+    assert checkpointer.restore(fresh) == (1, 1)  # ckpt-4's position: epoch 1, one batch of it done
+    assert checkpointer.restored_from == str(directory / "ckpt-4")
+    ((path, reason),) = checkpointer.passed_over
+    assert path == str(directory / "ckpt-6") and reason and "\n" not in reason and "{{" not in reason
+    for got, want in zip(state(fresh), state(as_saved(directory / "ckpt-4", 5)), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_when_no_listed_checkpoint_can_be_read_the_restore_names_each_and_stops(uninterrupted, tmp_path):
+    directory = shutil.copytree(uninterrupted[0], tmp_path / "checkpoints")
+    for f in directory.glob("*.data-*"):
+        f.write_bytes(f.read_bytes()[:16])
+    with pytest.raises(UserError) as err:
+        Checkpointer(directory, EVERY).restore(small_model(4))
+    text = str(err.value)
+    assert "\n" not in text and text.startswith(f"no checkpoint in {directory} can be read (ckpt-6: ")
+    assert "; ckpt-4: " in text and text.endswith("move that folder away to train the run from its start")
+
+
+def test_a_checkpoint_of_another_model_is_refused_in_one_line(uninterrupted, tmp_path):
+    # A run checkpointed without an encoder optimizer, restored into a model that has one.
+    model = small_model(4)
+    model.encoder_optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    model.encoder_optimizer.build(model.get_layer("hidden").trainable_variables)
+    with pytest.raises(UserError) as err:
+        Checkpointer(uninterrupted[0], EVERY).restore(model)
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith(f"checkpoint {uninterrupted[0] / 'ckpt-6'} does not fit this run's model (")
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_the_run_and_leaves_the_previous_one(tmp_path):
+    # A file size limit (what `ulimit -f` sets) fails the write of checkpoint 4 as a full disk would.
+    import resource
+
+    directory = tmp_path / "checkpoints"
+    model = small_model(0)
+    model.fit(batches(), epochs=1, verbose=0, shuffle=False, callbacks=[Checkpointer(directory, EVERY)])
+    size = (directory / "ckpt-3.data-00000-of-00001").stat().st_size
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, hard))  # Python ignores SIGXFSZ: the write fails
+    try:
+        with pytest.raises(UserError) as err:
+            model.fit(batches(), initial_epoch=1, epochs=2, verbose=0, shuffle=False,
+                      callbacks=[Checkpointer(directory, EVERY)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert str(err.value) == (f"cannot write checkpoint 4 in {directory} (File too large); ckpt-3 is intact: "
+                              "make room and run the same command to resume from it")
+    assert tf.train.latest_checkpoint(str(directory)) == str(directory / "ckpt-3")
+    assert Checkpointer(directory, EVERY).restore(small_model(1)) == (1, 0)
 
 
 def test_a_worker_restores_from_the_runs_directory_and_saves_to_its_own(uninterrupted, tmp_path):

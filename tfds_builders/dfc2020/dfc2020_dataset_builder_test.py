@@ -92,12 +92,17 @@ def test_missing_file_is_skipped_and_counted(tmp_path):
     assert builder.info.splits["test"].num_examples == 3
 
 
-def test_label_with_values_beyond_a_byte_is_refused(tmp_path):
+@pytest.mark.parametrize("dtype, value", [("uint8", 17), ("uint16", 300)])
+def test_a_label_file_with_values_outside_the_dfc10_classes_stops_the_build_naming_it(tmp_path, dtype, value):
+    # A DFC-10 mask holds 1..10 (0 = no data): 17 fits a byte but is no class (it would have become "ignored").
     manual = copy_tree(DFC2020_DUMMY, tmp_path / "manual")
     victim = manual / layout.dfc2020_path("test", "dfc", 0)
     with rasterio.open(victim) as src:
-        profile = dict(src.profile, dtype="uint16")
+        profile, mask = dict(src.profile, dtype=dtype), src.read().astype(dtype)
+    mask[0, :2, :3] = value
     with rasterio.open(victim, "w", **profile) as dst:
-        dst.write(np.full((1, SIZE, SIZE), 300, np.uint16))
-    with pytest.raises(DataError, match=r"values in \[300, 300\], expected class codes in \[0, 255\]"):
+        dst.write(mask)
+    with pytest.raises(DataError) as err:
         build(manual, tmp_path / "out")
+    assert str(err.value) == (f"{victim}: has DFC-10 values outside its classes 0..10 ({value}; 0 = no data) "
+                              "in 6 pixel(s)")

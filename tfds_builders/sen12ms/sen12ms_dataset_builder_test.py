@@ -139,15 +139,26 @@ def test_season_and_scene_fraction_subsets(tmp_path):
         ("truncate", "cannot be read as a GeoTIFF"),
         ("three_bands", "has 3 band(s), expected 2 (VV, VH)"),
         ("float_s2", "has dtype float32, expected uint16 or int16"),
+        ("twelve_bands", "has 12 band(s), expected 13 (B01, B02, B03, B04, B05, B06, B07, B08, B8A, B09, B10, "
+                         "B11, B12) for a s2 file"),
+        ("igbp_beyond_17", "has IGBP (band 1) values outside its classes 0..17 (200; 0 = no data) in 1 pixel(s)"),
     ],
 )
 def test_broken_file_stops_the_build_with_one_line(tmp_path, damage, message):
     manual = copy_tree(SEN12MS_DUMMY, tmp_path / "manual")
-    victim = next(manual.rglob("*_s2_*.tif" if damage != "three_bands" else "*_s1_*.tif"))
+    victim = next(manual.rglob({"three_bands": "*_s1_*.tif", "igbp_beyond_17": "*_lc_*.tif"}.get(damage, "*_s2_*.tif")))
     if damage == "truncate":
         victim.write_bytes(victim.read_bytes()[:300])
     elif damage == "three_bands":
         synthetic.write_geotiff(victim, np.zeros((SIZE, SIZE, 3), np.float32), (0, 0), 32632)
+    elif damage == "igbp_beyond_17":
+        with rasterio.open(victim) as src:
+            profile, lc = src.profile, src.read()
+        lc[0, 0, 0] = 200
+        with rasterio.open(victim, "w", **profile) as dst:
+            dst.write(lc)
+    elif damage == "twelve_bands":  # an S2 export without one band (B10, say)
+        synthetic.write_geotiff(victim, np.ones((SIZE, SIZE, 12), np.uint16), (0, 0), 32632)
     else:
         synthetic.write_geotiff(victim, np.zeros((SIZE, SIZE, 13), np.float32), (0, 0), 32632)
     with pytest.raises(DataError) as err:
