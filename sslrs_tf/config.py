@@ -52,8 +52,9 @@ class TrainConfig:
     max_skipped: int = option(10, min=1, doc="consecutive batches with a non-finite loss before the run stops")
     validation_steps: typing.Optional[int] = option(None, min=1, doc="cap on validation steps per epoch")
     deterministic: bool = option(True, doc="deterministic TF ops, so a resumed run equals an uninterrupted one")
-    jit_compile: typing.Optional[bool] = option(None, doc="XLA-compile the training step; null: on with GPUs or "
-                                                          "TPUs, off on CPUs")
+    jit_compile: typing.Optional[bool] = option(None, doc="XLA-compile the training step (true needs "
+                                                          "deterministic: false); null: on with GPUs or TPUs when "
+                                                          "not deterministic, else off")
 
 
 @dataclasses.dataclass(kw_only=True)

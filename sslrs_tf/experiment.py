@@ -61,6 +61,9 @@ def check_config(config):
     if d.validation_dataset and d.dataset not in BUILDERS:
         raise UserError(f"config: data.validation_dataset {d.validation_dataset} goes with data.dataset "
                         f"{' or '.join(BUILDERS)}; received {d.dataset}")
+    if config.train.jit_compile and config.train.deterministic:
+        raise UserError("config: train.jit_compile=true needs train.deterministic=false (Keras compiles no step "
+                        "with XLA while TensorFlow's op determinism is on)")
     if d.class_balance and not d.label:
         raise UserError("config: data.class_balance evens out the classes of labels: it needs data.label "
                         "(single, multi or segmentation)")

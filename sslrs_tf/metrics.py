@@ -109,8 +109,9 @@ class ConfusionMatrix(keras.metrics.Metric):
             weight = weight * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
         c = self.num_classes
         index = ops.where(valid, y_true * c + ops.clip(y_pred, 0, c - 1), 0)
-        counts = ops.bincount(index, weights=weight, minlength=c * c)
-        self.counts.assign_add(ops.reshape(counts[: c * c], (c, c)))
+        # A segment sum over the c * c cells, not a bincount: its size is a constant, as XLA needs.
+        counts = ops.segment_sum(weight, index, num_segments=c * c)
+        self.counts.assign_add(ops.reshape(counts, (c, c)))
 
     def result(self):
         if self.score == "matrix":

@@ -36,6 +36,7 @@ FINETUNE = ROOT / "configs" / "finetune_tiny.yaml"
          "model.backbone unet is the supervised early-fusion baseline"),
         (TINY, ["data.normalization=zscore"], "config: data.normalization zscore with data.s2_bands"),
         (TINY, ["data.s2_bands=[B04, B13]"], "config: data bands: s2 has no band 'B13'"),
+        (TINY, ["train.jit_compile=true"], "config: train.jit_compile=true needs train.deterministic=false"),
     ],
 )
 def test_contradicting_sections_are_one_line_errors_naming_the_keys(config, overrides, message):

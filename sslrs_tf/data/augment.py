@@ -49,12 +49,43 @@ def crop_boxes(seed, batch, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
     return tf.stack([y0, x0, y0 + h, x0 + w], axis=1)
 
 
-def random_resized_crop(images, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
-    """Each image's random box (see :func:`crop_boxes`) resized bilinearly to the input size."""
+def random_resized_crop(images, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), xla=False):
+    """Each image's random box (see :func:`crop_boxes`) resized bilinearly to the input size.
+
+    `xla`: for a step compiled with XLA (:func:`resized_crops`); else ``tf.image.crop_and_resize``,
+    the same sampling with a kernel of its own (cheaper than two matrix products where it runs).
+    """
     shape = tf.shape(images)
     boxes = crop_boxes(seed, shape[0], scale, ratio)
+    if xla:
+        return resized_crops(images, boxes)
     out = tf.image.crop_and_resize(images, boxes, tf.range(shape[0]), shape[1:3], method="bilinear")
     return tf.cast(out, images.dtype)
+
+
+def resized_crops(images, boxes):
+    """Each image's box ``(y0, x0, y1, x1)`` (normalised) resized bilinearly to the input size.
+
+    The sampling of ``tf.image.crop_and_resize`` (box corners on the first and last pixel
+    centres), written as two matrix products per image (rows, then columns) because XLA has no
+    kernel for ``CropAndResize``: a TPU, or a step compiled with ``jit_compile``, could not run
+    it. The images' height and width must be known when the step is traced.
+    """
+    rows = _bilinear_weights(boxes[:, 0], boxes[:, 2], images.shape[1])
+    cols = _bilinear_weights(boxes[:, 1], boxes[:, 3], images.shape[2])
+    x = tf.cast(images, tf.float32)
+    out = tf.einsum("bjw,biwc->bijc", cols, tf.einsum("bih,bhwc->biwc", rows, x))
+    return tf.cast(out, images.dtype)
+
+
+def _bilinear_weights(start, end, size):
+    """``[B, size, size]``: row i holds the weights of the input pixels that output pixel i of each box
+    interpolates (at most two non-zero, summing to 1), as crop_and_resize samples from `start` to `end`."""
+    if size is None:
+        raise ValueError("resized_crops needs the images' height and width at trace time. Received: None")
+    position = start[:, None] * (size - 1) + tf.range(size, dtype=tf.float32)[None, :] * (
+        (end - start) * (size - 1) / max(size - 1, 1))[:, None]
+    return tf.maximum(0.0, 1.0 - tf.abs(position[:, :, None] - tf.range(size, dtype=tf.float32)[None, None, :]))
 
 
 def random_flip(images, seed, p=0.5):
@@ -123,7 +154,7 @@ def gaussian_blur(images, sigma):
     return tf.transpose(tf.reshape(folded, [h, w, b, c]), [2, 0, 1, 3])
 
 
-def augment(images, seed, strength=1.0, crop_scale=(0.08, 1.0), blur=None):
+def augment(images, seed, strength=1.0, crop_scale=(0.08, 1.0), blur=None, xla=False):
     """One SimCLR view of each image (see the module docstring); float images ``[B, H, W, C]``.
 
     Args:
@@ -133,12 +164,13 @@ def augment(images, seed, strength=1.0, crop_scale=(0.08, 1.0), blur=None):
         crop_scale: the range of the crop's area share.
         blur: apply the Gaussian blur (SimCLR's ImageNet recipe); default: for sides of 64 px
             and more (SimCLR leaves it out for 32 px CIFAR images, where the kernel is 3 px).
+        xla: the step is compiled with XLA (see :func:`random_resized_crop`).
     """
     images = tf.cast(images, "float32")
     batch = tf.shape(images)[0]
     s = _seeds(seed, 10)
     rgb = images.shape[-1] == 3
-    x = random_flip(random_resized_crop(images, s[0], crop_scale), s[1])
+    x = random_flip(random_resized_crop(images, s[0], crop_scale, xla=xla), s[1])
     jitter = _uniform(s[2], batch, 0.0, 1.0) < 0.8
     j = 0.8 * strength
     y = adjust_contrast(adjust_brightness(x, _uniform(s[3], batch, 1 - j, 1 + j)), _uniform(s[4], batch, 1 - j, 1 + j))

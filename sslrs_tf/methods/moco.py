@@ -123,7 +123,7 @@ class MoCo(ContrastiveMethod):
         if not training:
             return stacked, stacked
         seeds = self.augmentation_seeds(2)
-        return tuple(augment(stacked, s, crop_scale=(0.2, 1.0)) for s in seeds)
+        return tuple(augment(stacked, s, crop_scale=(0.2, 1.0), xla=bool(self.jit_compile)) for s in seeds)
 
     def _project(self, encoder, neck, x, training):
         return l2_normalize(neck(encoder(x, training=training)["pooled"], training=training))

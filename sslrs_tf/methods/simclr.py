@@ -62,14 +62,15 @@ class SimCLR(ContrastiveMethod):
 
     def views(self, images):
         """Two augmented views of a batch, from this step's seeds."""
-        return [augment(images, s, self.strength, self.crop_scale) for s in self.augmentation_seeds(2)]
+        return [augment(images, s, self.strength, self.crop_scale, xla=bool(self.jit_compile))
+                for s in self.augmentation_seeds(2)]
 
     def contrastive_step(self, inputs, training):
         if training:
             v1, v2 = self.views(inputs["s2"])
         else:  # validation: fixed seeds, so that epochs compare on the same views
-            v1, v2 = (augment(inputs["s2"], tf.constant([0, s], tf.int64), self.strength, self.crop_scale)
-                      for s in (1, 2))
+            v1, v2 = (augment(inputs["s2"], tf.constant([0, s], tf.int64), self.strength, self.crop_scale,
+                              xla=bool(self.jit_compile)) for s in (1, 2))
         a, all_a, offset = gather(self({"s2": v1}, training=training))
         b, all_b, _ = gather(self({"s2": v2}, training=training))
         return nt_xent(a, b, self.temperature, all_a, all_b, offset), pair_metrics(a, b, all_a, all_b, offset)

@@ -13,6 +13,7 @@ import shutil
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.framework import config as tf_config
 
 from sslrs_tf.errors import TrainingStopped, UserError
 from sslrs_tf.experiment import Experiment, apply_card
@@ -73,7 +74,8 @@ def build(experiment, run_plan, strategy):
         if config.optimizer.encoder_lr is not None and model.encoder_variables():
             model.encoder_optimizer, _ = make_optimizer(config.optimizer, run_plan.steps, config.train.epochs,
                                                         lr=config.optimizer.encoder_lr)
-        model.compile(optimizer=optimizer, jit_compile=jit_compile(config.train.jit_compile, strategy))
+        model.compile(optimizer=optimizer,
+                      jit_compile=jit_compile(config.train.jit_compile, strategy, config.train.deterministic))
     return model, sample[0] if isinstance(sample, tuple) else sample
 
 
@@ -189,8 +191,8 @@ def train(config, verbose="auto", explicit=(), preemption=False):
     experiment = Experiment(config)
     run = RunDir(config.run.dir)
     run.start(config)
-    if config.train.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    # Set both ways: an earlier run in this process may have turned it on (TF exports only the switch on).
+    tf_config.enable_op_determinism() if config.train.deterministic else tf_config.disable_op_determinism()
     keras.utils.set_random_seed(config.train.seed)
     set_precision(config.train.mixed_precision)
     run_plan = plan(experiment)

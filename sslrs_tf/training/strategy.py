@@ -48,12 +48,15 @@ def make_strategy(name):
     raise UserError(f"train.distribution: unknown strategy {name!r}")
 
 
-def jit_compile(setting, strategy):
+def jit_compile(setting, strategy, deterministic=False):
     """Whether the training step is XLA-compiled: `setting` (``train.jit_compile``) when given; else on
-    when `strategy` runs on GPUs or TPUs, where XLA is usually the faster path, and off on CPUs, where
-    this project's machines ran the step slower with it."""
+    when `strategy` runs on GPUs or TPUs, where XLA is usually the faster path, unless the run is
+    `deterministic` (Keras compiles nothing with XLA under TF's op determinism), and off on CPUs,
+    where this project's machines ran the step slower with it."""
     if setting is not None:
         return setting
+    if deterministic:
+        return False
     if isinstance(strategy, tf.distribute.TPUStrategy):
         return True
     try:

@@ -86,3 +86,24 @@ def test_views_are_seeded_distinct_and_keep_shape(channels):
     np.testing.assert_allclose(a, b, atol=1e-6)  # the same seed: the same view, eagerly and in tf.data
     other = aug.augment(x, tf.constant([3, 8], tf.int64)).numpy()
     assert a.shape == x.shape and np.isfinite(a).all() and not np.allclose(a, other)
+
+
+def test_crops_compile_with_xla_and_match_numpy():
+    # As a TPU or a jit_compile step runs them (crop and resize is two matrix products for this reason).
+    images = np.random.default_rng(2).random((3, 16, 16, 4)).astype(np.float32)
+    boxes = aug.crop_boxes(SEED, 3).numpy()
+    compiled = tf.function(aug.resized_crops, jit_compile=True)(images, boxes).numpy()
+    for i in range(3):
+        np.testing.assert_allclose(compiled[i], np_bilinear_crop(images[i], boxes[i], 16), atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [3, 12])
+def test_a_view_compiles_with_xla_and_is_a_function_of_its_seed(channels):
+    # XLA draws other random numbers from a seed than TensorFlow's kernels (both are deterministic), so a run
+    # compiled with XLA sees other views than one without; within either, the seed decides. 64 px: with blur.
+    images = np.random.default_rng(2).random((2, 64, 64, channels)).astype(np.float32)
+    view = tf.function(lambda x, seed: aug.augment(x, seed, xla=True), jit_compile=True)
+    first, again = view(images, SEED).numpy(), view(images, SEED).numpy()
+    other = view(images, SEED + 1).numpy()
+    np.testing.assert_array_equal(first, again)
+    assert first.shape == images.shape and np.isfinite(first).all() and not np.allclose(first, other, atol=1e-3)

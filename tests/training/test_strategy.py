@@ -31,12 +31,14 @@ def test_mirrored_without_gpus_spans_the_logical_cpus():
     assert [tf.DeviceSpec.from_string(d).device_index for d in strategy.extended.worker_devices] == [0, 1]
 
 
-def test_xla_is_on_for_gpus_and_tpus_off_for_cpus_unless_the_config_says(two_replicas):
+def test_xla_is_on_for_gpus_and_tpus_off_for_cpus_and_deterministic_runs_unless_the_config_says(two_replicas):
     cpu = tf.distribute.get_strategy()
     assert jit_compile(None, cpu) is False and jit_compile(None, two_replicas) is False  # CPUs, logical or not
     gpus = tf.distribute.OneDeviceStrategy("/gpu:0")  # a strategy over a GPU, built, never run
     assert jit_compile(None, gpus) is True
     assert jit_compile(True, cpu) is True and jit_compile(False, gpus) is False
+    # Keras compiles nothing with XLA under TF's op determinism: a deterministic run on GPUs goes without.
+    assert jit_compile(None, gpus, deterministic=True) is False
 
 
 def one_line_user_error(name):
