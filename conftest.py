@@ -7,8 +7,8 @@ compiles quickly rather than well.
 
 import os
 
-# XLA's CPU code generation at its lowest optimisation: the tests compile steps with XLA to show that they
-# compile (tests/methods/test_xla.py), not how fast the code runs; this takes about a third off the compile time.
+# XLA's CPU code generation at its lowest optimisation, for shorter compiles: the tests compile steps with XLA to
+# show that they compile (tests/methods/test_xla.py), not how fast the compiled code runs.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
 
 import sslrs_tf  # noqa: E402, F401  (its TF settings must come before TensorFlow loads)

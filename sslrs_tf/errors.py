@@ -129,11 +129,20 @@ class _HarmlessLinesFilter:
             out = b"".join(line + b"\n" for line in lines if not self._drop(line + b"\n", state))
             if pending and not pending[:1] in (b"I", b"W", b"E", b"T"):  # not a log line's start: pass it on now
                 out, pending = out + pending, b""
-            if out:
-                os.write(self._original, out)
+            if out and not self._write(out):
+                break
         if pending and not self._drop(pending, state):
-            os.write(self._original, pending)
+            self._write(pending)
         os.close(read)
+
+    def _write(self, data):
+        import os
+
+        try:
+            os.write(self._original, data)
+            return True
+        except OSError:  # closed by close() after a timeout (a child process kept the pipe open)
+            return False
 
     def close(self):
         """Puts the original standard error back, after the lines written so far."""

@@ -15,10 +15,11 @@ from sslrs_tf.training.run import build, plan
 from tests.helpers import ROOT
 
 #: each method through its shipped config, small: batch 4 of 32 px crops, the narrow encoders. Each piece of training
-#: step code once (an XLA compile costs 12-40 s here): Dual-SimCLR's step on Swin encoders (Dual-SimCLR on ResNets
+#: step code once (an XLA compile costs 15-50 s here): Dual-SimCLR's step on Swin encoders (Dual-SimCLR on ResNets
 #: runs the same step; ResNets compile in the others), MoCo's queue and key encoder with the in-step augmentations
 #: (the sensor-pair mode and SimCLR are not compiled here; tests/data/test_augment.py compiles the augmentations),
-#: MMA on VGG, the classifier with two optimizers and its confusion-matrix metrics, the segmenter's decoder.
+#: MMA on VGG, the classifier with two optimizers and its confusion-matrix metrics (the downstream step the
+#: segmenter shares; its decoder is not compiled here).
 SMALL = ("train.batch_size=4", "data.crop_size=32", "train.jit_compile=true", "train.deterministic=false",
          "data.validation_split=null", "optimizer.schedule=constant")  # (a warm-up's first step has lr 0)
 METHODS = {
@@ -26,8 +27,6 @@ METHODS = {
     "moco_fusion": ("moco_fusion.yaml", "model.backbone=resnet10", "model.queue_size=16"),
     "mma": ("mma.yaml", "model.embedding_dim=32"),
     "classifier": ("finetune_tiny.yaml",),
-    "segmenter": ("finetune_segmentation.yaml", "model.backbone=resnet10", "model.pretrained=null",
-                  "optimizer.encoder_lr=null"),
 }
 
 
