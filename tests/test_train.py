@@ -94,6 +94,26 @@ def test_a_run_dir_with_another_config_is_refused(tmp_path, small_world, capsys)
     assert code == 2 and "holds a run with a different config" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_a_damaged_latest_checkpoint_is_passed_over_and_the_run_ends_as_it_did(pretrained_run, small_world,
+                                                                                 tmp_path, capsys):
+    import shutil
+
+    from tests.helpers import exported_weights
+
+    run = shutil.copytree(pretrained_run, tmp_path / "run")
+    finished = exported_weights(run, "s1", "s2")
+    data = next((run / "checkpoints").glob("ckpt-6.data-*"))
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # the last checkpoint, cut short on disk
+    assert train_main(train_cmd(run, small_world)[2:]) == 0
+    printed = capsys.readouterr().out
+    assert f"checkpoint {run / 'checkpoints' / 'ckpt-6'} cannot be read (" in printed
+    assert ": passed over for the one before it" in printed
+    assert f"resuming from {run / 'checkpoints' / 'ckpt-4'}: epoch 2 of 2, batch 2 of 3" in printed
+    for a, b in zip(finished, exported_weights(run, "s1", "s2"), strict=True):
+        np.testing.assert_array_equal(a, b)  # the two batches trained again, as the first time
+
+
 def edit_card(card):
     """Hand edits of a pre-training card, each with the start of the line train.py answers with (after
     "error: model.pretrained: <card>: ")."""
