@@ -49,13 +49,13 @@ def make_builder(name, data_dir, config=None):
         except TypeError as err:  # an unknown config argument
             raise UserError(f"builder config: {err}") from None
     try:
-        with _without_custom_config_warning():
+        with _without_harmless_tfds_notes():
             return cls(config=config, data_dir=None if data_dir is None else str(data_dir))
     except ValueError as err:  # e.g. a custom config named like a built-in one
         raise UserError(f"builder config: {str(err).splitlines()[0]}") from None
 
 
-class _CustomConfigWarning(logging.Filter):
+class _HarmlessTfdsNotes(logging.Filter):
     def filter(self, record):
         message = record.getMessage()
         return not (message.startswith("Using custom data configuration")
@@ -63,12 +63,12 @@ class _CustomConfigWarning(logging.Filter):
 
 
 @contextlib.contextmanager
-def _without_custom_config_warning():
+def _without_harmless_tfds_notes():
     """TFDS warns "Using custom data configuration" on every builder made from a config object, which
     the synthetic world and dict configs are on purpose (the quick start printed it dozens of times),
     and "Variant folder ... has no dataset_info.json" for a dataset not built yet, which is then
     built or named in our own error."""
-    quiet = _CustomConfigWarning()
+    quiet = _HarmlessTfdsNotes()
     logger = logging.getLogger("absl")
     logger.addFilter(quiet)
     try:
@@ -137,7 +137,7 @@ def open_source(dataset, data_dir=None, config=None):
         return CatalogSource(dataset, data_dir)
     if isinstance(dataset, str) and dataset in BUILDERS:
         builder = make_builder(dataset, data_dir, config)
-        with _without_custom_config_warning():
+        with _without_harmless_tfds_notes():
             prepared = builder.is_prepared()
         if not prepared:
             raise UserError(

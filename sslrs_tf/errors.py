@@ -24,6 +24,22 @@ class DataError(UserError):
         super().__init__(f"{self.path}: {problem}")
 
 
+def reason(err):
+    """What went wrong, in a few words and one line: the system's reason for a file error (h5py puts it
+    inside a long message), else the message's first line without TensorFlow's ``{{function_node ...}}``
+    prefix and ``[Op:...]`` suffix."""
+    import re
+
+    text = str(err).strip()
+    found = re.search(r"error message = '([^']*)'", text)
+    if found:
+        return found.group(1)
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = re.sub(r"^\{\{[^}]*\}\}\s*", "", text.splitlines()[0] if text else type(err).__name__)
+    return re.sub(r"\s*\[Op:\w+\]$", "", text)
+
+
 class TrainingStopped(Exception):
     """The run stopped itself (e.g. the loss kept being non-finite); the message says why."""
 
@@ -107,6 +123,7 @@ class _HarmlessLinesFilter:
         sys.stderr.flush()
         self._harmless = re.compile("|".join(f"(?:{p})" for p in HARMLESS))
         self._no_driver, self._cuinit = re.compile(_NO_DRIVER), re.compile(_CUINIT)
+        self._seen_no_driver = False
         self._original = os.dup(2)
         read, write = os.pipe()
         os.dup2(write, 2)
@@ -114,24 +131,23 @@ class _HarmlessLinesFilter:
         self._thread = threading.Thread(target=self._pump, args=(read,), daemon=True, name="stderr-filter")
         self._thread.start()
 
-    def _drop(self, line, state):
-        text = line.decode("utf-8", "replace").rstrip("\n")
-        if self._no_driver.match(text):
-            state["no_driver"] = True
-        return bool(self._harmless.match(text) or (state["no_driver"] and self._cuinit.match(text)))
+    def _drop(self, line):
+        text = line.decode("utf-8", "replace")
+        self._seen_no_driver = self._seen_no_driver or bool(self._no_driver.match(text))
+        return bool(self._harmless.match(text) or (self._seen_no_driver and self._cuinit.match(text)))
 
     def _pump(self, read):
         import os
 
-        state, pending = {"no_driver": False}, b""
+        pending = b""
         while chunk := os.read(read, 65536):
             *lines, pending = (pending + chunk).split(b"\n")
-            out = b"".join(line + b"\n" for line in lines if not self._drop(line + b"\n", state))
+            out = b"".join(line + b"\n" for line in lines if not self._drop(line))
             if pending and not pending[:1] in (b"I", b"W", b"E", b"T"):  # not a log line's start: pass it on now
                 out, pending = out + pending, b""
             if out and not self._write(out):
                 break
-        if pending and not self._drop(pending, state):
+        if pending and not self._drop(pending):
             self._write(pending)
         os.close(read)
 

@@ -1,5 +1,6 @@
 """Helpers shared by the tests: paths to the committed and the real data."""
 
+import contextlib
 import pathlib
 import shutil
 
@@ -113,3 +114,17 @@ def card_of(run_dir):
     import json
 
     return json.loads((pathlib.Path(run_dir) / "export" / "card.json").read_text())
+
+
+@contextlib.contextmanager
+def file_size_limit(size):
+    """Files of this process cannot grow past `size` bytes (what ``ulimit -f`` sets): a write beyond fails as on
+    a full disk (Python ignores the SIGXFSZ signal that would otherwise end the process)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))

@@ -1,6 +1,7 @@
 """train.py end to end: a tiny run, exact resume after kill -9, the non-finite stop, one-line config errors."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, tensorboard_logs
+from tests.helpers import ROOT, exported_weights, tensorboard_logs
 from train import main as train_main
 
 TINY = str(ROOT / "configs" / "tiny.yaml")
@@ -97,10 +98,6 @@ def test_a_run_dir_with_another_config_is_refused(tmp_path, small_world, capsys)
 @pytest.mark.slow
 def test_a_damaged_latest_checkpoint_is_passed_over_and_the_run_ends_as_it_did(pretrained_run, small_world,
                                                                                  tmp_path, capsys):
-    import shutil
-
-    from tests.helpers import exported_weights
-
     run = shutil.copytree(pretrained_run, tmp_path / "run")
     finished = exported_weights(run, "s1", "s2")
     data = next((run / "checkpoints").glob("ckpt-6.data-*"))
@@ -137,8 +134,6 @@ def edit_card(card):
 @pytest.mark.parametrize("edit", ["band_renamed", "band_removed", "method_misspelt", "backbone_removed",
                                   "encoder_renamed", "not_json"])
 def test_a_hand_edited_card_is_one_line_naming_the_entry(pretrained_run, tmp_path, small_world, edit, capsys):
-    import shutil
-
     pre = shutil.copytree(pretrained_run / "export", tmp_path / "export")
     path = pre / "card.json"
     if edit == "not_json":

@@ -1,7 +1,6 @@
 """Callbacks: exact-resume checkpoints (and one on SIGTERM), the non-finite guard, input images in TensorBoard."""
 
 import os
-import re
 import shutil
 import signal
 import tempfile
@@ -10,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sslrs_tf.errors import Preempted, UserError
+from sslrs_tf.errors import Preempted, UserError, reason
 
 
 class Checkpointer(keras.callbacks.Callback):
@@ -73,10 +72,10 @@ class Checkpointer(keras.callbacks.Callback):
             try:
                 manager.checkpoint.restore(path).assert_existing_objects_matched()
             except AssertionError as err:
-                raise UserError(f"checkpoint {path} does not fit this run's model ({_first_line(err)}); another "
+                raise UserError(f"checkpoint {path} does not fit this run's model ({reason(err)}); another "
                                 "version of the code wrote it: use a new run.dir") from None
             except (tf.errors.OpError, IndexError) as err:  # what TF raises for a truncated or damaged file
-                self.passed_over.append((path, _first_line(err)))
+                self.passed_over.append((path, reason(err)))
                 continue
             self.restored_from = path
             epoch, step = (int(v) for v in self.position.numpy())
@@ -91,10 +90,10 @@ class Checkpointer(keras.callbacks.Callback):
         try:
             self.manager(self.model).save(checkpoint_number=number)
         except (tf.errors.OpError, OSError) as err:  # a full disk, a file size limit, a read-only folder
-            kept, reason = tf.train.latest_checkpoint(self.save_directory), _first_line(err)
-            if reason.startswith(self.save_directory):  # TF's "<temporary file>; File too large"
-                reason = reason.rsplit("; ", 1)[-1]
-            raise UserError(f"cannot write checkpoint {number} in {self.save_directory} ({reason}); "
+            kept, why = tf.train.latest_checkpoint(self.save_directory), reason(err)
+            if why.startswith(self.save_directory):  # TF's "<temporary file>; File too large"
+                why = why.rsplit("; ", 1)[-1]
+            raise UserError(f"cannot write checkpoint {number} in {self.save_directory} ({why}); "
                             + (f"{os.path.basename(kept)} is intact: make room and run the same command to "
                                "resume from it" if kept else "no checkpoint was saved before")) from None
         self._saved_at = number
@@ -220,9 +219,3 @@ class InputImages(keras.callbacks.Callback):
                 tf.summary.image("s1_vv", self._stretch(vv), step=0, max_outputs=self.count)
         writer.flush()
 
-
-def _first_line(err):
-    """An exception's message in one line, without TF's ``{{function_node ...}}`` prefix and ``[Op:...]`` suffix."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    text = re.sub(r"^\{\{[^}]*\}\}\s*", "", text)
-    return re.sub(r"\s*\[Op:\w+\]$", "", text)

@@ -13,7 +13,6 @@ import datetime
 import json
 import os
 import pathlib
-import re
 import shutil
 import subprocess
 
@@ -23,7 +22,7 @@ import sslrs_tf
 from sslrs_tf.config import dump_config, load_config
 from sslrs_tf.data.catalog import CATALOG
 from sslrs_tf.data.normalization import Normalization
-from sslrs_tf.errors import UserError
+from sslrs_tf.errors import UserError, reason
 from sslrs_tf.models.pretrained import describe_input
 
 
@@ -88,7 +87,7 @@ class RunDir:
             partial.write_text(text)
             os.replace(partial, self.config)
         except OSError as err:
-            raise UserError(f"run.dir {self.path}: cannot write there ({_why(err)})") from None
+            raise UserError(f"run.dir {self.path}: cannot write there ({reason(err)})") from None
 
     def export_encoders(self, model, config, metrics):
         """Saves each encoder as ``.keras``, the whole model's weights and ``card.json`` with what a user of
@@ -106,7 +105,7 @@ class RunDir:
         except OSError as err:
             shutil.rmtree(self._partial, ignore_errors=True)
             kept = "the previous export is kept" if self.export.is_dir() else "nothing was exported"
-            raise UserError(f"run.dir {self.path}: cannot write the export ({_why(err)}); {kept}; "
+            raise UserError(f"run.dir {self.path}: cannot write the export ({reason(err)}); {kept}; "
                             "make room and run the same command to export again") from None
         shutil.rmtree(self._previous, ignore_errors=True)
         if self.export.exists():
@@ -180,14 +179,6 @@ def code_version():
     except (OSError, subprocess.TimeoutExpired):
         commit = ""
     return f"{sslrs_tf.__version__}" + (f"+{commit}" if commit else "")
-
-
-def _why(err):
-    """What went wrong with a file, in a few words: the system's reason (h5py puts it inside a long message)."""
-    found = re.search(r"error message = '([^']*)'", str(err))
-    if found:
-        return found.group(1)
-    return err.strerror or (str(err).splitlines() or [type(err).__name__])[0]
 
 
 def _diff(a, b, prefix=""):

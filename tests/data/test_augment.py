@@ -107,3 +107,4 @@ def test_a_view_compiles_with_xla_and_is_a_function_of_its_seed(channels):
     other = view(images, SEED + 1).numpy()
     np.testing.assert_array_equal(first, again)
     assert first.shape == images.shape and np.isfinite(first).all() and not np.allclose(first, other, atol=1e-3)
+    assert not np.allclose(first, aug.augment(images, SEED, xla=True).numpy(), atol=1e-3)  # the same ops, not XLA

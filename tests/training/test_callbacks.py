@@ -14,7 +14,7 @@ import tensorflow as tf
 from sslrs_tf.data.bands import S2_BANDS
 from sslrs_tf.errors import UserError
 from sslrs_tf.training.callbacks import Checkpointer, InputImages, NonFiniteGuard
-from tests.helpers import tensorboard_logs
+from tests.helpers import file_size_limit, tensorboard_logs
 
 STEPS, EVERY = 3, 2  # batches per epoch, steps between checkpoints
 
@@ -226,20 +226,13 @@ def test_a_checkpoint_of_another_model_is_refused_in_one_line(uninterrupted, tmp
 
 def test_a_checkpoint_that_cannot_be_written_stops_the_run_and_leaves_the_previous_one(tmp_path):
     # A file size limit (what `ulimit -f` sets) fails the write of checkpoint 4 as a full disk would.
-    import resource
-
     directory = tmp_path / "checkpoints"
     model = small_model(0)
     model.fit(batches(), epochs=1, verbose=0, shuffle=False, callbacks=[Checkpointer(directory, EVERY)])
     size = (directory / "ckpt-3.data-00000-of-00001").stat().st_size
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, hard))  # Python ignores SIGXFSZ: the write fails
-    try:
-        with pytest.raises(UserError) as err:
-            model.fit(batches(), initial_epoch=1, epochs=2, verbose=0, shuffle=False,
-                      callbacks=[Checkpointer(directory, EVERY)])
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    with file_size_limit(size // 2), pytest.raises(UserError) as err:
+        model.fit(batches(), initial_epoch=1, epochs=2, verbose=0, shuffle=False,
+                  callbacks=[Checkpointer(directory, EVERY)])
     assert str(err.value) == (f"cannot write checkpoint 4 in {directory} (File too large); ckpt-3 is intact: "
                               "make room and run the same command to resume from it")
     assert tf.train.latest_checkpoint(str(directory)) == str(directory / "ckpt-3")

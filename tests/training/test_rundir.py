@@ -5,7 +5,6 @@ import contextlib
 import json
 import os
 import pathlib
-import resource
 import shutil
 import tempfile
 
@@ -16,7 +15,7 @@ import yaml
 from sslrs_tf.config import load_config
 from sslrs_tf.errors import UserError
 from sslrs_tf.training.rundir import RunDir
-from tests.helpers import ROOT
+from tests.helpers import ROOT, file_size_limit
 
 
 def test_a_run_written_before_a_key_existed_still_resumes(tmp_path):
@@ -45,18 +44,6 @@ def test_a_start_that_never_saved_a_checkpoint_leaves_the_directory_to_the_next_
     run.export.mkdir()  # an exported run is kept, checkpoints or not
     with pytest.raises(UserError, match=r"holds a run with a different config \(data.config differ\)"):
         run.start(failed)
-
-
-@contextlib.contextmanager
-def file_size_limit(size):
-    """Files of this process cannot grow past `size` bytes (what ``ulimit -f`` sets): a write beyond fails as on
-    a full disk (Python ignores the SIGXFSZ signal that would otherwise end the process)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
 @contextlib.contextmanager
