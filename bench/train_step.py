@@ -7,12 +7,12 @@ of ours and one of PyTorch's in turn (ABBA), reporting the median step of each:
   S2: 13) with an MLP head each, NT-Xent at 0.07, Adam (L2 1e-4), 128 px, batch 16;
 * ``simclr_swin_t``: Dual-Swin-T as configs/dual_swin.yaml: no head, NT-Xent at 0.2 on the
   pooled 768-d vectors, Adam 5e-4, 224 px, batch 8;
-* ``moco_resnet50``: MoCo-v2 with sensor-based pairs as configs/moco_sensor.yaml: S2 (10
-  bands) query and S1 key through 1x1 adapters to 3 channels, ResNet-50s and MLP necks, the
-  key network following by momentum 0.999, a queue of 65 536 keys, temperature 0.2, SGD 0.03
-  with momentum 0.9 and L2 1e-4, 128 px, batch 16;
+* ``moco_resnet50``: MoCo-v2 with sensor-based pairs: S2 (10 bands) query and S1 key through
+  trainable 1x1 adapters to 3 channels (configs/moco_sensor.yaml keeps them fixed), ResNet-50s
+  and MLP necks, the key network following by momentum 0.999, a queue of 65 536 keys,
+  temperature 0.2, SGD 0.03 with momentum 0.9 and L2 1e-4, 128 px, batch 16;
 * ``simclr_resnet18_b200``: the first at the published batch of 200; ``moco_resnet50_b64``:
-  MoCo at batch 64 (published: 256, which does not fit both sides in 24 GiB). 6 steps each.
+  MoCo at the MoCo work's batch of 64. 6 steps each.
 
 PyTorch's allocator matters: with glibc's malloc (the default, what the research code runs
 on) its per-pair rate falls as the batch grows; ``--torch-allocator jemalloc`` reruns the
@@ -140,7 +140,8 @@ def keras_method(case):
 
     keras.utils.set_random_seed(0)
     if case.method == "moco_sensor":
-        model = MoCo(case.backbone, mode="sensor", s2_channels=case.s2_channels)
+        # Trainable adapters, as the PyTorch side trains them (the config's fixed ones skip the key's backward).
+        model = MoCo(case.backbone, mode="sensor", s2_channels=case.s2_channels, adapter_trainable=True)
         model.l2_penalty, optimizer = 1e-4, FusedSGD(0.03, momentum=0.9)  # PyTorch's SGD(weight_decay=1e-4)
     elif case.backbone.startswith("swin"):
         model = DualSimCLR(case.backbone, projection_dim=None, temperature=0.2, image_size=case.size)

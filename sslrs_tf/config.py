@@ -82,8 +82,8 @@ ENCODERS = ("resnet10", "resnet18", "resnet34", "resnet50", "swin_t", "swin_micr
 class ModelConfig:
     """The method (pre-training, or a downstream model) and its encoders."""
 
-    method: str = option("dual_simclr", choices=("dual_simclr", "mma", "moco_sensor", "moco_fusion", "simclr",
-                                                  "classifier", "segmenter"))
+    method: str = option("dual_simclr", choices=("dual_simclr", "mma", "moco_single", "moco_sensor", "moco_fusion",
+                                                  "moco_partial_fusion", "simclr", "classifier", "segmenter"))
     backbone: str = option("resnet18", choices=(*ENCODERS, "vgg", "unet"),
                            doc="encoder architecture (swin_*: built for data.crop_size; vgg: MMA's; unet: the "
                                "segmentation baseline, early fusion only)")
@@ -92,13 +92,19 @@ class ModelConfig:
     temperature: float = option(0.07, above=0.0)
     queue_size: int = option(65536, min=1, doc="moco_*: keys in the queue")
     momentum: float = option(0.999, min=0.0, max=1.0, doc="moco_*: key-encoder momentum")
-    adapters: bool = option(False, doc="moco_*: trainable 1x1 conv -> BN -> ReLU adapters to 3 channels before the "
+    adapters: bool = option(False, doc="moco_*: 1x1 conv -> BN -> ReLU adapters to 3 channels before the "
                                        "encoders; downstream: the encoders have them (set from a MoCo run's card)")
+    adapter_trainable: bool = option(False, doc="moco_*: train the adapters (default: fixed at their random start, "
+                                                "as in the MoCo work)")
+    augmentation: typing.Optional[str] = option(None, choices=("none", "flips_blur_elastic", "set1", "set2", "set3"),
+                                                doc="moco_*: the views (docs/moco.md); null: moco_single "
+                                                    "flips_blur_elastic, moco_sensor none, moco_*fusion set3")
     sync_bn: bool = option(True, doc="BatchNorm statistics over the global batch")
     fused_batch_norm: bool = option(False, doc="BatchNorm through TF's fused kernel on one replica: faster, but "
                                                "one device then no longer trains like several (docs/distribution.md)")
     inputs: str = option("late_fusion", choices=("only_s1", "only_s2", "early_fusion", "late_fusion"),
-                         doc="downstream: which sensors feed which encoders")
+                         doc="downstream: which sensors feed which encoders; moco_single: only_s1 or only_s2, "
+                             "the sensor it reads")
     pretrained: typing.Optional[str] = option(None, doc="downstream: pre-training run (or converted) directory to "
                                                         "start from; its card sets backbone, bands, normalisation")
     freeze: bool = option(False, doc="downstream: keep the pretrained encoders fixed (linear probe)")

@@ -55,6 +55,9 @@ def check_config(config):
     if m.backbone not in cls.BACKBONES:
         raise UserError(f"config: model.method {m.method} is built with model.backbone {' or '.join(cls.BACKBONES)}; "
                         f"received {m.backbone!r}")
+    problem = cls.config_problem(m)
+    if problem:
+        raise UserError(f"config: {problem}")
     if d.label not in cls.LABELS:
         wanted = " or ".join("null" if kind is None else kind for kind in cls.LABELS)
         raise UserError(f"config: model.method {m.method} needs data.label {wanted}; received {d.label!r}")

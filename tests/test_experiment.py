@@ -37,6 +37,10 @@ FINETUNE = ROOT / "configs" / "finetune_tiny.yaml"
         (TINY, ["data.normalization=zscore"], "config: data.normalization zscore with data.s2_bands"),
         (TINY, ["data.s2_bands=[B04, B13]"], "config: data bands: s2 has no band 'B13'"),
         (TINY, ["train.jit_compile=true"], "config: train.jit_compile=true needs train.deterministic=false"),
+        (TINY, ["model.method=moco_single"], "config: model.method moco_single reads one sensor: model.inputs "
+                                             "only_s1 or only_s2; received late_fusion"),
+        (TINY, ["model.method=moco_fusion", "model.augmentation=none"],
+         "config: model.method moco_fusion makes query and key from one image: model.augmentation cannot be none"),
     ],
 )
 def test_contradicting_sections_are_one_line_errors_naming_the_keys(config, overrides, message):

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, exported_weights, tensorboard_logs
+from tests.helpers import ROOT, SHORT_RUN, exported_weights, tensorboard_logs
 from train import main as train_main
 
 TINY = str(ROOT / "configs" / "tiny.yaml")
@@ -149,3 +149,24 @@ def test_a_hand_edited_card_is_one_line_naming_the_entry(pretrained_run, tmp_pat
                        *small_world, f"model.pretrained={pre}"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(expected) and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config, encoders, channels", [
+    ("moco_single.yaml", {"s2"}, 10),
+    ("moco_sensor_augmented.yaml", {"s1", "s2"}, 10),
+    ("moco_partial_fusion.yaml", {"s1s2"}, 12),
+])
+def test_train_py_runs_each_moco_scenario_and_exports_its_encoders(config, encoders, channels, tmp_path, small_world,
+                                                                    capsys):
+    # The SEN12MS MoCo work's scenarios beyond the sensor pairs and all fusion (tests/e2e/test_methods.py runs those
+    # as processes and takes them downstream); in-process, briefly (SHORT_RUN).
+    out = tmp_path / "run"
+    args = ["--config", str(ROOT / "configs" / config), f"run.dir={out}", *small_world, *SHORT_RUN,
+            "model.backbone=resnet10", "model.queue_size=32"]
+    assert train_main(args) == 0
+    card = json.loads((out / "export" / "card.json").read_text())
+    assert set(card["encoders"]) == encoders and card["adapters"] is True
+    first = sorted(encoders)[-1]
+    assert card["encoders"][first]["input_shape"][-1] == channels
+    assert np.isfinite(card["final_metrics"]["loss"]) and "top1" in card["final_metrics"]

@@ -10,8 +10,10 @@ from sslrs_tf.methods.simclr import SimCLR
 METHODS = {
     "dual_simclr": DualSimCLR,
     "mma": MMA,
-    "moco_sensor": MoCo,  # the mode is the part after "moco_"
+    "moco_single": MoCo,  # the mode is the part after "moco_"
+    "moco_sensor": MoCo,
     "moco_fusion": MoCo,
+    "moco_partial_fusion": MoCo,
     "simclr": SimCLR,
     "classifier": Classifier,
     "segmenter": Segmenter,

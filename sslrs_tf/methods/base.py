@@ -135,6 +135,12 @@ class Method(keras.Model):
         raise NotImplementedError
 
     @classmethod
+    def config_problem(cls, model):
+        """What is wrong with a run config's ``model`` section for this method, in one line naming the keys,
+        or None (checked by :func:`sslrs_tf.experiment.check_config` before anything is built)."""
+        return None
+
+    @classmethod
     def input_modalities(cls, model):
         """The sensors the method reads with a run config's ``model`` section (only these are decoded)."""
         return ("s1", "s2")

@@ -1,16 +1,21 @@
-"""MoCo-v2 with sensor-based positive pairs (the SEN12MS MoCo work), and its "fusion" variant."""
+"""MoCo-v2 as the SEN12MS MoCo work runs it: on one sensor, on sensor-based pairs, and on fused S1/S2 images."""
 
 import keras
 import tensorflow as tf
 
-from sslrs_tf.data.augment import augment
+from sslrs_tf.data.augment import MOCO_AUGMENTATIONS, moco_view
 from sslrs_tf.errors import UserError
 from sslrs_tf.losses.contrastive import embedding_spread, l2_normalize, moco_info_nce, queue_logits
 from sslrs_tf.methods.base import ContrastiveMethod, gather
 from sslrs_tf.models.encoders import feature_dim, is_encoder, make_encoder
 from sslrs_tf.models.heads import projection_head
 
-MODES = ("sensor", "fusion")
+#: ``mode``: what query and key are (the registry's method names are ``moco_<mode>``)
+MODES = ("single", "sensor", "fusion", "partial_fusion")
+#: the augmentation of each mode when none is given: sensor pairs are views already; the others need two
+DEFAULT_AUGMENTATION = {"single": "flips_blur_elastic", "sensor": "none", "fusion": "set3", "partial_fusion": "set3"}
+#: the sensor a ``single`` model reads, by the downstream ``model.inputs`` naming it
+SINGLE_INPUTS = {"only_s1": "s1", "only_s2": "s2"}
 
 
 def unit_rows(shape, dtype=None):
@@ -19,56 +24,85 @@ def unit_rows(shape, dtype=None):
     return x / keras.ops.norm(x, axis=-1, keepdims=True)
 
 
+def partial_fusion_masks(seed, batch):
+    """``[batch]`` kinds of the partial-fusion images: 0 S1 only, 1 S2 only, 2 both, in equal thirds
+    (a batch not divisible by 3 gets one or two more of the first kinds), shuffled by `seed`."""
+    order = tf.argsort(tf.random.stateless_uniform([batch], seed))
+    return tf.gather(tf.range(batch) % 3, order)
+
+
+def partial_fusion(s1, s2, kinds):
+    """The stacked S1/S2 image of each sample with the bands of the sensor it lacks set to zero: `kinds` as
+    :func:`partial_fusion_masks` draws them. Zero is the mean of a z-scored band (the work's normalisation)."""
+    keep_s1 = tf.cast(kinds != 1, s1.dtype)[:, None, None, None]
+    keep_s2 = tf.cast(kinds != 0, s2.dtype)[:, None, None, None]
+    return tf.concat([s1 * keep_s1, s2 * keep_s2], axis=-1)
+
+
 @keras.saving.register_keras_serializable(package="sslrs_tf")
 class MoCo(ContrastiveMethod):
     """MoCo-v2: a query encoder trained by gradient, a key encoder that follows it by momentum, a queue of keys.
 
-    ``mode="sensor"``: the query is the S2 patch, its positive key the co-located S1
-    patch; the queue holds S1 keys of earlier batches. ``mode="fusion"``: S1 and S2
-    stacked into one image, two augmented views of it (made inside the training
-    step, :func:`sslrs_tf.data.augment.augment`) are query and key.
+    The scenarios of the SEN12MS MoCo work, by `mode`:
 
+    * ``"single"``: MoCo-v2 as published, on one sensor (`sensor`): query and key are two
+      augmented views of the same patch.
+    * ``"sensor"``: sensor-based pairs: the query is the S2 patch, its positive key the
+      co-located S1 patch; the queue holds S1 keys. With an `augmentation`, each sensor's
+      patch is augmented on its own (the work's third scenario).
+    * ``"fusion"`` ("all fusion"): S1 and S2 stacked into one image; two augmented views of it
+      are query and key.
+    * ``"partial_fusion"``: as fusion, but a third of each batch shows only S1, a third only S2
+      (the other sensor's bands zero, see :func:`partial_fusion`) and a third both, so that one
+      encoder learns from S1, S2 and S1/S2 images equally.
+
+    Views are made inside the training step (:func:`sslrs_tf.data.augment.moco_view`).
     Each network is [optional 1x1 conv -> BN -> ReLU adapter to 3 channels] -> encoder
-    -> MLP neck ``d -> d -> projection_dim``. The key network's encoder and neck are
-    exponential moving averages of the query's (``momentum``), updated after each
-    optimizer step; keys enter the queue after the loss is computed. Under a
-    distribution strategy the keys of all replicas are gathered first, so every
-    replica enqueues the same global batch in the same order and queue and key
-    encoder stay identical across replicas. A skipped (non-finite) batch changes
-    neither.
+    -> MLP neck ``d -> d -> projection_dim``. The adapters are fixed at their random start
+    unless `adapter_trainable` ("the weights of this layer are not updated during
+    training", in the work's words); where query and key read the same kind of image, the
+    key's adapter is a copy of the query's. The key network's encoder and neck are
+    exponential moving averages of the query's (`momentum`), updated after each optimizer
+    step; keys enter the queue after the loss is computed. Under a distribution strategy the
+    keys of all replicas are gathered first, so every replica enqueues the same global batch
+    in the same order and queue and key encoder stay identical across replicas. A skipped
+    (non-finite) batch changes neither.
 
-    Key-side weights with no same-shaped query counterpart cannot follow by momentum:
-    in sensor mode the S1 adapter (or, without adapters, the S1 encoder's first
-    convolution). MoCo computes keys without gradient, which would leave them at
-    their random start; here they are trained by gradient through the key path
-    instead (our choice: the seeds do not say how the released code treats them).
-    No shuffling BN: the encoders' BatchNorm is synchronised over replicas (``sync_bn``)
-    as everywhere in this library.
+    Key-side weights with no same-shaped query counterpart cannot follow by momentum: in
+    sensor mode a trainable S1 adapter (or, without adapters, the S1 encoder's first
+    convolution). MoCo computes keys without gradient, which would leave them at their random
+    start; here they are trained by gradient through the key path instead (our choice: the
+    sources do not say how the released code treats them). No shuffling BN: the encoders'
+    BatchNorm is synchronised over replicas (``sync_bn``) as everywhere in this library.
 
     Args:
         backbone: the encoder (``"resnet50"`` as published; any ResNet or Swin).
-        mode: ``"sensor"`` or ``"fusion"``.
+        mode: one of :data:`MODES`.
         s1_channels, s2_channels: input channels (2, and 10 in the MoCo work).
-        adapters: put the trainable 1x1 adapters to 3 channels before the encoders.
+        adapters: put the 1x1 adapters to 3 channels before the encoders.
+        adapter_trainable: train the adapters by gradient (default: fixed, as in the work).
         projection_dim: output of the MLP neck (128).
         queue_size: keys in the queue (65 536).
-        momentum: key-encoder momentum (0.999).
+        momentum: key-encoder momentum (the work states 0.9; MoCo-v2's own default is 0.999).
         temperature: softmax temperature (0.2).
+        augmentation: a name of :data:`~sslrs_tf.data.augment.MOCO_AUGMENTATIONS`; None: the
+            mode's default (:data:`DEFAULT_AUGMENTATION`). ``"none"`` only for sensor pairs.
+        sensor: ``"single"`` mode: the sensor it reads (``"s1"`` or ``"s2"``).
         sync_bn: BatchNorm statistics over the global batch under a multi-replica strategy.
         image_size: input side for a Swin encoder (ignored by ResNets).
 
     Example:
     >>> from sslrs_tf.datasets import make_dataset
-    >>> model = MoCo("resnet50", mode="sensor")
+    >>> model = MoCo("resnet50", mode="sensor", momentum=0.9)
     >>> model.compile(optimizer=keras.optimizers.SGD(0.03, momentum=0.9))
-    >>> model.fit(make_dataset("sen12ms", "train", bands={"s2": S2_10}, crop_size=128, batch_size=256))
+    >>> model.fit(make_dataset("sen12ms", "train", bands={"s2": S2_10}, crop_size=128, batch_size=64))
     """
 
     METRICS = ("top1", "spread")
 
     def __init__(self, backbone="resnet50", mode="sensor", s1_channels=2, s2_channels=10, adapters=True,
-                 projection_dim=128, queue_size=65536, momentum=0.999, temperature=0.2, sync_bn=True,
-                 image_size=None, **kwargs):
+                 adapter_trainable=False, projection_dim=128, queue_size=65536, momentum=0.999, temperature=0.2,
+                 augmentation=None, sensor="s2", sync_bn=True, image_size=None, **kwargs):
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {', '.join(MODES)}. Received: mode={mode!r}")
@@ -79,11 +113,23 @@ class MoCo(ContrastiveMethod):
         if queue_size < 1 or temperature <= 0:
             raise ValueError(f"`queue_size` and `temperature` must be positive. "
                              f"Received: queue_size={queue_size}, temperature={temperature}")
+        if augmentation is not None and augmentation not in MOCO_AUGMENTATIONS:
+            raise ValueError(f"`augmentation` must be one of {', '.join(MOCO_AUGMENTATIONS)}. "
+                             f"Received: augmentation={augmentation!r}")
+        if augmentation == "none" and mode != "sensor":
+            raise ValueError(f"mode {mode!r} makes query and key from one image: it needs an `augmentation`. "
+                             f"Received: augmentation='none'")
+        if sensor not in ("s1", "s2"):
+            raise ValueError(f"`sensor` must be 's1' or 's2'. Received: sensor={sensor!r}")
         self.backbone, self.mode, self.s1_channels, self.s2_channels = backbone, mode, s1_channels, s2_channels
-        self.adapters, self.projection_dim, self.queue_size = adapters, projection_dim, queue_size
+        self.adapters, self.adapter_trainable = adapters, adapter_trainable
+        self.projection_dim, self.queue_size = projection_dim, queue_size
         self.momentum, self.temperature, self.sync_bn, self.image_size = momentum, temperature, sync_bn, image_size
+        self.augmentation, self.sensor = augmentation, sensor
         sync = sync_bn and tf.distribute.get_strategy().num_replicas_in_sync > 1
-        q_channels, k_channels = (s2_channels, s1_channels) if mode == "sensor" else (s1_channels + s2_channels,) * 2
+        channels = {"s1": s1_channels, "s2": s2_channels}
+        q_channels, k_channels = {"single": (channels[sensor],) * 2, "sensor": (s2_channels, s1_channels)}.get(
+            mode, (s1_channels + s2_channels,) * 2)
         self.encoder_q, q_parts = self._encoder(q_channels, sync, "encoder_q")
         self.encoder_k, k_parts = self._encoder(k_channels, sync, "encoder_k")
         dim = feature_dim(backbone)
@@ -91,8 +137,15 @@ class MoCo(ContrastiveMethod):
         self.neck_k = projection_head(dim, dim, projection_dim, name="neck_k")
         q_parts.append(self.neck_q)
         k_parts.append(self.neck_k)
-        if mode == "sensor" and adapters:  # different sensors' adapters: nothing to follow
-            q_parts, k_parts = q_parts[1:], k_parts[1:]
+        if adapters:
+            q_adapter, k_adapter = q_parts[0], k_parts[0]
+            if not adapter_trainable:
+                q_adapter.trainable = k_adapter.trainable = False
+            if mode == "sensor":  # different sensors' adapters: nothing to follow
+                q_parts, k_parts = q_parts[1:], k_parts[1:]
+            elif not adapter_trainable:  # fixed, and the same image kind on both sides: one adapter, twice
+                for k, q in zip(k_adapter.weights, q_adapter.weights, strict=True):
+                    k.assign(q)
         self.momentum_pairs = [(k, q) for kp, qp in zip(k_parts, q_parts)
                                for k, q in zip(kp.trainable_weights, qp.trainable_weights) if k.shape == q.shape]
         followers = {id(k) for k, _ in self.momentum_pairs}
@@ -105,6 +158,11 @@ class MoCo(ContrastiveMethod):
         self.queue_ptr = self.add_weight(shape=(), initializer="zeros", dtype="int32", trainable=False,
                                          name="queue_ptr")
 
+    @property
+    def view_augmentation(self):
+        """The augmentation the training step applies (`augmentation`, or the mode's default)."""
+        return self.augmentation or DEFAULT_AUGMENTATION[self.mode]
+
     def _encoder(self, channels, sync, name):
         """[adapter ->] encoder as one model (what is exported, and what a downstream model rebuilds with
         :func:`~sslrs_tf.models.encoders.make_encoder`), and its parts in order."""
@@ -116,14 +174,24 @@ class MoCo(ContrastiveMethod):
         return keras.Model(inputs, net(inputs), name=name), [net]
 
     def _views(self, inputs, training):
-        """Query and key images of a batch."""
-        if self.mode == "sensor":
-            return inputs["s2"], inputs["s1"]
-        stacked = tf.concat([tf.cast(inputs["s1"], "float32"), tf.cast(inputs["s2"], "float32")], axis=-1)
-        if not training:
-            return stacked, stacked
-        seeds = self.augmentation_seeds(2)
-        return tuple(augment(stacked, s, crop_scale=(0.2, 1.0), xla=bool(self.jit_compile)) for s in seeds)
+        """Query and key images of a batch (augmented when `training`)."""
+        if self.mode == "single":
+            xq = xk = inputs[self.sensor]
+        elif self.mode == "sensor":
+            xq, xk = inputs["s2"], inputs["s1"]
+        else:
+            s1, s2 = tf.cast(inputs["s1"], "float32"), tf.cast(inputs["s2"], "float32")
+            if self.mode == "partial_fusion" and training:
+                seed = self.augmentation_seeds(3)[2]
+                xq = xk = partial_fusion(s1, s2, partial_fusion_masks(seed, tf.shape(s1)[0]))
+            else:
+                xq = xk = tf.concat([s1, s2], axis=-1)
+        if not training or self.view_augmentation == "none":
+            return xq, xk
+        seeds = self.augmentation_seeds(3)
+        xla = bool(self.jit_compile)
+        return (moco_view(xq, seeds[0], self.view_augmentation, xla=xla),
+                moco_view(xk, seeds[1], self.view_augmentation, xla=xla))
 
     def _project(self, encoder, neck, x, training):
         return l2_normalize(neck(encoder(x, training=training)["pooled"], training=training))
@@ -178,26 +246,47 @@ class MoCo(ContrastiveMethod):
 
     def embed(self, inputs):
         if self.mode != "sensor":
-            raise UserError("cross-modal retrieval needs one encoder per sensor: MoCo fusion has one for both")
+            raise UserError(f"cross-modal retrieval needs one encoder per sensor: moco_{self.mode} has "
+                            f"{'one for both' if 'fusion' in self.mode else 'one sensor'}")
         z = self(inputs, training=False)
         return {"s2": z["query"], "s1": z["key"]}
 
     def encoders(self):
         if self.mode == "sensor":
             return {"s2": self.encoder_q, "s1": self.encoder_k}
+        if self.mode == "single":
+            return {self.sensor: self.encoder_q}
         return {"s1s2": self.encoder_q}
 
     @classmethod
+    def config_problem(cls, model):
+        mode = model.method.split("_", 1)[1]
+        if mode == "single" and model.inputs not in SINGLE_INPUTS:
+            return (f"model.method {model.method} reads one sensor: model.inputs {' or '.join(SINGLE_INPUTS)}; "
+                    f"received {model.inputs}")
+        if mode != "sensor" and model.augmentation == "none":
+            return f"model.method {model.method} makes query and key from one image: model.augmentation cannot be none"
+        return None
+
+    @classmethod
+    def input_modalities(cls, model):
+        mode = model.method.split("_", 1)[1]
+        return (SINGLE_INPUTS[model.inputs],) if mode == "single" else ("s1", "s2")
+
+    @classmethod
     def from_model_config(cls, model, inputs):
-        return cls(backbone=model.backbone, mode=model.method.split("_", 1)[1], s1_channels=inputs.channels("s1"),
+        mode = model.method.split("_", 1)[1]
+        return cls(backbone=model.backbone, mode=mode, s1_channels=inputs.channels("s1"),
                    s2_channels=inputs.channels("s2"), adapters=model.adapters,
-                   projection_dim=model.projection_dim or 128, queue_size=model.queue_size,
-                   momentum=model.momentum, temperature=model.temperature, sync_bn=model.sync_bn,
-                   image_size=inputs.image_size)
+                   adapter_trainable=model.adapter_trainable, projection_dim=model.projection_dim or 128,
+                   queue_size=model.queue_size, momentum=model.momentum, temperature=model.temperature,
+                   augmentation=model.augmentation, sensor=SINGLE_INPUTS.get(model.inputs, "s2"),
+                   sync_bn=model.sync_bn, image_size=inputs.image_size)
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone, "mode": self.mode,
                 "s1_channels": self.s1_channels, "s2_channels": self.s2_channels, "adapters": self.adapters,
+                "adapter_trainable": self.adapter_trainable, "augmentation": self.augmentation, "sensor": self.sensor,
                 "projection_dim": self.projection_dim, "queue_size": self.queue_size, "momentum": self.momentum,
                 "temperature": self.temperature, "sync_bn": self.sync_bn, "image_size": self.image_size}
 

@@ -1,4 +1,5 @@
-"""MoCo-v2 with sensor pairs: momentum, queue, the skipped batch, two replicas; the fusion variant; train.py."""
+"""MoCo-v2: momentum, queue, the skipped batch, two replicas; fixed and trainable adapters; the scenarios of the
+SEN12MS MoCo work (one sensor, sensor pairs with and without augmentation, all and partial fusion)."""
 
 
 import keras
@@ -8,6 +9,7 @@ import tensorflow as tf
 
 from sslrs_tf.losses.contrastive import moco_info_nce
 from sslrs_tf.methods import MoCo, get_method
+from sslrs_tf.methods.moco import MODES, partial_fusion, partial_fusion_masks
 from sslrs_tf.training.optimizers import FusedSGD
 from tests.helpers import paired_batches
 
@@ -17,9 +19,9 @@ def sensor_batches(n, batch=8, seed=0):
     return [{"s1": b["s1"], "s2": b["s2"][..., :10]} for b in paired_batches(n, batch=batch, seed=seed)]
 
 
-def model(mode="sensor", lr=0.05, queue=32, momentum=0.9, adapters=True, seed=0):
+def model(mode="sensor", lr=0.05, queue=32, momentum=0.9, adapters=True, seed=0, **kwargs):
     keras.utils.set_random_seed(seed)
-    m = MoCo("resnet10", mode=mode, queue_size=queue, momentum=momentum, adapters=adapters)
+    m = MoCo("resnet10", mode=mode, queue_size=queue, momentum=momentum, adapters=adapters, **kwargs)
     m.compile(optimizer=FusedSGD(lr, momentum=0.9), jit_compile=False)
     return m
 
@@ -28,19 +30,24 @@ def values(variables):
     return [np.array(v.numpy()) for v in variables]
 
 
-def test_registered_twice_and_round_trips_its_config():
-    assert get_method("moco_sensor") is MoCo and get_method("moco_fusion") is MoCo
-    m = MoCo("resnet10", mode="fusion", queue_size=16, adapters=False)
+def test_registered_once_per_scenario_and_round_trips_its_config():
+    assert all(get_method(f"moco_{mode}") is MoCo for mode in MODES)
+    m = MoCo("resnet10", mode="single", sensor="s1", queue_size=16, adapters=False, augmentation="set2")
     again = MoCo.from_config(m.get_config())
-    assert (again.mode, again.queue_size, again.adapters) == ("fusion", 16, False)
+    assert (again.mode, again.sensor, again.queue_size, again.adapters, again.augmentation) == \
+        ("single", "s1", 16, False, "set2")
+    assert again.encoder_q.input.shape[-1] == 2 and list(again.encoders()) == ["s1"]
     with pytest.raises(ValueError, match="Received: mode='both'"):
         MoCo("resnet10", mode="both")
+    with pytest.raises(ValueError, match="needs an `augmentation`. Received: augmentation='none'"):
+        MoCo("resnet10", mode="fusion", augmentation="none")
 
 
 @pytest.fixture(scope="module")
 def trained():
-    """A sensor-mode model before and after steps on four batches (one trace for several tests)."""
-    m = model()
+    """A sensor-mode model with trainable adapters before and after steps on four batches (one trace for
+    several tests)."""
+    m = model(adapter_trainable=True)
     data = sensor_batches(4)
     m(data[0])
     start = {"queue": m.queue.numpy().copy(), "pairs": [(k.numpy().copy(), q.numpy().copy())
@@ -56,7 +63,7 @@ def test_key_encoder_follows_by_momentum_and_keys_enter_the_queue(trained):
     assert all(np.array_equal(k, q) for k, q in start["pairs"])
     trainable = {id(v) for _, group in m.optimizer_groups() for v in group}
     assert not any(id(k) in trainable for k, _ in m.momentum_pairs)
-    # The S1 adapter has no S2 counterpart: it learns by gradient through the keys instead.
+    # A trainable S1 adapter has no S2 counterpart: it learns by gradient through the keys instead.
     assert m.key_trained and all(id(v) in trainable for v in m.key_trained)
     adapter = m.encoder_k.get_layer("encoder_k_adapter")
     assert [id(v) for v in m.key_trained] == [id(v) for v in adapter.trainable_weights]
@@ -123,11 +130,66 @@ def test_two_replicas_keep_identical_queues_and_key_encoders(two_replicas):
     np.testing.assert_allclose(np.linalg.norm(queue[:16], axis=1), 1.0, rtol=1e-5)
 
 
-def test_fusion_trains_on_two_augmented_views_of_the_stacked_image():
-    m = model(mode="fusion", adapters=False, queue=16)
+def test_fixed_adapters_do_not_change_in_a_training_step_and_trainable_ones_do():
+    batch = sensor_batches(1)[0]
+    for trainable in (False, True):
+        m = model(adapter_trainable=trainable, queue=16)
+        adapters = [m.encoder_q.get_layer("encoder_q_adapter"), m.encoder_k.get_layer("encoder_k_adapter")]
+        kernels = [a.get_layer("conv").kernel for a in adapters]
+        before = values(kernels)
+        backbone = values(m.encoder_q.get_layer("encoder_q_backbone").trainable_weights[:1])
+        m.train_on_batch(batch)
+        changed = [not np.array_equal(a, b) for a, b in zip(before, values(kernels))]
+        assert changed == [trainable, trainable]
+        assert not np.array_equal(backbone[0], m.encoder_q.get_layer("encoder_q_backbone").trainable_weights[0])
+        # Fixed: the S1 adapter learns nothing, so nothing on the key side is trained by gradient.
+        assert bool(m.key_trained) == trainable
+
+
+def test_fusion_trains_on_two_augmented_views_of_the_stacked_image_and_shares_its_fixed_adapter():
+    m = model(mode="fusion", queue=16)
     batch = sensor_batches(1)[0]
     assert m.encoder_q.input.shape[-1] == 12 and not m.key_trained  # every key weight follows by momentum
+    for k, q in zip(m.encoder_k.get_layer("encoder_k_adapter").weights,
+                    m.encoder_q.get_layer("encoder_q_adapter").weights, strict=True):
+        np.testing.assert_array_equal(k.numpy(), q.numpy())
     logs = [m.train_on_batch(batch, return_dict=True) for _ in range(3)]
     assert all(np.isfinite(log["loss"]) for log in logs) and int(m.queue_ptr.numpy()) == 8
     q, k = m._views(batch, training=True)  # noqa: SLF001
     assert q.shape == (8, 32, 32, 12) and not np.allclose(q, k)
+    assert m.view_augmentation == "set3"
+
+
+def test_partial_fusion_mixes_s1_s2_and_stacked_images_in_equal_thirds():
+    kinds = partial_fusion_masks(tf.constant([1, 2], tf.int64), 12).numpy()
+    assert sorted(kinds.tolist()) == [0] * 4 + [1] * 4 + [2] * 4
+    assert kinds.tolist() != partial_fusion_masks(tf.constant([1, 3], tf.int64), 12).numpy().tolist()
+    batch = sensor_batches(1, batch=6)[0]
+    kinds = np.array([0, 1, 2, 2, 1, 0])
+    fused = partial_fusion(tf.constant(batch["s1"]), tf.constant(batch["s2"]), tf.constant(kinds)).numpy()
+    stacked = np.concatenate([batch["s1"], batch["s2"]], axis=-1)
+    expected = stacked * np.array([[1] * 2 + [0] * 10, [0] * 2 + [1] * 10, [1] * 12])[kinds][:, None, None, :]
+    np.testing.assert_array_equal(fused, expected)
+    # In the training step: every image is one of the three kinds, and all three are there.
+    m = model(mode="partial_fusion", queue=16, augmentation="set1")
+    m.train_on_batch(batch)
+    m.optimizer.iterations.assign(5)
+    q, k = m._views(batch, training=True)  # noqa: SLF001
+    zero_s1 = np.all(q.numpy()[..., :2] == 0, axis=(1, 2, 3))
+    zero_s2 = np.all(q.numpy()[..., 2:] == 0, axis=(1, 2, 3))
+    assert zero_s1.sum() == zero_s2.sum() == 2 and not (zero_s1 & zero_s2).any()
+    assert np.array_equal(zero_s1, np.all(k.numpy()[..., :2] == 0, axis=(1, 2, 3)))  # one image, two views
+
+
+@pytest.mark.parametrize("mode, augmentation", [("single", None), ("sensor", "set2")])
+def test_one_sensor_and_augmented_sensor_pairs_train(mode, augmentation):
+    m = model(mode=mode, queue=32, augmentation=augmentation, sensor="s1")
+    batch = sensor_batches(1)[0]
+    q, k = m._views(batch, training=True)  # noqa: SLF001
+    if mode == "single":  # two views of the S1 patch (flips, blur, elastic)
+        assert q.shape == k.shape == batch["s1"].shape and not np.allclose(q, k)
+    else:  # each sensor augmented on its own, neither left as it was
+        assert q.shape == batch["s2"].shape and k.shape == batch["s1"].shape
+        assert not np.allclose(q, batch["s2"]) and not np.allclose(k, batch["s1"])
+    logs = [m.train_on_batch(batch, return_dict=True) for _ in range(2)]
+    assert all(np.isfinite(log["loss"]) for log in logs) and int(m.queue_ptr.numpy()) == 16
