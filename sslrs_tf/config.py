@@ -130,7 +130,8 @@ class DataConfig:
     dataset: str = option("sen12ms", choices=("sen12ms", "dfc2020", "eurosat", "bigearthnet"),
                           doc="eurosat, bigearthnet: the TFDS catalog's eurosat/all, bigearthnet/all (S2 only)")
     data_dir: str = option("data/tfds", doc="TFDS data folder")
-    config: str = option("all", doc="builder config (all, spring, summer, fall, winter, ...)")
+    config: str = option("all", doc="builder config (all, spring, summer, fall, winter, nonoverlapping, ...); "
+                                     "data.source synthetic: all, or nonoverlapping for its sen12ms")
     split: str = option("train", doc="training split; several joined by + (train+holdout: all of SEN12MS)")
     validation_split: typing.Optional[str] = option("holdout", doc="split evaluated after each epoch (null: none)")
     validation_dataset: typing.Optional[str] = option(None, choices=("sen12ms", "dfc2020"),

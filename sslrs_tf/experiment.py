@@ -15,13 +15,14 @@ Example:
 
 import dataclasses
 import functools
+import pathlib
 
 from sslrs_tf.data.bands import resolve_bands
 from sslrs_tf.data.labels import NUM_CLASSES
 from sslrs_tf.data.normalization import Normalization
 from sslrs_tf.data.pipeline import make_dataset, training_size
 from sslrs_tf.data.sources import SplitError
-from sslrs_tf.datasets import BUILDERS, open_source, prepare_world
+from sslrs_tf.datasets import BUILDERS, build, open_source, prepare_world, synthetic_config
 from sslrs_tf.errors import UserError
 from sslrs_tf.methods import get_method
 from sslrs_tf.methods.base import MethodInputs
@@ -183,7 +184,13 @@ def data_source(config, dataset=None):
         syn = data.synthetic
         params = {"patches": syn.patches, "size": syn.size, "seed": syn.seed,
                   "dfc_validation": syn.dfc_validation, "dfc_test": syn.dfc_test}
-        return open_source(prepare_world(syn.dir, data.data_dir, params)[name])
+        builders = prepare_world(syn.dir, data.data_dir, params)
+        if name == "sen12ms" and dataset is None and data.config == "nonoverlapping":
+            # The world's SEN12MS patches overlap as the real ones do: its non-overlapping subset, built once.
+            config = {**synthetic_config(syn.size), "non_overlapping": True}
+            return open_source(build(name, pathlib.Path(syn.dir) / name, data.data_dir,
+                                     {**config, "name": f"{config['name']}_nonoverlapping"}))
+        return open_source(builders[name])
     return open_source(name, data.data_dir, data.config if dataset is None else None)
 
 

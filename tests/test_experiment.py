@@ -207,3 +207,28 @@ def test_the_published_pretraining_data_is_every_sen12ms_patch_watched_on_dfc202
         experiment.split_size("train+hold", "config: data.split")
     with pytest.raises(UserError, match="data.validation_dataset dfc2020 goes with data.dataset sen12ms or dfc2020"):
         check_config(load_config(ROOT / "configs" / "finetune_eurosat.yaml", ["data.validation_dataset=dfc2020"]))
+
+
+def test_the_synthetic_world_has_sen12ms_s_non_overlapping_subset(small_world):
+    import rasterio
+
+    from sslrs_tf.data import layout
+
+    def ids(config):
+        experiment = Experiment(load_config(TINY, [*small_world, f"data.config={config}"]))
+        batches = experiment.dataset("train", training=False, batch_size=64, with_ids=True)
+        return {i.decode() for x in batches for i in x["id"].numpy()}
+
+    everything, subset = ids("all"), ids("nonoverlapping")
+    assert subset < everything and len(subset) < 0.8 * len(everything)
+    # No two kept patches overlap (their footprints from the world's own files, compared pairwise).
+    world = next(o.split("=", 1)[1] for o in small_world if o.startswith("data.synthetic.dir="))
+    boxes = []
+    for key in subset:
+        season, scene, patch = key.split("_")
+        path = f"{world}/sen12ms/{layout.sen12ms_path(season, 's2', int(scene), int(patch[1:]))}"
+        with rasterio.open(path) as src:
+            boxes.append((str(src.crs), np.array(src.bounds)))
+    for i, (crs, a) in enumerate(boxes):
+        for other, b in boxes[:i]:
+            assert crs != other or min(a[2], b[2]) <= max(a[0], b[0]) or min(a[3], b[3]) <= max(a[1], b[1])

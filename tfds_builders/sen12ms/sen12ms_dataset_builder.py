@@ -1,6 +1,10 @@
 """SEN12MS as a TFDS dataset, read with rasterio from the extracted archives."""
 
+import collections
+import math
+
 import numpy as np
+import rasterio
 import tensorflow_datasets as tfds
 
 from sslrs_tf.data import layout
@@ -22,6 +26,8 @@ class Sen12msConfig(tfds.core.BuilderConfig):
             depend on which other scenes are built.
         patch_size: patch size in pixels (256 for the real data).
         on_error: ``"raise"`` stops the build at a broken file; ``"skip"`` skips and counts it.
+        non_overlapping: keep only patches whose footprints overlap no patch kept before them
+            (:func:`non_overlapping`; the MoCo work's pre-training subset).
 
     Example:
     >>> # one flag on the command line:
@@ -29,7 +35,7 @@ class Sen12msConfig(tfds.core.BuilderConfig):
     """
 
     def __init__(self, *, seasons=layout.SEASONS, scene_fraction=1.0, holdout_fraction=0.1,
-                 patch_size=256, on_error="raise", **kwargs):
+                 patch_size=256, on_error="raise", non_overlapping=False, **kwargs):
         kwargs.setdefault("version", "1.0.0")
         super().__init__(**kwargs)
         self.seasons = tuple(seasons)
@@ -37,6 +43,7 @@ class Sen12msConfig(tfds.core.BuilderConfig):
         self.holdout_fraction = holdout_fraction
         self.patch_size = patch_size
         self.on_error = on_error
+        self.non_overlapping = non_overlapping
         unknown = [s for s in self.seasons if s not in layout.SEASONS]
         if unknown or not self.seasons:
             raise UserError(f"config seasons must be a non-empty list of {list(layout.SEASONS)}. Received: seasons={list(self.seasons)}")
@@ -44,6 +51,51 @@ class Sen12msConfig(tfds.core.BuilderConfig):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or not 0 <= value <= 1 or (key == "scene_fraction" and value == 0):
                 raise UserError(f"config {key} must be a number in {'(0, 1]' if key == 'scene_fraction' else '[0, 1]'}. Received: {key}={value!r}")
+
+
+def non_overlapping(footprints):
+    """The keys of a non-overlapping subset of footprints, first come first served.
+
+    A footprint is kept when it overlaps none kept before it (a shared edge is no overlap);
+    footprints in different CRSs never overlap. SEN12MS tiles each scene with a stride of half
+    a patch, so its neighbours overlap; the MoCo work pre-trains on such a subset (35 792 of
+    180 662 patches).
+
+    Args:
+        footprints: ``(key, crs, (left, bottom, right, top))`` in the order of precedence.
+
+    Returns:
+        The kept keys, in that order.
+    """
+    kept, grids, widest = [], collections.defaultdict(lambda: collections.defaultdict(list)), {}
+    for key, crs, box in footprints:
+        left, bottom, right, top = box
+        # A grid of cells the size of the first footprint: only boxes in neighbouring cells can overlap.
+        cell, reach = widest.setdefault(crs, (right - left, (right - left, top - bottom)))
+        reach = (max(reach[0], right - left), max(reach[1], top - bottom))
+        widest[crs] = (cell, reach)
+        eps = 1e-6 * max(cell, 1e-9)
+        grid = grids[crs]
+        cols = range(math.floor((left - reach[0]) / cell), math.floor(right / cell) + 1)
+        rows = range(math.floor((bottom - reach[1]) / cell), math.floor(top / cell) + 1)
+        clash = any(min(right, other[2]) - max(left, other[0]) > eps and min(top, other[3]) - max(bottom, other[1]) > eps
+                    for c in cols for r in rows for other in grid.get((c, r), ()))
+        if not clash:
+            kept.append(key)
+            grid[(math.floor(left / cell), math.floor(bottom / cell))].append(box)
+    return kept
+
+
+def footprint(paths):
+    """``(crs, bounds)`` of the first readable file of `paths`, or None when none can be opened."""
+    for path in paths:
+        try:
+            # Through the path's own open, as geotiff.read_raster reads (epath: local and remote alike).
+            with (path.open("rb") if hasattr(path, "open") else open(path, "rb")) as f, rasterio.open(f) as src:
+                return str(src.crs), tuple(src.bounds)
+        except (rasterio.errors.RasterioError, OSError):
+            continue
+    return None
 
 
 class Builder(SentinelBuilder):
@@ -61,7 +113,8 @@ class Builder(SentinelBuilder):
     BUILDER_CONFIGS = [Sen12msConfig(name="all", description="All four seasons.")] + [
         Sen12msConfig(name=season, seasons=(season,), description=f"Only {layout.SEASON_FOLDERS[season]}.")
         for season in layout.SEASONS
-    ]
+    ] + [Sen12msConfig(name="nonoverlapping", non_overlapping=True,
+                       description="All four seasons, only patches that overlap no patch kept before them.")]
     DEFAULT_CONFIG_NAME = "all"
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     Download SEN12MS from mediaTUM record 1474000 (https://mediatum.ub.tum.de/1474000):
@@ -125,6 +178,7 @@ class Builder(SentinelBuilder):
                       "complete s1/s2/lc triplet, and train needs one", flush=True)
         holdout = complete[:n_holdout]
         train = [s for s in ranked if s not in holdout]
+        self._kept = self._non_overlapping(root, scenes) if config.non_overlapping else None
         splits = {"train": self._generate_examples(root, train, "train")}
         if holdout:
             splits["holdout"] = self._generate_examples(root, holdout, "holdout")
@@ -141,11 +195,32 @@ class Builder(SentinelBuilder):
             found[kind] = {p for p in map(layout.patch_id, names) if p is not None}
         return found
 
+    def _non_overlapping(self, root, scenes):
+        """``{(season, scene, patch)}`` of the non-overlapping subset (:func:`non_overlapping`), in the order
+        season (spring, summer, fall, winter), scene, patch; each footprint from its s2 file (else s1, lc).
+        A patch whose files cannot be opened is left in, to be skipped and counted when it is read."""
+        order = sorted(scenes, key=lambda s: (layout.SEASONS.index(s[0]), s[1]))
+        footprints, unreadable = [], []
+        for season, scene in order:
+            for patch in sorted(set.union(*self._patches(root, season, scene).values())):
+                paths = [root / layout.sen12ms_path(season, kind, scene, patch) for kind in ("s2", "s1", "lc")]
+                found = footprint(paths)
+                if found is None:
+                    unreadable.append((season, scene, patch))
+                else:
+                    footprints.append(((season, scene, patch), *found))
+        kept = non_overlapping(footprints)
+        print(f"{self.info.full_name}: {len(kept)} of {len(footprints)} patches overlap no patch kept before them",
+              flush=True)
+        return set(kept) | set(unreadable)
+
     def _generate_examples(self, root, scenes, split):
         config = self.builder_config
         for season, scene in scenes:
             # Every patch with any file: one that lacks a file is loaded to be skipped and counted.
             for patch in sorted(set.union(*self._patches(root, season, scene).values())):
+                if self._kept is not None and (season, scene, patch) not in self._kept:
+                    continue
                 paths = {kind: root / layout.sen12ms_path(season, kind, scene, patch) for kind in layout.SEN12MS_KINDS}
                 sample = load_sample(paths, config.patch_size, config.on_error, self._report, split)
                 if sample is None:

@@ -17,6 +17,7 @@ from sslrs_tf.data import labels, layout, synthetic
 from sslrs_tf.errors import DataError, UserError
 from tests.helpers import ROOT, SEN12MS_DUMMY, copy_tree, realdata
 from tfds_builders.sen12ms import Builder, Sen12msConfig
+from tfds_builders.sen12ms.sen12ms_dataset_builder import non_overlapping
 
 SIZE = 32
 
@@ -303,3 +304,62 @@ def test_tfds_command_line_builds_a_subset_in_one_flag(tmp_path):
     built = tfds.builder_from_directory(str(tmp_path / "sen12ms" / "spring_small" / "1.0.0"))
     got = list(tfds.as_numpy(built.as_dataset(split="train")))
     assert got and {layout.SEASONS[ex["season"]] for ex in got} == {"spring"}
+
+
+def brute_force_non_overlapping(footprints):
+    """Each footprint against every kept one, in plain NumPy: the reference for non_overlapping."""
+    kept, boxes = [], []
+    for key, crs, box in footprints:
+        b = np.array(box)
+        if not any(c == crs and min(b[2], o[2]) - max(b[0], o[0]) > 1e-9 and min(b[3], o[3]) - max(b[1], o[1]) > 1e-9
+                   for c, o in boxes):
+            kept.append(key)
+            boxes.append((crs, b))
+    return kept
+
+
+def test_non_overlapping_is_first_come_first_served_as_a_brute_force_check():
+    rng = np.random.default_rng(0)
+    footprints = []
+    for i in range(400):
+        side = rng.choice([2560.0, 1280.0, 640.0])  # mixed sizes: the grid must still find every neighbour
+        x, y = rng.integers(0, 40) * 640.0 + 5e5, rng.integers(0, 40) * 640.0 + 4e6
+        footprints.append((i, f"EPSG:{rng.choice([32631, 32632])}", (x, y, x + side, y + side)))
+    kept = non_overlapping(footprints)
+    assert kept == brute_force_non_overlapping(footprints) and 20 < len(kept) < 400
+    # Touching edges are no overlap: a 2 x 2 grid of abutting patches keeps all four.
+    grid = [(k, "c", (c * 10.0, r * 10.0, c * 10.0 + 10, r * 10.0 + 10)) for k, (r, c) in enumerate(
+        [(0, 0), (0, 1), (1, 0), (1, 1)])]
+    assert non_overlapping(grid) == [0, 1, 2, 3]
+
+
+def write_triplet(root, season, scene, patch, origin, epsg, size=SIZE):
+    """An s1/s2/lc triplet of random valid values whose footprint starts at `origin` (x, y of the top left)."""
+    rng = np.random.default_rng([scene, patch])
+    arrays = {"s1": rng.uniform(-25, 0, (size, size, 2)).astype(np.float32),
+              "s2": rng.integers(0, 10000, (size, size, 13)).astype(np.uint16),
+              "lc": rng.integers(1, 18, (size, size, 4)).astype(np.uint8)}
+    for kind, array in arrays.items():
+        synthetic.write_geotiff(root / layout.sen12ms_path(season, kind, scene, patch), array, origin, epsg)
+
+
+def test_nonoverlapping_config_keeps_the_patches_of_known_overlap(tmp_path):
+    # Scene 1: a 3 x 3 grid of 32 px patches at a stride of 16 px (as SEN12MS tiles at half a patch), ids 1-9 row
+    # by row: p1 comes first, p2 overlaps it, p3 does not, ...: the corners are kept. Scene 2 (same CRS, later in
+    # the order) has p1 over scene 1's p9 and p2 far away; scene 3 lies at scene 1's coordinates in another CRS.
+    root, x0, y0 = tmp_path / "manual", 500000.0, 4000000.0
+    for i in range(9):
+        r, c = divmod(i, 3)
+        write_triplet(root, "spring", 1, i + 1, (x0 + c * 160, y0 - r * 160), 32631)
+    write_triplet(root, "spring", 2, 1, (x0 + 2 * 160 + 80, y0 - 2 * 160 - 80), 32631)
+    write_triplet(root, "spring", 2, 2, (x0 + 5000, y0), 32631)
+    write_triplet(root, "spring", 3, 1, (x0, y0), 32632)
+    builder = build(root, tmp_path / "tfds", name="spring_nonoverlapping", seasons=["spring"], holdout_fraction=0.0,
+                    non_overlapping=True)
+    ids = sorted(ex["id"].decode() for ex in examples(builder, "train"))
+    assert ids == sorted(["spring_1_p1", "spring_1_p3", "spring_1_p7", "spring_1_p9", "spring_2_p2", "spring_3_p1"])
+    # The shipped config of that name builds all seasons this way.
+    shipped = {c.name: c for c in Builder.BUILDER_CONFIGS}["nonoverlapping"]
+    assert shipped.non_overlapping and shipped.seasons == layout.SEASONS
+    everything = build(root, tmp_path / "tfds_all", name="all_patches", seasons=["spring"], holdout_fraction=0.0)
+    assert len(examples(everything, "train")) == 12
