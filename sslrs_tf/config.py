@@ -108,6 +108,13 @@ class ModelConfig:
     pretrained: typing.Optional[str] = option(None, doc="downstream: pre-training run (or converted) directory to "
                                                         "start from; its card sets backbone, bands, normalisation")
     freeze: bool = option(False, doc="downstream: keep the pretrained encoders fixed (linear probe)")
+    pretrained_adapters: str = option("keep", choices=("keep", "random", "drop"),
+                                      doc="downstream from a MoCo run with 1x1 adapters: keep them (Moco_1x1), start "
+                                          "them random (Moco_1x1Rnd), or drop them and read the bands directly, the "
+                                          "first convolution starting random (Moco)")
+    freeze_stages: int = option(0, min=0, max=5, doc="downstream ResNets: keep the first k of the five stages fixed "
+                                                     "(stem, then the four residual stages; the adapter with the "
+                                                     "stem); 0: none")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -145,6 +152,14 @@ class DataConfig:
     label: typing.Optional[str] = option(None, choices=("single", "multi", "segmentation"),
                                          doc="downstream targets (null: pre-training, no labels)")
     label_fraction: float = option(1.0, above=0.0, max=1.0, doc="downstream: share of the training split's labels used")
+    label_count: typing.Optional[int] = option(None, min=1, doc="downstream: number of the training split's labelled "
+                                                                 "samples used instead (1024: the MoCo work's 1k "
+                                                                 "dataset); nested with the fractions")
+    label_scheme: typing.Optional[str] = option(None, choices=("dfc8", "igbp", "igbp_simple", "bigearthnet43",
+                                                               "bigearthnet19"),
+                                                doc="downstream: the classes (null: the dataset's own, dfc8 for "
+                                                    "sen12ms and dfc2020); igbp (17), igbp_simple (10): SEN12MS "
+                                                    "scene classification; bigearthnet19: its official 19 classes")
     class_balance: bool = option(False, doc="downstream: repeat each class's training samples to even out the "
                                             "classes (the research code's default for fine-tuning)")
     missing_bands: str = option("error", choices=("error", "zeros"),

@@ -28,6 +28,7 @@ from sslrs_tf.methods import get_method
 from sslrs_tf.methods.base import MethodInputs
 from sslrs_tf.methods.downstream import INPUTS, DownstreamMethod
 from sslrs_tf.models.batch_norm import fuse_batch_norm
+from sslrs_tf.models.encoders import BACKBONES
 from sslrs_tf.models.pretrained import CARD_INPUTS, card_settings, load_card, load_encoders
 from sslrs_tf.models.swin import SWINS, check_image_size
 
@@ -68,6 +69,12 @@ def check_config(config):
     if config.train.jit_compile and config.train.deterministic:
         raise UserError("config: train.jit_compile=true needs train.deterministic=false (Keras compiles no step "
                         "with XLA while TensorFlow's op determinism is on)")
+    if d.label_count is not None and d.label_fraction < 1:
+        raise UserError(f"config: data.label_count and data.label_fraction each choose the labelled samples: set "
+                        f"one; received {d.label_count} and {d.label_fraction}")
+    if d.label_scheme and not d.label:
+        raise UserError("config: data.label_scheme names the classes of labels: it needs data.label (single, multi "
+                        "or segmentation)")
     if d.class_balance and not d.label:
         raise UserError("config: data.class_balance evens out the classes of labels: it needs data.label "
                         "(single, multi or segmentation)")
@@ -95,6 +102,12 @@ def _check_downstream(config, cls):
     m = config.model
     if m.freeze and not m.pretrained:
         raise UserError("config: model.freeze needs model.pretrained (frozen random encoders learn nothing)")
+    if m.pretrained_adapters != "keep" and not m.pretrained:
+        raise UserError(f"config: model.pretrained_adapters {m.pretrained_adapters} says what to do with a pre-trained "
+                        "run's 1x1 adapters: it needs model.pretrained")
+    if m.freeze_stages and (m.backbone not in BACKBONES or m.freeze):
+        raise UserError(f"config: model.freeze_stages freezes part of a ResNet that fine-tunes: it needs a ResNet "
+                        f"model.backbone and model.freeze false; received {m.backbone}, freeze {str(m.freeze).lower()}")
     if m.backbone == "unet" and (m.inputs != "early_fusion" or m.pretrained):
         raise UserError("config: model.backbone unet is the supervised early-fusion baseline: "
                         "model.inputs early_fusion, no model.pretrained")
@@ -146,6 +159,11 @@ def apply_card(config, explicit=()):
     folder, card = load_card(m.pretrained)
     where = folder / "card.json"
     settings = card_settings(card)
+    if m.pretrained_adapters != "keep":
+        if not settings["model.adapters"]:
+            raise UserError(f"model.pretrained_adapters={m.pretrained_adapters} needs encoders with 1x1 adapters; "
+                            f"model.pretrained {where} has none")
+        settings["model.adapters"] = m.pretrained_adapters == "random"
     encoders = tuple(sorted(card.get("encoders", {})))
     if not set(INPUTS[m.inputs]) <= set(encoders):
         if "model.inputs" in explicit or encoders not in CARD_INPUTS:
@@ -242,7 +260,8 @@ class Experiment:
         d = self.config.data
         self.split_size(split, what)
         return training_size(self.source, split, label=d.label, label_fraction=d.label_fraction if d.label else 1.0,
-                             class_balance=d.class_balance)
+                             class_balance=d.class_balance, label_scheme=d.label_scheme if d.label else None,
+                             label_count=d.label_count if d.label else None)
 
     def dataset(self, split, *, training, batch_size=None, start_epoch=0, start_step=0, steps_per_epoch=None,
                 with_ids=False):
@@ -259,6 +278,8 @@ class Experiment:
                             training=training, seed=c.train.seed, shuffle_buffer=c.data.shuffle_buffer,
                             start_epoch=start_epoch, start_step=start_step, label=c.data.label,
                             label_fraction=c.data.label_fraction if training else 1.0,
+                            label_count=c.data.label_count if training and c.data.label else None,
+                            label_scheme=c.data.label_scheme if c.data.label else None,
                             class_balance=c.data.class_balance and training,
                             steps_per_epoch=steps_per_epoch if training else None, with_ids=with_ids)
 
@@ -266,7 +287,15 @@ class Experiment:
         """The :class:`~sslrs_tf.methods.base.MethodInputs` the config's data gives the method."""
         d = self.config.data
         return MethodInputs(bands=self.bands, image_size=d.crop_size if self.config.model.backbone in SWINS else None,
-                            label=d.label, num_classes=len(self.source.class_names) if d.label else NUM_CLASSES)
+                            label=d.label, num_classes=len(self.class_names) if d.label else NUM_CLASSES)
+
+    @functools.cached_property
+    def class_names(self):
+        """The class names of the labels (``data.label_scheme`` of the dataset), in code order."""
+        try:
+            return self.source.label_names(self.config.data.label_scheme)
+        except UserError as err:
+            raise UserError(f"config: data.label_scheme: {err}") from None
 
     def build_method(self, sample, *, pretrained=True):
         """The config's method, with every variable created by one call on the first example of `sample`

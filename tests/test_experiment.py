@@ -37,6 +37,10 @@ FINETUNE = ROOT / "configs" / "finetune_tiny.yaml"
         (TINY, ["data.normalization=zscore"], "config: data.normalization zscore with data.s2_bands"),
         (TINY, ["data.s2_bands=[B04, B13]"], "config: data bands: s2 has no band 'B13'"),
         (TINY, ["train.jit_compile=true"], "config: train.jit_compile=true needs train.deterministic=false"),
+        (FINETUNE, ["model.pretrained_adapters=random"], "model.pretrained_adapters random says what to do with"),
+        (FINETUNE, ["model.freeze_stages=2", "model.backbone=vgg"], "model.freeze_stages freezes part of a ResNet"),
+        (FINETUNE, ["data.label_count=10", "data.label_fraction=0.5"], "data.label_count and data.label_fraction"),
+        (TINY, ["data.label_scheme=igbp"], "data.label_scheme names the classes of labels: it needs data.label"),
         (TINY, ["model.method=moco_single"], "config: model.method moco_single reads one sensor: model.inputs "
                                              "only_s1 or only_s2; received late_fusion"),
         (TINY, ["model.method=moco_fusion", "model.augmentation=none"],
@@ -149,6 +153,14 @@ def test_a_card_sets_backbone_bands_normalisation_and_inputs_and_says_so_in_one_
     config, _ = apply_card(finetune(f"model.pretrained={fusion}"))
     assert (config.model.inputs, config.model.adapters, config.data.s2_bands) == ("early_fusion", True, S2_10)
     assert config.data.normalization == "zscore"
+
+    # The MoCo work's variants: Moco_1x1Rnd keeps the adapters (random), Moco drops them; neither from a run without.
+    config, line = apply_card(finetune(f"model.pretrained={fusion}", "model.pretrained_adapters=drop"))
+    assert config.model.adapters is False and "model.adapters" not in line
+    config, _ = apply_card(finetune(f"model.pretrained={fusion}", "model.pretrained_adapters=random"))
+    assert config.model.adapters is True
+    with pytest.raises(UserError, match="model.pretrained_adapters=drop needs encoders with 1x1 adapters"):
+        apply_card(finetune(f"model.pretrained={mma}", "model.pretrained_adapters=drop"))
 
     swin = card(tmp_path / "swin", "dual_simclr", "swin_micro", {"s1": S1, "s2": RGB}, size=64)
     config, _ = apply_card(finetune(f"model.pretrained={swin}"))

@@ -170,3 +170,24 @@ def test_train_py_runs_each_moco_scenario_and_exports_its_encoders(config, encod
     first = sorted(encoders)[-1]
     assert card["encoders"][first]["input_shape"][-1] == channels
     assert np.isfinite(card["final_metrics"]["loss"]) and "top1" in card["final_metrics"]
+
+
+@pytest.mark.slow
+def test_sen12ms_scene_classification_trains_on_a_label_count_and_reports_the_scheme_s_classes(tmp_path, small_world,
+                                                                                                capsys):
+    from evaluate import main as evaluate_main
+    from sslrs_tf.data.labels import SCHEMES
+
+    out = tmp_path / "scenes"
+    args = ["--config", str(ROOT / "configs" / "finetune_sen12ms_scenes.yaml"), f"run.dir={out}", *small_world,
+            "train.epochs=1", "train.batch_size=4", "data.crop_size=32", "model.backbone=resnet10",
+            "model.pretrained=null", "data.label_count=12"]
+    assert train_main(args) == 0
+    card = json.loads((out / "export" / "card.json").read_text())
+    assert card["downstream"]["label_count"] == 12 and card["downstream"]["label_scheme"] == "igbp_simple"
+    printed = capsys.readouterr().out
+    assert "3/3" in printed and "4/" not in printed  # 12 labelled patches in batches of 4: three steps
+    assert evaluate_main(["--run", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "holdout" and list(metrics["support"]) == list(SCHEMES["igbp_simple"])
+    assert metrics["label_scheme"] == "igbp_simple" and sum(metrics["support"].values()) > 0

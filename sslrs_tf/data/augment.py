@@ -63,7 +63,8 @@ def random_resized_crop(images, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), x
     if xla:
         return resized_crops(images, boxes)
     # The static side when known, so that the output keeps it (later ops size kernels from it).
-    size = images.shape[1:3] if images.shape[1:3].is_fully_defined() else shape[1:3]
+    static = tf.TensorShape(images.shape)[1:3]
+    size = static if static.is_fully_defined() else shape[1:3]
     out = tf.image.crop_and_resize(images, boxes, tf.range(shape[0]), size, method="bilinear")
     return tf.cast(out, images.dtype)
 

@@ -23,6 +23,12 @@ preprocessing), ``per_patch_max`` by those of the whole stored image the crop is
 from (computed here: these datasets store no maxima). ``class_balance`` is refused:
 BigEarthNet's labels are multi-label, and EuroSAT's classes are about even already.
 
+Labels: EuroSAT's 10 classes; BigEarthNet's 43 CORINE labels as TFDS stores them
+(``data.label_scheme: bigearthnet43``, the default) or the official 19-class nomenclature
+(``bigearthnet19``, Sumbul et al. 2021, :data:`BIGEARTHNET19`): each of the 19 classes is
+one or more of the 43, and 11 of the 43 have none (an image labelled only with those has
+no class there).
+
 Splits: both datasets come as one ``train`` split; configs carve validation and
 test parts with TFDS slicing (``train[:60%]``, ``train[60%:80%]``, ``train[80%:]``).
 A label fraction keeps the first share of the split: TFDS shuffles examples when it
@@ -41,10 +47,49 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from sslrs_tf.data.normalization import raw_channel_max
-from sslrs_tf.data.sources import Reader, Source, SplitError, checked_crop, kept_count, random_crop_offsets
+from sslrs_tf.data.sources import Reader, Source, SplitError, checked_crop, kept_count, random_crop_offsets, subsets
 from sslrs_tf.errors import UserError
 
 MISSING_BANDS = ("error", "zeros")
+
+#: BigEarthNet's 19-class nomenclature: each class and the CORINE labels (of the 43) it is made of
+BIGEARTHNET19 = {
+    "Urban fabric": ("Continuous urban fabric", "Discontinuous urban fabric"),
+    "Industrial or commercial units": ("Industrial or commercial units",),
+    "Arable land": ("Non-irrigated arable land", "Permanently irrigated land", "Rice fields"),
+    "Permanent crops": ("Vineyards", "Fruit trees and berry plantations", "Olive groves",
+                        "Annual crops associated with permanent crops"),
+    "Pastures": ("Pastures",),
+    "Complex cultivation patterns": ("Complex cultivation patterns",),
+    "Land principally occupied by agriculture, with significant areas of natural vegetation": (
+        "Land principally occupied by agriculture, with significant areas of natural vegetation",),
+    "Agro-forestry areas": ("Agro-forestry areas",),
+    "Broad-leaved forest": ("Broad-leaved forest",),
+    "Coniferous forest": ("Coniferous forest",),
+    "Mixed forest": ("Mixed forest",),
+    "Natural grassland and sparsely vegetated areas": ("Natural grassland", "Sparsely vegetated areas"),
+    "Moors, heathland and sclerophyllous vegetation": ("Moors and heathland", "Sclerophyllous vegetation"),
+    "Transitional woodland, shrub": ("Transitional woodland/shrub",),
+    "Beaches, dunes, sands": ("Beaches, dunes, sands",),
+    "Inland wetlands": ("Inland marshes", "Peatbogs"),
+    "Coastal wetlands": ("Salt marshes", "Salines"),
+    "Inland waters": ("Water courses", "Water bodies"),
+    "Marine waters": ("Coastal lagoons", "Estuaries", "Sea and ocean"),
+}
+
+
+def scheme_matrix(names, scheme):
+    """``[len(names), len(scheme)]`` 0/1: which class of `scheme` (``{class: (labels...)}``) each of the
+    dataset's label `names` belongs to (a row of zeros: none). Labels are matched by name, ignoring case."""
+    where = {label.lower(): j for j, labels in enumerate(scheme.values()) for label in labels}
+    unknown = sorted({label.lower() for labels in scheme.values() for label in labels} - {n.lower() for n in names})
+    if unknown:
+        raise UserError(f"the dataset's labels lack {', '.join(unknown)}: its label names are not the expected ones")
+    matrix = [[0.0] * len(scheme) for _ in names]
+    for i, name in enumerate(names):
+        if name.lower() in where:
+            matrix[i][where[name.lower()]] = 1.0
+    return matrix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,13 +125,17 @@ class CatalogDataset:
             channels.append(x)
         return tf.concat(channels, axis=-1)
 
-    def target(self, example, num_classes):
-        """int32 class (single) or float32 multi-hot ``[num_classes]`` (multi) of one example."""
+    def target(self, example, num_classes, matrix=None):
+        """int32 class (single) or float32 multi-hot ``[num_classes]`` (multi) of one example; `matrix`
+        (:func:`scheme_matrix`) maps the stored labels to another scheme's classes."""
         y = example[self.label_feature]
         if self.label == "single":
             return tf.cast(y, tf.int32)
         # A class listed twice counts once; an image without classes is all zeros.
-        return tf.minimum(tf.reduce_sum(tf.one_hot(y, num_classes), axis=0), 1.0)
+        hot = tf.reduce_sum(tf.one_hot(y, num_classes), axis=0)
+        if matrix is not None:
+            hot = tf.linalg.matvec(tf.constant(matrix, tf.float32), hot, transpose_a=True)
+        return tf.minimum(hot, 1.0)
 
 
 CATALOG = {
@@ -97,6 +146,8 @@ CATALOG = {
         name="bigearthnet/all", label="multi", label_feature="labels", size=120,
         bands=("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")),
 }
+#: the label schemes of each catalog dataset besides its own
+CATALOG_SCHEMES = {"bigearthnet": {"bigearthnet43": None, "bigearthnet19": BIGEARTHNET19}}
 
 
 class CatalogSource(Source):
@@ -120,6 +171,8 @@ class CatalogSource(Source):
         self.full_name = self.builder.info.full_name
         feature = self.builder.info.features[self.spec.label_feature]
         self.class_names = list((feature.feature if self.spec.label == "multi" else feature).names)
+        self.schemes = {name: tuple(scheme or self.class_names)
+                        for name, scheme in CATALOG_SCHEMES.get(dataset, {}).items()}
 
     def read(self, split):
         """The examples of `split` (TFDS split syntax, e.g. ``train[:60%]``), in their stored order."""
@@ -163,13 +216,16 @@ class CatalogSource(Source):
         check_bands(self, wanted, settings.missing_bands)
         present = [b for b in wanted if b in spec.bands]
         size, classes, normalization = spec.size, len(self.class_names), settings.normalization
+        scheme = CATALOG_SCHEMES.get(self.dataset, {}).get(settings.label_scheme)
+        self.label_names(settings.label_scheme)  # a clear error for a scheme it lacks
+        matrix = scheme_matrix(self.class_names, scheme) if scheme else None
         crop = checked_crop(settings.crop_size, size)
         base = self.read(split)
-        if settings.label_fraction < 1:
+        if subsets(settings):
             # TFDS shuffled the examples when writing: the first share is a fixed random draw, nested across fractions.
-            base = base.take(kept_count(self.num_examples(split), settings.label_fraction))
+            base = base.take(kept_count(self.num_examples(split), settings.label_fraction, settings.label_count))
         base = base.map(lambda ex: {"s2": spec.raster(ex, present),
-                                    **({"label": spec.target(ex, classes)} if label else {})},
+                                    **({"label": spec.target(ex, classes, matrix)} if label else {})},
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
         def parse(epoch, batch_index, batch):

@@ -11,6 +11,11 @@ Targets from an 8-class mask (one sample ``[H, W]`` or a batch ``[B, H, W]``):
   mask without any valid pixel gives -1, and pipelines drop such samples.
 * :func:`multi_label` — every class covering at least 10 % of the pixels.
 * the segmentation target is the 8-class mask itself, 255 ignored by losses and metrics.
+
+Other label schemes (:data:`SCHEMES`, ``data.label_scheme``) replace the 8 classes: the
+SEN12MS scene-classification schemes ``igbp`` (the 17 IGBP classes, from ``lc``) and
+``igbp_simple`` (the 10 classes of the simplified IGBP scheme, which are DFC-10's: from
+``lc`` through :data:`IGBP_TO_DFC10`, or from ``dfc`` as stored). No data (0) is ignored.
 """
 
 import numpy as np
@@ -28,6 +33,22 @@ DFC10_NAMES = (
 IGBP_TO_DFC10 = np.array([0, 1, 1, 1, 1, 1, 2, 2, 3, 3, 4, 5, 6, 7, 6, 8, 9, 10], np.uint8)
 # DFC-10 (0..10) -> 8 classes; no data, Savanna and Snow/Ice -> IGNORE.
 DFC10_TO_CLASSES = np.array([IGNORE, 0, 1, IGNORE, 2, 3, 4, 5, IGNORE, 6, 7], np.uint8)
+
+
+IGBP_NAMES = (
+    "Evergreen Needleleaf Forests", "Evergreen Broadleaf Forests", "Deciduous Needleleaf Forests",
+    "Deciduous Broadleaf Forests", "Mixed Forests", "Closed Shrublands", "Open Shrublands", "Woody Savannas",
+    "Savannas", "Grasslands", "Permanent Wetlands", "Croplands", "Urban and Built-up Lands",
+    "Cropland/Natural Vegetation Mosaics", "Permanent Snow and Ice", "Barren", "Water Bodies",
+)
+# IGBP (0..17) -> the 17 classes 0..16; DFC-10 (0..10) -> the simplified scheme's 10 classes 0..9. 0 = no data.
+IGBP_TO_IGBP17 = np.array([IGNORE, *range(17)], np.uint8)
+DFC10_TO_SIMPLE = np.array([IGNORE, *range(10)], np.uint8)
+
+#: ``data.label_scheme`` of SEN12MS and DFC2020: its class names, in code order
+SCHEMES = {"dfc8": CLASS_NAMES, "igbp": IGBP_NAMES, "igbp_simple": DFC10_NAMES[1:]}
+#: the label rasters each scheme can be derived from
+SCHEME_SOURCES = {"dfc8": ("dfc", "lc"), "igbp": ("lc",), "igbp_simple": ("dfc", "lc")}
 
 
 def _lookup(mask, table, default):
@@ -53,6 +74,19 @@ def dfc10_to_classes(mask):
 def igbp_to_classes(mask):
     """IGBP -> DFC-10 -> 8 classes in one step."""
     return dfc10_to_classes(igbp_to_dfc10(mask))
+
+
+def to_scheme(mask, label_source, scheme="dfc8"):
+    """A label raster's codes (``label_source`` ``"dfc"``: DFC-10; ``"lc"``: IGBP band 1) as the classes of
+    `scheme` (:data:`SCHEMES`), :data:`IGNORE` where a code has no class there."""
+    if label_source not in SCHEME_SOURCES.get(scheme, ()):
+        raise ValueError(f"label scheme {scheme!r} cannot be derived from {label_source!r} labels "
+                         f"(it needs {' or '.join(SCHEME_SOURCES.get(scheme, ('a known scheme',)))})")
+    if scheme == "dfc8":
+        return dfc10_to_classes(mask) if label_source == "dfc" else igbp_to_classes(mask)
+    if scheme == "igbp":
+        return _lookup(mask, IGBP_TO_IGBP17, IGNORE)
+    return _lookup(mask if label_source == "dfc" else igbp_to_dfc10(mask), DFC10_TO_SIMPLE, IGNORE)
 
 
 def class_histogram(mask, num_classes=NUM_CLASSES):

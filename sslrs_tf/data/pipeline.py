@@ -63,7 +63,9 @@ def make_dataset(
     eval_crop="center",
     label=None,
     label_source=None,
+    label_scheme=None,
     label_fraction=1.0,
+    label_count=None,
     class_balance=False,
     missing_bands="error",
     batch_size=32,
@@ -92,8 +94,13 @@ def make_dataset(
             otherwise one deterministic pass (`eval_crop`).
         eval_crop: ``"center"`` (one crop) or ``"tiles"`` (overlapping crops covering the patch).
         label: ``None`` (inputs only), ``"single"``, ``"multi"`` or ``"segmentation"``.
-        label_source: ``"dfc"`` or ``"lc"`` (default: ``"dfc"`` where present, else ``"lc"``).
+        label_source: ``"dfc"`` or ``"lc"`` (default: ``"dfc"`` where present and the scheme allows, else ``"lc"``).
+        label_scheme: the classes of the labels (SEN12MS, DFC2020: ``"dfc8"``, ``"igbp"``,
+            ``"igbp_simple"``; BigEarthNet: ``"bigearthnet43"``, ``"bigearthnet19"``); default: the
+            dataset's own (``dfc8``, the catalog's).
         label_fraction: share of the split's samples used, drawn once with a fixed seed.
+        label_count: number of the split's samples used instead (e.g. 1 024), drawn the same way:
+            nested with the fractions.
         class_balance: while training with a label (SEN12MS, DFC2020): repeat each kept sample
             by its :func:`~sslrs_tf.data.sources.balanced_copies`, computed from the single
             labels (whole-patch mask) of the samples the label fraction keeps, so that the
@@ -123,7 +130,8 @@ def make_dataset(
     examples = source.num_examples(split)  # a clear error for a split the dataset lacks
     settings = read_settings(modalities=modalities, bands=bands, normalization=normalization, crop_size=crop_size,
                              training=training, eval_crop=eval_crop, label=label, label_source=label_source,
-                             label_fraction=label_fraction, class_balance=bool(class_balance) and training,
+                             label_scheme=label_scheme, label_fraction=label_fraction, label_count=label_count,
+                             class_balance=bool(class_balance) and training,
                              missing_bands=missing_bands, batch_size=batch_size,
                              drop_remainder=training if drop_remainder is None else drop_remainder, seed=seed,
                              with_ids=with_ids)
@@ -163,7 +171,8 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def training_size(source, split, *, label=None, label_fraction=1.0, class_balance=False, label_source=None):
+def training_size(source, split, *, label=None, label_fraction=1.0, class_balance=False, label_source=None,
+                  label_scheme=None, label_count=None):
     """The number of samples one training epoch of `split` passes over: after the label fraction and,
     with `class_balance`, counting each sample's copies (as :func:`make_dataset` reads them).
 
@@ -172,17 +181,19 @@ def training_size(source, split, *, label=None, label_fraction=1.0, class_balanc
 
     Args:
         source: what :func:`make_dataset` takes as its dataset (see :func:`as_source`).
-        label, label_fraction, class_balance, label_source: as for :func:`make_dataset`.
+        label, label_fraction, class_balance, label_source, label_scheme, label_count: as for
+            :func:`make_dataset`.
 
     Example:
     >>> training_size(source, "validation", label="single", class_balance=True)   # > 986, DFC2020's stored samples
     """
     source = as_source(source)
     source.num_examples(split)  # a clear error for a split the dataset lacks
-    _check_labels(label, label_fraction, class_balance)
+    _check_labels(label, label_fraction, class_balance, label_count)
     # Counting needs no modality, band or normalisation.
     settings = ReadSettings(modalities=(), bands={}, normalization=None, label=label, label_source=label_source,
-                            label_fraction=label_fraction, class_balance=bool(class_balance))
+                            label_scheme=label_scheme, label_fraction=label_fraction, label_count=label_count,
+                            class_balance=bool(class_balance))
     return source.epoch_size(split, settings)
 
 
@@ -205,7 +216,7 @@ def _seeded_shuffle(dataset, buffer_size, seeds):
 
 
 def read_settings(*, modalities, bands, normalization, label, label_fraction, eval_crop, class_balance=False,
-                  **rest):
+                  label_count=None, **rest):
     """:class:`~sslrs_tf.data.sources.ReadSettings` from :func:`make_dataset`'s arguments, each checked."""
     modalities = tuple(modalities)
     for m in modalities:
@@ -221,16 +232,20 @@ def read_settings(*, modalities, bands, normalization, label, label_fraction, ev
         normalization = Normalization.from_config(normalization)
     if eval_crop not in EVAL_CROPS:
         raise UserError(f"eval_crop must be one of {list(EVAL_CROPS)}. Received: eval_crop={eval_crop!r}")
-    _check_labels(label, label_fraction, class_balance)
+    _check_labels(label, label_fraction, class_balance, label_count)
     return ReadSettings(modalities=modalities, bands=bands, normalization=normalization, label=label,
-                        label_fraction=label_fraction, eval_crop=eval_crop, class_balance=bool(class_balance), **rest)
+                        label_fraction=label_fraction, label_count=label_count, eval_crop=eval_crop,
+                        class_balance=bool(class_balance), **rest)
 
 
-def _check_labels(label, label_fraction, class_balance):
+def _check_labels(label, label_fraction, class_balance, label_count=None):
     if label is not None and label not in LABEL_KINDS:
         raise UserError(f"label must be one of {list(LABEL_KINDS)} or None. Received: label={label!r}")
     if not 0 < label_fraction <= 1:
         label_subset([], label_fraction)  # raises the range error
+    if label_count is not None and (not isinstance(label_count, int) or label_count < 1 or label_fraction < 1):
+        raise UserError("label_count must be a positive integer, and label_fraction 1 with it. "
+                        f"Received: label_count={label_count!r}, label_fraction={label_fraction}")
     if class_balance and label is None:
         raise UserError("class_balance balances the classes of a labelled training split; set a label "
                         "(single, multi or segmentation) or turn class_balance off")

@@ -47,7 +47,9 @@ class ReadSettings:
         eval_crop: ``"center"`` or ``"tiles"``.
         label: None, ``"single"``, ``"multi"`` or ``"segmentation"``.
         label_source: ``"dfc"``, ``"lc"`` or None (the source's default).
+        label_scheme: the classes of the labels (:meth:`Source.label_names`), or None (the source's own).
         label_fraction: share of the split's samples kept, in (0, 1].
+        label_count: number of the split's samples kept instead (e.g. 1 024), or None.
         class_balance: repeat each kept training sample by its :func:`balanced_copies`
             (the pipeline passes it only while training with a label).
         missing_bands: ``"error"`` or ``"zeros"`` for a band the dataset lacks.
@@ -65,7 +67,9 @@ class ReadSettings:
     eval_crop: str = "center"
     label: str = None
     label_source: str = None
+    label_scheme: str = None
     label_fraction: float = 1.0
+    label_count: int = None
     class_balance: bool = False
     missing_bands: str = "error"
     batch_size: int = 32
@@ -105,6 +109,18 @@ class Source:
         """Number of examples of `split`; a :class:`SplitError` names the splits the dataset has."""
         raise NotImplementedError
 
+    #: the label schemes it has besides its own (``data.label_scheme``), by name: their class names
+    schemes = {}
+
+    def label_names(self, scheme=None):
+        """The class names of its labels under `scheme` (None: its own, :attr:`class_names`)."""
+        if scheme is None:
+            return tuple(self.class_names)
+        if scheme not in self.schemes:
+            raise UserError(f"{self.full_name} has no label scheme {scheme!r}; it has "
+                            f"{', '.join(self.schemes) or 'only its own'}")
+        return tuple(self.schemes[scheme])
+
     def reader(self, split, settings):
         """The :class:`Reader` of `split` read with `settings` (:class:`ReadSettings`)."""
         raise NotImplementedError
@@ -113,27 +129,36 @@ class Source:
         """Number of records one epoch of `split` read with `settings` passes over (before any
         sample without a single label is dropped). Default: the label fraction's share."""
         examples = self.num_examples(split)
-        return kept_count(examples, settings.label_fraction) if settings.label_fraction < 1 else examples
+        return kept_count(examples, settings.label_fraction, settings.label_count)
 
 
-def kept_count(examples, fraction):
-    """How many of `examples` samples a label fraction keeps: at least one."""
-    return max(1, round(fraction * examples))
+def subsets(settings):
+    """Whether `settings` keep only part of a split (a label fraction or count)."""
+    return settings.label_fraction < 1 or settings.label_count is not None
 
 
-def label_subset(ids, fraction, seed=LABEL_FRACTIONS_SEED):
-    """The ids kept at a label fraction: the same every run, and nested (1 % within 10 % within 50 %).
+def kept_count(examples, fraction, count=None):
+    """How many of `examples` samples a label fraction keeps (at least one), or a label `count` (at most all)."""
+    if count is not None:
+        return min(count, examples)
+    return max(1, round(fraction * examples)) if fraction < 1 else examples
+
+
+def label_subset(ids, fraction, seed=LABEL_FRACTIONS_SEED, count=None):
+    """The ids kept at a label fraction or count: the same every run, and nested (1 % within 10 % within 50 %,
+    1 024 samples within any fraction that keeps more): each is a prefix of one fixed shuffle of the ids.
 
     Args:
         ids: all sample ids of the split.
         fraction: share of samples to keep, in (0, 1]; at least one sample is kept.
         seed: the fixed seed of the draw.
+        count: number of samples to keep instead of a share.
     """
     if not 0 < fraction <= 1:
         raise UserError(f"label_fraction must be in (0, 1]. Received: label_fraction={fraction}")
     ids = sorted(ids)
     order = np.random.default_rng(seed).permutation(len(ids))
-    return sorted(ids[i] for i in order[:kept_count(len(ids), fraction)])
+    return sorted(ids[i] for i in order[:kept_count(len(ids), fraction, count)])
 
 
 def balanced_copies(labels):
@@ -217,6 +242,7 @@ class SentinelSource(Source):
     """
 
     class_names = tuple(label_ops.CLASS_NAMES)
+    schemes = label_ops.SCHEMES
 
     def __init__(self, builder):
         self.builder = builder
@@ -275,54 +301,67 @@ class SentinelSource(Source):
         ds = ds.map(lambda r: tf.io.parse_example(r, {"id": tf.io.FixedLenFeature([], tf.string)})["id"])
         return [i.decode() for batch in ds.as_numpy_iterator() for i in batch]
 
-    def split_labels(self, split, label_source=None):
+    def split_labels(self, split, label_source=None, label_scheme=None):
         """``{id: single label}`` of every sample of a split, in stored order: the most frequent valid
         class of the whole patch's mask (-1 where no pixel is valid).
 
-        Reads only the ids and the label rasters (no S1/S2 decoding), once per split and
-        label source: the answer is kept.
+        Reads only the ids and the label rasters (no S1/S2 decoding), once per split, label
+        source and scheme: the answer is kept.
 
         Args:
-            label_source: ``"dfc"`` or ``"lc"`` (default: ``"dfc"`` where present, else ``"lc"``).
+            label_source: ``"dfc"`` or ``"lc"`` (default: see :meth:`label_source`).
+            label_scheme: a name of :data:`~sslrs_tf.data.labels.SCHEMES` (default ``"dfc8"``).
         """
         self.num_examples(split)  # a clear error for a split the dataset lacks
-        label_source = self._label_source(label_source)
-        if (split, label_source) in self._labels:
-            return dict(self._labels[split, label_source])
+        label_source, scheme = self.label_source(label_source, label_scheme), label_scheme or "dfc8"
+        key = (split, label_source, scheme)
+        if key in self._labels:
+            return dict(self._labels[key])
         features = self.builder.info.features
-        if label_source not in features:
-            raise UserError(f"{self.full_name} has no {label_source!r} labels")
         size, channels = features["s1"].shape[0], _RASTERS[label_source][1]
-        to_classes = label_ops.dfc10_to_classes if label_source == "dfc" else label_ops.igbp_to_classes
+        num_classes = len(self.label_names(scheme))
         spec = {k: tf.io.FixedLenFeature([], tf.string) for k in ("id", label_source)}
 
         def labels(records):
             parsed = tf.io.parse_example(records, spec)
             mask = tf.reshape(tf.io.decode_raw(parsed[label_source], tf.uint8), [-1, size, size, channels])[..., 0]
-            return parsed["id"], label_ops.single_label(to_classes(mask))
+            return parsed["id"], label_ops.single_label(label_ops.to_scheme(mask, label_source, scheme), num_classes)
 
         ds = tf.data.TFRecordDataset(self._files(split)).batch(256).map(labels)
-        self._labels[split, label_source] = {i.decode(): int(y) for ids, ys in ds.as_numpy_iterator()
-                                             for i, y in zip(ids, ys, strict=True)}
-        return dict(self._labels[split, label_source])
+        self._labels[key] = {i.decode(): int(y) for ids, ys in ds.as_numpy_iterator()
+                             for i, y in zip(ids, ys, strict=True)}
+        return dict(self._labels[key])
 
     def epoch_size(self, split, settings):
         if not settings.class_balance:
             return super().epoch_size(split, settings)
         return int(sum(self._copies(split, settings).values()))
 
-    def _label_source(self, label_source):
-        return label_source or ("dfc" if "dfc" in self.builder.info.features else "lc")
+    def label_source(self, label_source=None, label_scheme=None):
+        """The label raster labels are read from: `label_source`, else ``"dfc"`` where the dataset has it and
+        `label_scheme` can be derived from it, else ``"lc"``; checked against the dataset and the scheme."""
+        scheme = label_scheme or "dfc8"
+        self.label_names(label_scheme)  # a clear error for an unknown scheme
+        features = self.builder.info.features
+        allowed = label_ops.SCHEME_SOURCES[scheme]
+        chosen = label_source or ("dfc" if "dfc" in features and "dfc" in allowed else "lc")
+        if chosen not in features:
+            raise UserError(f"{self.full_name} has no {chosen!r} labels")
+        if chosen not in allowed:
+            raise UserError(f"{self.full_name}: label scheme {scheme} is derived from {' or '.join(allowed)} labels, "
+                            f"not {chosen!r}")
+        return chosen
 
     def _copies(self, split, settings):
-        """``{id: copies}`` of the samples an epoch reads: the label fraction's, each balanced when asked."""
+        """``{id: copies}`` of the samples an epoch reads: the label fraction's (or count's), each balanced
+        when asked."""
         if settings.class_balance:
-            labels = self.split_labels(split, settings.label_source)
+            labels = self.split_labels(split, settings.label_source, settings.label_scheme)
             ids = list(labels)
         else:
             ids = self.split_ids(split)
-        if settings.label_fraction < 1:
-            ids = label_subset(ids, settings.label_fraction)
+        if subsets(settings):
+            ids = label_subset(ids, settings.label_fraction, count=settings.label_count)
         if not settings.class_balance:
             return dict.fromkeys(ids, 1)
         # Balanced over the kept samples: nested fractions stay nested.
@@ -337,12 +376,13 @@ class SentinelSource(Source):
         features = self.builder.info.features
         patch_size = features["s1"].shape[0]
         crop = checked_crop(settings.crop_size, patch_size)
-        label_source = self._label_source(settings.label_source)
-        if (settings.label or settings.class_balance) and label_source not in features:
-            raise UserError(f"{self.full_name} has no {label_source!r} labels")
+        if settings.label or settings.class_balance:
+            label_source = self.label_source(settings.label_source, settings.label_scheme)
+        else:
+            label_source = None
         files = self._files(split)
         copies = None
-        if settings.label_fraction < 1 or settings.class_balance:
+        if subsets(settings) or settings.class_balance:
             # id -> how often its record is read in an epoch (0: not kept).
             kept = self._copies(split, settings)
             copies = tf.lookup.StaticHashTable(
@@ -444,9 +484,11 @@ class _Parser:
                 raw_max = None if raw_max is None else tf.gather(raw_max, index, axis=-1)
             out[m] = normalization(x, m, bands[m], raw_max=raw_max)
         if self.label:
-            mask = crop(rows[self.label_source])[..., 0]
-            mask = (label_ops.dfc10_to_classes if self.label_source == "dfc" else label_ops.igbp_to_classes)(mask)
-            out["label"] = {"single": label_ops.single_label, "multi": label_ops.multi_label,
+            scheme = self.settings.label_scheme or "dfc8"
+            mask = label_ops.to_scheme(crop(rows[self.label_source])[..., 0], self.label_source, scheme)
+            classes = len(label_ops.SCHEMES[scheme])
+            out["label"] = {"single": lambda m: label_ops.single_label(m, classes),
+                            "multi": lambda m: label_ops.multi_label(m, classes),
                             "segmentation": lambda m: m}[self.label](mask)
         return out
 

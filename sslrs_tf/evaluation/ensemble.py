@@ -62,7 +62,7 @@ class Members:
         self.split = split or first.data.test_split
         self.batch_size = batch_size or first.train.batch_size
         self.experiments = [Experiment(config) for _, config in loaded]
-        self.class_names = list(self.experiments[0].source.class_names)
+        self.class_names = list(self.experiments[0].class_names)
         self.models = [experiment.restored(run.weights, self.split, self.batch_size)[1]
                        for run, experiment in zip(self.runs, self.experiments, strict=True)]
 

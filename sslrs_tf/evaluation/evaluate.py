@@ -38,14 +38,15 @@ def evaluate_run(run_dir, split=None, batch_size=None):
         return _evaluate_pretraining(run, config, split, batch_size)
     split = split or config.data.test_split
     experiment, ds, model = _rebuild(run, config, split, batch_size)
-    names = list(experiment.source.class_names)
+    names = list(experiment.class_names)
     counts = MultiLabelCounts(len(names)) if kind == "multi" else ConfusionMatrix(len(names))
     for x, y in ds:
         counts.update_state(y, model(x, training=False))
     result = report(counts.result(), kind, names)
     result.update({"run": str(run.path), "split": split, "label": kind, "inputs": config.model.inputs,
                    "pretrained": config.model.pretrained, "freeze": config.model.freeze,
-                   "label_fraction": config.data.label_fraction, "seed": config.train.seed,
+                   "label_fraction": config.data.label_fraction, "label_count": config.data.label_count,
+                   "label_scheme": config.data.label_scheme, "seed": config.train.seed,
                    "dataset": config.data.dataset, "synthetic": config.data.source == "synthetic"})
     run.metrics.write_text(json.dumps(result, indent=2) + "\n")
     (run.path / "metrics.md").write_text(markdown_table(result) + "\n")

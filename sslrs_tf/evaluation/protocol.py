@@ -25,7 +25,7 @@ from sslrs_tf.errors import UserError
 
 #: pre-training methods whose runs a protocol names (``pretrained.<method>``); Dual-Swin is dual_simclr
 #: with Swin encoders
-PRETRAINING = ("dual_simclr", "mma", "simclr", "moco_sensor", "moco_fusion")
+PRETRAINING = ("dual_simclr", "mma", "simclr", "moco_single", "moco_sensor", "moco_fusion", "moco_partial_fusion")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +78,18 @@ MODELS = {
     "SwinUNet frozen": _pretrained("dual_simclr", "model.inputs=late_fusion", freeze=True),
     "Ensemble UNet + SwinUNet fine-tuned": Model("ensemble", members=("UNet", "SwinUNet fine-tuned")),
 }
+#: the SEN12MS MoCo work's scene-classification rows, one per input (its tables' columns s1, s2, s1/s2): the
+#: supervised ResNet on all the labels and on its "1k dataset", MoCo's sensor-based pairs (S1: the key encoder,
+#: S2: the query encoder, S1/S2: both, late fusion) and its fusion runs (their stacked encoder: S1/S2 only)
+MOCO_INPUTS = {"s1": "only_s1", "s2": "only_s2", "s1/s2": "early_fusion"}
+for _tag, _inputs in MOCO_INPUTS.items():
+    MODELS[f"Supervised (full) {_tag}"] = Model("baseline", None, (*_SCRATCH, f"model.inputs={_inputs}"))
+    MODELS[f"Supervised (1024) {_tag}"] = Model("baseline", None, (*_SCRATCH, f"model.inputs={_inputs}",
+                                                                   "data.label_count=1024"))
+    MODELS[f"MoCo sensor-based {_tag}"] = _pretrained(
+        "moco_sensor", f"model.inputs={'late_fusion' if _tag == 's1/s2' else _inputs}")
+MODELS["MoCo all fusion s1/s2"] = _pretrained("moco_fusion", "model.inputs=early_fusion")
+MODELS["MoCo partial fusion s1/s2"] = _pretrained("moco_partial_fusion", "model.inputs=early_fusion")
 #: the seven systems of the ISPRS 2022 tables, and Dual-SimCLR frozen (the linear probe) as an extra row
 ISPRS_MODELS = ["OnlySen-1", "OnlySen-2", "EarlyFusion", "LateFusion", "SimCLR (RGB)", "MMA",
                 "Dual-SimCLR fine-tuned", "Dual-SimCLR frozen"]
@@ -93,8 +105,11 @@ class PretrainedRuns:
                                                          "dual_swin.yaml), or a converted checkpoint")
     mma: typing.Optional[str] = option(None, doc="MMA run (configs/mma.yaml)")
     simclr: typing.Optional[str] = option(None, doc="SimCLR (RGB) run (configs/simclr_rgb.yaml)")
+    moco_single: typing.Optional[str] = option(None, doc="MoCo-v2 run on one sensor (configs/moco_single.yaml)")
     moco_sensor: typing.Optional[str] = option(None, doc="MoCo-v2 sensor-pairs run (configs/moco_sensor.yaml)")
-    moco_fusion: typing.Optional[str] = option(None, doc="MoCo-v2 fusion run (configs/moco_fusion.yaml)")
+    moco_fusion: typing.Optional[str] = option(None, doc="MoCo-v2 all-fusion run (configs/moco_fusion.yaml)")
+    moco_partial_fusion: typing.Optional[str] = option(None, doc="MoCo-v2 partial-fusion run "
+                                                                 "(configs/moco_partial_fusion.yaml)")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -184,8 +199,10 @@ SMOKE_PRETRAINING = {
     "dual_simclr": ("dual_simclr.yaml", ()),
     "mma": ("mma.yaml", ("model.embedding_dim=32",)),
     "simclr": ("simclr_rgb.yaml", ()),
+    "moco_single": ("moco_single.yaml", ("model.queue_size=64",)),
     "moco_sensor": ("moco_sensor.yaml", ("model.queue_size=64",)),
     "moco_fusion": ("moco_fusion.yaml", ("model.queue_size=64",)),
+    "moco_partial_fusion": ("moco_partial_fusion.yaml", ("model.queue_size=64",)),
 }
 
 
@@ -316,25 +333,27 @@ def mean_std(values):
     return f"{np.mean(values):.1f} ± {np.std(values):.1f}"
 
 
-def tables(results, class_names=CLASS_NAMES):
+def tables(results, class_names=None):
     """The paper-style markdown tables: per label kind and fraction, per-class scores and the headline
-    scores (mean ± std over seeds); and per label kind, the headline average score against the fraction."""
+    scores (mean ± std over seeds); and per label kind, the headline average score against the fraction.
+    `class_names`: the per-class columns (default: the classes the runs report, e.g. the 8 of DFC2020)."""
     out = []
     for label in dict.fromkeys(r["label"] for r in results):
         of_label = [r for r in results if r["label"] == label]
+        names = class_names or list(of_label[0].get("per_class") or CLASS_NAMES)
         per_class, (average, overall) = PER_CLASS[label], HEADLINE[label]
         models = list(dict.fromkeys(r["model"] for r in of_label))
         fractions = sorted({r["fraction"] for r in of_label})
         for fraction in fractions:
             out += [f"### {label}-label, {fraction:g} of the labels: per-class {per_class}, {average}, {overall} "
                     "(%, mean ± std over seeds)", "",
-                    f"| model | {' | '.join(class_names)} | {average} | {overall} |",
-                    "|---" * (len(class_names) + 3) + "|"]
+                    f"| model | {' | '.join(names)} | {average} | {overall} |",
+                    "|---" * (len(names) + 3) + "|"]
             for model in models:
                 runs = [r for r in of_label if r["model"] == model and r["fraction"] == fraction]
                 if not runs:
                     continue
-                cells = [mean_std([r["per_class"][c][per_class] for r in runs]) for c in class_names]
+                cells = [mean_std([r["per_class"][c][per_class] for r in runs]) for c in names]
                 cells += [mean_std([r["scores"][k] for r in runs]) for k in (average, overall)]
                 out.append(f"| {model} | {' | '.join(cells)} |")
             out.append("")
@@ -395,7 +414,7 @@ def plot(results, path):
             ax.errorbar([100 * f for f in fractions], [np.mean(v) for v in values], yerr=[np.std(v) for v in values],
                         marker="o", capsize=3, label=model, linestyle={"baseline": "--", "ensemble": ":"}.get(MODELS[model].family, "-"))
         ax.set_xscale("log")
-        ax.set_xlabel("labelled DFC2020 patches used (%)")
+        ax.set_xlabel("labelled patches used (%)")
         ax.set_ylabel(f"{key} (%)")
         ax.set_title(f"{label}-label")
         ax.grid(alpha=0.3)

@@ -27,7 +27,7 @@ from keras import ops
 
 from sslrs_tf.data.labels import NUM_CLASSES
 from sslrs_tf.methods.base import Method
-from sslrs_tf.models.encoders import ENCODERS, make_encoder
+from sslrs_tf.models.encoders import BACKBONES, ENCODERS, copy_encoder_weights, freeze_resnet_stages, make_encoder
 
 INPUTS = {
     # name: {encoder name: modalities it reads, in channel order}
@@ -57,6 +57,12 @@ class DownstreamMethod(Method):
         adapters: each encoder starts with the MoCo work's 1x1 adapter to 3 channels (as MoCo's
             encoders with ``adapters=True``).
         embedding_dim: ``backbone="vgg"``: channels of the last block (MMA's E).
+        pretrained_adapters: what :meth:`load_encoders` does with a pre-trained encoder's 1x1 adapter
+            (:func:`~sslrs_tf.models.encoders.copy_encoder_weights`): ``"keep"`` it (the MoCo work's
+            Moco_1x1), start the adapter ``"random"`` (Moco_1x1Rnd), or ``"drop"`` it and read the
+            input directly (Moco).
+        freeze_stages: keep the first k of a ResNet's five stages fixed (stem, then the four residual
+            stages; :func:`~sslrs_tf.models.encoders.freeze_resnet_stages`), 0: none.
     """
 
     LABELS = ()
@@ -64,7 +70,7 @@ class DownstreamMethod(Method):
 
     def __init__(self, backbone="resnet18", inputs="late_fusion", label=None, num_classes=NUM_CLASSES,
                  s1_channels=2, s2_channels=13, freeze=False, sync_bn=True, image_size=None, adapters=False,
-                 embedding_dim=256, **kwargs):
+                 embedding_dim=256, pretrained_adapters="keep", freeze_stages=0, **kwargs):
         super().__init__(**kwargs)
         label = label or self.LABELS[0]
         if inputs not in INPUTS:
@@ -74,6 +80,9 @@ class DownstreamMethod(Method):
         self.backbone, self.inputs_kind, self.label, self.num_classes = backbone, inputs, label, num_classes
         self.s1_channels, self.s2_channels, self.freeze, self.sync_bn = s1_channels, s2_channels, freeze, sync_bn
         self.image_size, self.adapters, self.embedding_dim = image_size, adapters, embedding_dim
+        self.pretrained_adapters, self.freeze_stages = pretrained_adapters, freeze_stages
+        if freeze_stages and backbone not in BACKBONES:
+            raise ValueError(f"`freeze_stages` applies to ResNets. Received: backbone={backbone!r}")
         self.streams = INPUTS[inputs]
         self.encoder_models = {
             name: make_encoder(backbone, self.stream_channels(name), sync_bn, image_size, name=f"encoder_{name}",
@@ -82,6 +91,8 @@ class DownstreamMethod(Method):
         } if backbone in self.BACKBONES and backbone != "unet" else {}
         for encoder in self.encoder_models.values():
             encoder.trainable = not freeze
+            if freeze_stages and not freeze:
+                freeze_resnet_stages(encoder, freeze_stages)
 
     def stream_channels(self, name):
         """Input channels of the encoder of stream `name`."""
@@ -123,7 +134,7 @@ class DownstreamMethod(Method):
                 raise ValueError(f"no {name} encoder to start inputs={self.inputs_kind} from (there are "
                                  f"{', '.join(sorted(encoders))})")
             try:
-                encoder.set_weights(encoders[name].get_weights())
+                copy_encoder_weights(encoders[name], encoder, self.pretrained_adapters)
             except ValueError as err:
                 raise ValueError(f"the {name} encoder does not fit backbone {self.backbone}: "
                                  f"{str(err).splitlines()[0]}") from None
@@ -140,10 +151,12 @@ class DownstreamMethod(Method):
         return cls(backbone=model.backbone, inputs=model.inputs, label=inputs.label, num_classes=inputs.num_classes,
                    s1_channels=inputs.channels("s1"), s2_channels=inputs.channels("s2"), freeze=model.freeze,
                    sync_bn=model.sync_bn, image_size=inputs.image_size, adapters=model.adapters,
-                   embedding_dim=model.embedding_dim)
+                   embedding_dim=model.embedding_dim, pretrained_adapters=model.pretrained_adapters,
+                   freeze_stages=model.freeze_stages)
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone, "inputs": self.inputs_kind, "label": self.label,
                 "num_classes": self.num_classes, "s1_channels": self.s1_channels, "s2_channels": self.s2_channels,
                 "freeze": self.freeze, "sync_bn": self.sync_bn, "image_size": self.image_size,
-                "adapters": self.adapters, "embedding_dim": self.embedding_dim}
+                "adapters": self.adapters, "embedding_dim": self.embedding_dim,
+                "pretrained_adapters": self.pretrained_adapters, "freeze_stages": self.freeze_stages}

@@ -132,6 +132,85 @@ def make_encoder(backbone, in_channels, sync_bn=True, image_size=None, name=None
     return resnet_encoder(backbone, in_channels, sync_bn, name=name)
 
 
+def encoder_parts(encoder):
+    """``(adapter, backbone)`` of an encoder :func:`make_encoder` built: its 1x1 adapter (None without one)
+    and the model after it (the encoder itself without an adapter)."""
+    models = [layer for layer in encoder.layers if isinstance(layer, keras.Model)]
+    if len(models) == 2 and models[0].name.endswith("_adapter"):
+        return models[0], models[1]
+    return None, encoder
+
+
+def _sublayers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _sublayers(layer)
+
+
+#: the stages of a ResNet encoder, in order: the stem (7x7 convolution and its BatchNorm), then the four residual
+#: stages; by the prefix of keras-hub's layer names
+RESNET_STAGES = ("conv1_", "stack0_", "stack1_", "stack2_", "stack3_")
+
+
+def freeze_resnet_stages(encoder, stages):
+    """Keeps the first `stages` of a ResNet encoder's five (:data:`RESNET_STAGES`) fixed, and its 1x1 adapter
+    (which comes before them) when `stages` is at least 1. Fixed layers' BatchNorm runs in inference mode.
+
+    Returns:
+        The number of layers made non-trainable.
+    """
+    if not 0 <= stages <= len(RESNET_STAGES):
+        raise ValueError(f"`stages` must be in [0, {len(RESNET_STAGES)}]. Received: stages={stages}")
+    prefixes = RESNET_STAGES[:stages]
+    adapter, _ = encoder_parts(encoder)
+    frozen = 0
+    if adapter is not None and stages:
+        adapter.trainable = False
+        frozen += 1
+    for layer in _sublayers(encoder):
+        if prefixes and layer.name.startswith(prefixes) and layer.weights:
+            layer.trainable = False
+            frozen += 1
+    return frozen
+
+
+def copy_encoder_weights(source, target, adapters="keep"):
+    """Copies a pre-trained encoder's weights into a downstream encoder built by :func:`make_encoder`.
+
+    Args:
+        source, target: the pre-trained and the new encoder.
+        adapters: ``"keep"``: every weight, the 1x1 adapter's included (both have one, or neither);
+            ``"random"``: the backbone's only, the target's adapter keeps its random start;
+            ``"drop"``: the target has no adapter and reads the input's channels directly: the
+            backbone's weights but its first convolution's, which keeps its random start (it reads
+            another number of channels).
+
+    Raises:
+        ValueError: the two do not fit (the message says how).
+    """
+    src_adapter, src_net = encoder_parts(source)
+    dst_adapter, dst_net = encoder_parts(target)
+    if adapters == "keep":
+        target.set_weights(source.get_weights())
+        return
+    if src_adapter is None:
+        raise ValueError(f"adapters {adapters!r} needs a pre-trained encoder with a 1x1 adapter; it has none")
+    if adapters == "random":
+        dst_net.set_weights(src_net.get_weights())
+        return
+    if adapters != "drop":
+        raise ValueError(f"`adapters` must be keep, random or drop. Received: adapters={adapters!r}")
+    src, dst = src_net.get_weights(), dst_net.weights
+    if len(src) != len(dst):
+        raise ValueError(f"{len(src)} weights to copy into {len(dst)}")
+    for i, (value, variable) in enumerate(zip(src, dst)):
+        if i and tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(f"weight {variable.path} is {tuple(variable.shape)}, the pre-trained one {value.shape}")
+        if i:
+            variable.assign(value)
+
+
 #: every encoder :func:`make_encoder` builds: the ResNets, then the Swins
 ENCODERS = (*BACKBONES, *SWINS)
 

@@ -135,3 +135,25 @@ def test_sizes_classes_and_clear_errors(tmp_path):
     # Not mocked: nothing was downloaded into tmp_path.
     with pytest.raises(UserError, match=r"eurosat/all is not in .*tfds build eurosat/all --data_dir"):
         make_dataset("eurosat", "train", data_dir=str(tmp_path), modalities=("s2",))
+
+
+def test_bigearthnet_19_classes_are_unions_of_its_43_labels():
+    rng = np.random.default_rng(2)
+    examples = [bigearthnet_rasters(rng) for _ in range(3)]
+    # TFDS orders the 43 labels alphabetically: 11, 12 continuous and discontinuous urban fabric; 32 road and rail
+    # networks (no 19-class counterpart); 3 bare rock and 6 burnt areas (none either); 7 coastal lagoons,
+    # 14 estuaries, 36 sea and ocean; 25 non-irrigated arable land.
+    labels = [[11, 12, 32], [3, 6], [7, 14, 36, 25]]
+    expected = np.zeros((3, 19), np.float32)
+    expected[0, 0] = 1  # Urban fabric
+    expected[2, [18, 2]] = 1  # Marine waters, Arable land
+    with tfds.testing.mock_data(as_dataset_fn=bigearthnet_fake(examples, labels)):
+        source = CatalogSource("bigearthnet")
+        assert len(source.label_names("bigearthnet19")) == 19 and source.label_names("bigearthnet43") == \
+            source.label_names() and len(source.label_names()) == 43
+        _, y = next(iter(make_dataset("bigearthnet", "train", modalities=("s2",), label="multi", training=False,
+                                      label_scheme="bigearthnet19", data_dir=None, batch_size=3,
+                                      bands={"s2": "s2_10"}, normalization="fixed")))
+        with pytest.raises(UserError, match="eurosat/all.* has no label scheme 'bigearthnet19'; it has only its own"):
+            make_dataset("eurosat", "train", modalities=("s2",), label="single", label_scheme="bigearthnet19")
+    np.testing.assert_array_equal(y.numpy(), expected)

@@ -69,3 +69,32 @@ def test_ignored_pixels_never_win_the_vote():
     mask[0, :3] = 4
     assert int(labels.single_label(mask)) == 4
     np.testing.assert_array_equal(labels.multi_label(mask).numpy(), np.zeros(8))  # 3 % of the pixels
+
+
+# SEN12MS scene classification (Schmitt et al. 2019): the IGBP classes 1..17, and the simplified scheme's 10,
+# written out by hand: Forest (IGBP 1-5), Shrubland (6-7), Savanna (8-9), Grassland (10), Wetlands (11),
+# Croplands (12 and 14), Urban (13), Snow/Ice (15), Barren (16), Water (17).
+IGBP_TO_SIMPLE = {1: 0, 2: 0, 3: 0, 4: 0, 5: 0, 6: 1, 7: 1, 8: 2, 9: 2, 10: 3, 11: 4, 12: 5, 13: 6, 14: 5, 15: 7,
+                  16: 8, 17: 9}
+
+
+@pytest.mark.parametrize("scheme, source, table, classes", [
+    ("igbp", "lc", {v: v - 1 for v in range(1, 18)}, 17),
+    ("igbp_simple", "lc", IGBP_TO_SIMPLE, 10),
+    ("igbp_simple", "dfc", {v: v - 1 for v in range(1, 11)}, 10),  # DFC-10 is the simplified scheme
+    ("dfc8", "dfc", DFC10_TO_8, 8),
+])
+def test_label_schemes_against_hand_made_tables(scheme, source, table, classes):
+    rng = np.random.default_rng(7)
+    mask = rng.integers(0, 20, (3, 16, 16)).astype(np.uint8)  # 0 (no data) and codes above the scheme's too
+    expected = np.vectorize(lambda v: table.get(int(v), 255), otypes=[np.uint8])(mask)
+    for got in eager_and_in_tf_data(lambda m: labels.to_scheme(m, source, scheme), mask):
+        np.testing.assert_array_equal(got, expected)
+    assert len(labels.SCHEMES[scheme]) == classes
+    valid = expected[0][expected[0] != 255]
+    single = labels.single_label(expected[0], classes).numpy()
+    assert single == np.bincount(valid, minlength=classes).argmax()
+    counts = np.bincount(valid, minlength=classes)
+    np.testing.assert_array_equal(labels.multi_label(expected[0], classes).numpy(), counts >= 0.1 * 256)
+    with pytest.raises(ValueError, match="label scheme 'igbp' cannot be derived from 'dfc' labels"):
+        labels.to_scheme(mask, "dfc", "igbp")

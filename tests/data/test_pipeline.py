@@ -285,3 +285,49 @@ def test_training_size_is_the_number_of_samples_an_epoch_yields(synthetic_dfc, k
     assert training_size(synthetic_dfc, "validation", label="segmentation", **kwargs) == len(ids)
     if kwargs == dict(class_balance=True):
         assert len(ids) > len(set(ids))  # (the 4 samples kept at 25 % happen to be balanced already)
+
+
+@pytest.fixture(scope="module")
+def synthetic_sen12ms(small_world):
+    from sslrs_tf.datasets import open_source, synthetic_config
+    from tests.conftest import SMALL_WORLD
+
+    data_dir = next(o.split("=", 1)[1] for o in small_world if o.startswith("data.data_dir="))
+    return open_source("sen12ms", data_dir, synthetic_config(SMALL_WORLD["size"]))
+
+
+@pytest.mark.parametrize("scheme, classes", [("igbp", 17), ("igbp_simple", 10)])
+def test_sen12ms_scene_labels_of_a_scheme_are_numpys_from_the_lc_band(synthetic_sen12ms, scheme, classes):
+    from tests.data.test_labels import IGBP_TO_SIMPLE
+
+    table = {v: v - 1 for v in range(1, 18)} if scheme == "igbp" else IGBP_TO_SIMPLE
+    raw = raw_by_id(synthetic_sen12ms.builder, "holdout")
+    to_scheme = np.vectorize(lambda v: table.get(int(v), 255), otypes=[np.uint8])
+    assert len(synthetic_sen12ms.label_names(scheme)) == classes
+    for kind in ("single", "multi"):
+        ds = make_dataset(synthetic_sen12ms, "holdout", training=False, label=kind, label_scheme=scheme,
+                          batch_size=4, drop_remainder=False, with_ids=True)
+        got = {i.decode(): y for x, ys in batches(ds) for i, y in zip(x["id"], ys)}
+        assert len(got) == len(raw)
+        for key, y in got.items():
+            mask = to_scheme(raw[key]["lc"][..., 0])
+            counts = np.bincount(mask[mask != 255], minlength=classes)
+            if kind == "single":
+                assert y == counts.argmax(), key
+            else:
+                np.testing.assert_array_equal(y, (counts >= 0.1 * mask.size).astype(np.float32), err_msg=key)
+    with pytest.raises(UserError, match="has no label scheme 'bigearthnet19'; it has dfc8, igbp, igbp_simple"):
+        make_dataset(synthetic_sen12ms, "holdout", label="single", label_scheme="bigearthnet19")
+
+
+def test_a_label_count_keeps_that_many_samples_nested_with_the_fractions(synthetic_sen12ms):
+    ids = synthetic_sen12ms.split_ids("train")
+    half = label_subset(ids, 0.5)
+    five = label_subset(ids, 1.0, count=5)
+    assert len(five) == 5 and set(five) <= set(half) and set(label_subset(ids, 1.0, count=3)) <= set(five)
+    ds = make_dataset(synthetic_sen12ms, "train", label="multi", label_scheme="igbp", label_count=5, epochs=1,
+                      batch_size=2, drop_remainder=False, with_ids=True, crop_size=16)
+    assert sorted(i.decode() for x, _ in batches(ds) for i in x["id"]) == five
+    assert training_size(synthetic_sen12ms, "train", label="multi", label_count=5) == 5
+    with pytest.raises(UserError, match="label_count must be a positive integer, and label_fraction 1 with it"):
+        make_dataset(synthetic_sen12ms, "train", label="multi", label_count=5, label_fraction=0.5)

@@ -66,6 +66,7 @@ def test_a_small_protocol_runs_reports_and_continues_where_it_stopped(quickstart
     frozen_half = quickstarted.dir / "single" / "dualsimclr_frozen" / "f0.5" / "seed0"
     card = json.loads((frozen_half / "export" / "card.json").read_text())
     assert card["downstream"] == {"inputs": "late_fusion", "label": "single", "label_fraction": 0.5,
+                                  "label_count": None, "label_scheme": None,
                                   "pretrained": str(quickstarted.run.resolve()), "freeze": True}
     # Frozen: the run's exported encoders are exactly the pretrained ones (loaded, then kept).
     for a, b in zip(exported_weights(frozen_half, "s1", "s2"), exported_weights(quickstarted.run, "s1", "s2"),

@@ -66,6 +66,51 @@ def test_mma_vgg_and_moco_adapter_encoders_go_downstream_with_their_pretrained_w
         tuned.load_encoders(fusion.encoders())
 
 
+def test_the_moco_works_downstream_variants_take_what_they_say_from_its_encoder():
+    from sslrs_tf.methods import MoCo
+    from sslrs_tf.models.encoders import encoder_parts
+
+    x, _ = labelled(batch=2)
+    x10 = {"s1": x["s1"], "s2": x["s2"][..., :10]}
+    keras.utils.set_random_seed(1)
+    moco = MoCo("resnet10", mode="sensor", s2_channels=10, adapters=True, queue_size=8)
+    moco(x10)
+    adapter, backbone = encoder_parts(moco.encoders()["s2"])
+    # Moco_1x1Rnd: the backbone from MoCo, the adapter at its own random start.
+    rnd = Classifier("resnet10", inputs="only_s2", s2_channels=10, adapters=True, pretrained_adapters="random")
+    before = [w.copy() for w in encoder_parts(rnd.encoders()["s2"])[0].get_weights()]
+    rnd.load_encoders(moco.encoders())
+    rnd_adapter, rnd_backbone = encoder_parts(rnd.encoders()["s2"])
+    assert all(np.array_equal(a, b) for a, b in zip(rnd_backbone.get_weights(), backbone.get_weights(), strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(rnd_adapter.get_weights(), before, strict=True))
+    assert not np.array_equal(rnd_adapter.get_weights()[0], adapter.get_weights()[0])
+    # Moco: no adapter, the 10 bands into the backbone; every weight from MoCo's but the first convolution's.
+    drop = Classifier("resnet10", inputs="only_s2", s2_channels=10, pretrained_adapters="drop")
+    drop.load_encoders(moco.encoders())
+    mine, theirs = drop.encoders()["s2"].get_weights(), backbone.get_weights()
+    assert mine[0].shape == (7, 7, 10, 64) and theirs[0].shape == (7, 7, 3, 64)
+    assert all(np.array_equal(a, b) for a, b in zip(mine[1:], theirs[1:], strict=True))
+    assert drop(x10).shape == (2, 8)
+    plain = MoCo("resnet10", mode="sensor", s2_channels=10, adapters=False, queue_size=8)
+    with pytest.raises(ValueError, match="needs a pre-trained encoder with a 1x1 adapter"):
+        drop.load_encoders(plain.encoders())
+
+
+def test_freezing_the_first_stages_keeps_them_and_the_adapter_and_trains_the_rest():
+    x, y = labelled(batch=4)
+    x10 = {"s1": x["s1"], "s2": x["s2"][..., :10]}
+    model = Classifier("resnet10", inputs="only_s2", s2_channels=10, adapters=True, freeze_stages=2)
+    model.compile(optimizer=sgd(0.1))
+    model(x10)
+    layers = {v.path: v for v in model.encoders()["s2"].weights}
+    before = {k: v.numpy().copy() for k, v in layers.items()}
+    model.train_on_batch(x10, y)
+    changed = {k for k, v in layers.items() if not np.array_equal(before[k], v.numpy())}
+    fixed = [k for k in layers if "adapter" in k or "conv1_" in k or "stack0_" in k]
+    assert fixed and not changed & set(fixed)  # weights and BatchNorm statistics alike
+    assert any("stack1_" in k for k in changed) and any("stack3_" in k for k in changed)
+
+
 def test_registry_config_and_argument_errors():
     assert get_method("classifier") is Classifier
     config = Classifier("resnet10", inputs="only_s2", label="multi", freeze=True).get_config()
