@@ -72,9 +72,16 @@ def check_config(config):
     if d.label_count is not None and d.label_fraction < 1:
         raise UserError(f"config: data.label_count and data.label_fraction each choose the labelled samples: set "
                         f"one; received {d.label_count} and {d.label_fraction}")
-    if d.label_scheme and not d.label:
-        raise UserError("config: data.label_scheme names the classes of labels: it needs data.label (single, multi "
-                        "or segmentation)")
+    for key in ("label_scheme", "label_count"):
+        if getattr(d, key) is not None and not d.label:
+            raise UserError(f"config: data.{key} is about labels: it needs data.label (single, multi or "
+                            "segmentation)")
+    moco = m.method.startswith("moco_")
+    if m.augmentation is not None and not moco:
+        raise UserError(f"config: model.augmentation is MoCo's (model.method moco_*); received it with {m.method}")
+    if m.adapter_trainable and not (moco and m.adapters):
+        raise UserError("config: model.adapter_trainable trains MoCo's 1x1 adapters: it needs a moco_* method and "
+                        "model.adapters true")
     if d.class_balance and not d.label:
         raise UserError("config: data.class_balance evens out the classes of labels: it needs data.label "
                         "(single, multi or segmentation)")
@@ -105,6 +112,9 @@ def _check_downstream(config, cls):
     if m.pretrained_adapters != "keep" and not m.pretrained:
         raise UserError(f"config: model.pretrained_adapters {m.pretrained_adapters} says what to do with a pre-trained "
                         "run's 1x1 adapters: it needs model.pretrained")
+    if m.freeze_stages and m.pretrained_adapters == "drop":
+        raise UserError("config: model.freeze_stages would keep the first convolution at its random start "
+                        "(model.pretrained_adapters drop starts it random): fine-tune it, or keep the adapters")
     if m.freeze_stages and (m.backbone not in BACKBONES or m.freeze):
         raise UserError(f"config: model.freeze_stages freezes part of a ResNet that fine-tunes: it needs a ResNet "
                         f"model.backbone and model.freeze false; received {m.backbone}, freeze {str(m.freeze).lower()}")
@@ -203,6 +213,9 @@ def data_source(config, dataset=None):
         params = {"patches": syn.patches, "size": syn.size, "seed": syn.seed,
                   "dfc_validation": syn.dfc_validation, "dfc_test": syn.dfc_test}
         builders = prepare_world(syn.dir, data.data_dir, params)
+        if name == "sen12ms" and dataset is None and data.config not in ("all", "nonoverlapping"):
+            raise UserError(f"config: data.config {data.config}: the synthetic world's sen12ms is built as all or "
+                            "nonoverlapping")
         if name == "sen12ms" and dataset is None and data.config == "nonoverlapping":
             # The world's SEN12MS patches overlap as the real ones do: its non-overlapping subset, built once.
             config = {**synthetic_config(syn.size), "non_overlapping": True}

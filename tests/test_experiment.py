@@ -40,7 +40,13 @@ FINETUNE = ROOT / "configs" / "finetune_tiny.yaml"
         (FINETUNE, ["model.pretrained_adapters=random"], "model.pretrained_adapters random says what to do with"),
         (FINETUNE, ["model.freeze_stages=2", "model.backbone=vgg"], "model.freeze_stages freezes part of a ResNet"),
         (FINETUNE, ["data.label_count=10", "data.label_fraction=0.5"], "data.label_count and data.label_fraction"),
-        (TINY, ["data.label_scheme=igbp"], "data.label_scheme names the classes of labels: it needs data.label"),
+        (TINY, ["data.label_scheme=igbp"], "data.label_scheme is about labels: it needs data.label"),
+        (TINY, ["data.label_count=10"], "data.label_count is about labels: it needs data.label"),
+        (TINY, ["model.augmentation=set1"], "model.augmentation is MoCo's (model.method moco_*)"),
+        (TINY, ["model.method=moco_sensor", "model.adapter_trainable=true"],
+         "model.adapter_trainable trains MoCo's 1x1 adapters: it needs a moco_* method and model.adapters true"),
+        (FINETUNE, ["model.pretrained=runs/x", "model.pretrained_adapters=drop", "model.freeze_stages=1"],
+         "model.freeze_stages would keep the first convolution at its random start"),
         (TINY, ["model.method=moco_single"], "config: model.method moco_single reads one sensor: model.inputs "
                                              "only_s1 or only_s2; received late_fusion"),
         (TINY, ["model.method=moco_fusion", "model.augmentation=none"],
@@ -232,6 +238,8 @@ def test_the_synthetic_world_has_sen12ms_s_non_overlapping_subset(small_world):
         return {i.decode() for x in batches for i in x["id"].numpy()}
 
     everything, subset = ids("all"), ids("nonoverlapping")
+    with pytest.raises(UserError, match="data.config spring: the synthetic world's sen12ms is built as all or "):
+        ids("spring")
     assert subset < everything and len(subset) < 0.8 * len(everything)
     # No two kept patches overlap (their footprints from the world's own files, compared pairwise).
     world = next(o.split("=", 1)[1] for o in small_world if o.startswith("data.synthetic.dir="))

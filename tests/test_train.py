@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, SHORT_RUN, exported_weights, tensorboard_logs
+from tests.helpers import ROOT, exported_weights, tensorboard_logs
 from train import main as train_main
 
 TINY = str(ROOT / "configs" / "tiny.yaml")
@@ -150,44 +150,3 @@ def test_a_hand_edited_card_is_one_line_naming_the_entry(pretrained_run, tmp_pat
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(expected) and err.count("\n") == 1, err
 
-
-@pytest.mark.slow
-@pytest.mark.parametrize("config, encoders, channels", [
-    ("moco_single.yaml", {"s2"}, 10),
-    ("moco_sensor_augmented.yaml", {"s1", "s2"}, 10),
-    ("moco_partial_fusion.yaml", {"s1s2"}, 12),
-])
-def test_train_py_runs_each_moco_scenario_and_exports_its_encoders(config, encoders, channels, tmp_path, small_world,
-                                                                    capsys):
-    # The SEN12MS MoCo work's scenarios beyond the sensor pairs and all fusion (tests/e2e/test_methods.py runs those
-    # as processes and takes them downstream); in-process, briefly (SHORT_RUN).
-    out = tmp_path / "run"
-    args = ["--config", str(ROOT / "configs" / config), f"run.dir={out}", *small_world, *SHORT_RUN,
-            "model.backbone=resnet10", "model.queue_size=32"]
-    assert train_main(args) == 0
-    card = json.loads((out / "export" / "card.json").read_text())
-    assert set(card["encoders"]) == encoders and card["adapters"] is True
-    first = sorted(encoders)[-1]
-    assert card["encoders"][first]["input_shape"][-1] == channels
-    assert np.isfinite(card["final_metrics"]["loss"]) and "top1" in card["final_metrics"]
-
-
-@pytest.mark.slow
-def test_sen12ms_scene_classification_trains_on_a_label_count_and_reports_the_scheme_s_classes(tmp_path, small_world,
-                                                                                                capsys):
-    from evaluate import main as evaluate_main
-    from sslrs_tf.data.labels import SCHEMES
-
-    out = tmp_path / "scenes"
-    args = ["--config", str(ROOT / "configs" / "finetune_sen12ms_scenes.yaml"), f"run.dir={out}", *small_world,
-            "train.epochs=1", "train.batch_size=4", "data.crop_size=32", "model.backbone=resnet10",
-            "model.pretrained=null", "data.label_count=12"]
-    assert train_main(args) == 0
-    card = json.loads((out / "export" / "card.json").read_text())
-    assert card["downstream"]["label_count"] == 12 and card["downstream"]["label_scheme"] == "igbp_simple"
-    printed = capsys.readouterr().out
-    assert "3/3" in printed and "4/" not in printed  # 12 labelled patches in batches of 4: three steps
-    assert evaluate_main(["--run", str(out)]) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["split"] == "holdout" and list(metrics["support"]) == list(SCHEMES["igbp_simple"])
-    assert metrics["label_scheme"] == "igbp_simple" and sum(metrics["support"].values()) > 0

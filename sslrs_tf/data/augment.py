@@ -282,7 +282,8 @@ def moco_view(images, seed, augmentation, xla=False):
     this library's choice. Blur kernels are a tenth of the side, as in :func:`augment`.
 
     Args:
-        images: float ``[B, H, W, C]``, any channel count (colour jitter is per channel).
+        images: float ``[B, H, W, C]``, any channel count (brightness scales a whole image; contrast,
+            saturation and greyscale use the mean over its channels unless it is RGB).
         seed: ``[2]`` ints; the same seed gives the same view.
         augmentation: a name of :data:`MOCO_AUGMENTATIONS`.
         xla: the step is compiled with XLA (see :func:`random_resized_crop`).

@@ -247,7 +247,7 @@ class SentinelSource(Source):
     def __init__(self, builder):
         self.builder = builder
         self.full_name = builder.info.full_name
-        self._labels = {}  # (split, label source) -> split_labels(), read once
+        self._labels = {}  # (split, label source, scheme) -> split_labels(), read once
         self._checked = set()  # splits whose shards matched dataset_info.json
 
     def num_examples(self, split):

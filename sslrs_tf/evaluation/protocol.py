@@ -25,7 +25,7 @@ from sslrs_tf.errors import UserError
 
 #: pre-training methods whose runs a protocol names (``pretrained.<method>``); Dual-Swin is dual_simclr
 #: with Swin encoders
-PRETRAINING = ("dual_simclr", "mma", "simclr", "moco_single", "moco_sensor", "moco_fusion", "moco_partial_fusion")
+PRETRAINING = ("dual_simclr", "mma", "simclr", "moco_sensor", "moco_fusion", "moco_partial_fusion")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +105,6 @@ class PretrainedRuns:
                                                          "dual_swin.yaml), or a converted checkpoint")
     mma: typing.Optional[str] = option(None, doc="MMA run (configs/mma.yaml)")
     simclr: typing.Optional[str] = option(None, doc="SimCLR (RGB) run (configs/simclr_rgb.yaml)")
-    moco_single: typing.Optional[str] = option(None, doc="MoCo-v2 run on one sensor (configs/moco_single.yaml)")
     moco_sensor: typing.Optional[str] = option(None, doc="MoCo-v2 sensor-pairs run (configs/moco_sensor.yaml)")
     moco_fusion: typing.Optional[str] = option(None, doc="MoCo-v2 all-fusion run (configs/moco_fusion.yaml)")
     moco_partial_fusion: typing.Optional[str] = option(None, doc="MoCo-v2 partial-fusion run "
@@ -166,6 +165,10 @@ def load_protocol(path, overrides=(), check_pretrained=True):
     for f in protocol.label_fractions:
         if not 0 < f <= 1:
             raise UserError(f"protocol: label_fractions must be in (0, 1]; received {f}")
+    counted = [name for name in protocol.models if any(o.startswith("data.label_count=") for o in MODELS[name].overrides)]
+    if counted and min(protocol.label_fractions) < 1:
+        raise UserError(f"protocol: the model {counted[0]!r} trains on a count of labelled patches, not a fraction: "
+                        f"label_fractions must be [1.0] with it; received {protocol.label_fractions}")
     for i, name in enumerate(protocol.models):
         missing = [m for m in MODELS[name].members if m not in protocol.models[:i]]
         if missing:
@@ -199,7 +202,6 @@ SMOKE_PRETRAINING = {
     "dual_simclr": ("dual_simclr.yaml", ()),
     "mma": ("mma.yaml", ("model.embedding_dim=32",)),
     "simclr": ("simclr_rgb.yaml", ()),
-    "moco_single": ("moco_single.yaml", ("model.queue_size=64",)),
     "moco_sensor": ("moco_sensor.yaml", ("model.queue_size=64",)),
     "moco_fusion": ("moco_fusion.yaml", ("model.queue_size=64",)),
     "moco_partial_fusion": ("moco_partial_fusion.yaml", ("model.queue_size=64",)),

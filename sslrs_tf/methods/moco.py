@@ -25,18 +25,22 @@ def unit_rows(shape, dtype=None):
 
 
 def partial_fusion_masks(seed, batch):
-    """``[batch]`` kinds of the partial-fusion images: 0 S1 only, 1 S2 only, 2 both, in equal thirds
-    (a batch not divisible by 3 gets one or two more of the first kinds), shuffled by `seed`."""
-    order = tf.argsort(tf.random.stateless_uniform([batch], seed))
-    return tf.gather(tf.range(batch) % 3, order)
+    """``[batch]`` kinds of the partial-fusion images: 0 S1 only, 1 S2 only, 2 both, in equal thirds, shuffled
+    by `seed` (a batch not divisible by 3 gets one or two more of kinds the seed picks, so that over replicas
+    and steps no kind is favoured)."""
+    first, second = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, "int64"), 2), axis=0)
+    offset = tf.random.stateless_uniform([], first, 0, 3, dtype=tf.int32)
+    order = tf.argsort(tf.random.stateless_uniform([batch], second))
+    return tf.gather((tf.range(batch) + offset) % 3, order)
 
 
-def partial_fusion(s1, s2, kinds):
-    """The stacked S1/S2 image of each sample with the bands of the sensor it lacks set to zero: `kinds` as
-    :func:`partial_fusion_masks` draws them. Zero is the mean of a z-scored band (the work's normalisation)."""
-    keep_s1 = tf.cast(kinds != 1, s1.dtype)[:, None, None, None]
-    keep_s2 = tf.cast(kinds != 0, s2.dtype)[:, None, None, None]
-    return tf.concat([s1 * keep_s1, s2 * keep_s2], axis=-1)
+def partial_fusion(stacked, kinds, s1_channels):
+    """The stacked S1/S2 images (S1's `s1_channels` first) with the bands of the sensor each lacks set to zero:
+    `kinds` as :func:`partial_fusion_masks` draws them. Zero is the mean of a z-scored band (the work's
+    normalisation)."""
+    keep_s1 = tf.cast(kinds != 1, stacked.dtype)[:, None, None, None]
+    keep_s2 = tf.cast(kinds != 0, stacked.dtype)[:, None, None, None]
+    return tf.concat([stacked[..., :s1_channels] * keep_s1, stacked[..., s1_channels:] * keep_s2], axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="sslrs_tf")
@@ -60,7 +64,9 @@ class MoCo(ContrastiveMethod):
     Each network is [optional 1x1 conv -> BN -> ReLU adapter to 3 channels] -> encoder
     -> MLP neck ``d -> d -> projection_dim``. The adapters are fixed at their random start
     unless `adapter_trainable` ("the weights of this layer are not updated during
-    training", in the work's words); where query and key read the same kind of image, the
+    training", in the work's words): the whole adapter is then fixed, and its BatchNorm
+    normalises with its initial statistics (mean 0, variance 1), so it passes the
+    convolution's output on unchanged. Where query and key read the same kind of image, the
     key's adapter is a copy of the query's. The key network's encoder and neck are
     exponential moving averages of the query's (`momentum`), updated after each optimizer
     step; keys enter the queue after the loss is computed. Under a distribution strategy the
@@ -180,18 +186,20 @@ class MoCo(ContrastiveMethod):
         elif self.mode == "sensor":
             xq, xk = inputs["s2"], inputs["s1"]
         else:
-            s1, s2 = tf.cast(inputs["s1"], "float32"), tf.cast(inputs["s2"], "float32")
-            if self.mode == "partial_fusion" and training:
-                seed = self.augmentation_seeds(3)[2]
-                xq = xk = partial_fusion(s1, s2, partial_fusion_masks(seed, tf.shape(s1)[0]))
-            else:
-                xq = xk = tf.concat([s1, s2], axis=-1)
+            xq = xk = tf.concat([tf.cast(inputs["s1"], "float32"), tf.cast(inputs["s2"], "float32")], axis=-1)
         if not training or self.view_augmentation == "none":
             return xq, xk
         seeds = self.augmentation_seeds(3)
         xla = bool(self.jit_compile)
-        return (moco_view(xq, seeds[0], self.view_augmentation, xla=xla),
-                moco_view(xk, seeds[1], self.view_augmentation, xla=xla))
+        if self.mode != "partial_fusion":
+            return (moco_view(xq, seeds[0], self.view_augmentation, xla=xla),
+                    moco_view(xk, seeds[1], self.view_augmentation, xla=xla))
+        # Zeroed before the views are made, and again after: jitter and greyscale would otherwise put values
+        # into the missing sensor's bands, which a downstream input of one sensor has as zeros.
+        kinds = partial_fusion_masks(seeds[2], tf.shape(xq)[0])
+        masked = partial_fusion(xq, kinds, self.s1_channels)
+        return tuple(partial_fusion(moco_view(masked, seed, self.view_augmentation, xla=xla), kinds,
+                                    self.s1_channels) for seed in seeds[:2])
 
     def _project(self, encoder, neck, x, training):
         return l2_normalize(neck(encoder(x, training=training)["pooled"], training=training))

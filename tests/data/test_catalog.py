@@ -157,3 +157,23 @@ def test_bigearthnet_19_classes_are_unions_of_its_43_labels():
         with pytest.raises(UserError, match="eurosat/all.* has no label scheme 'bigearthnet19'; it has only its own"):
             make_dataset("eurosat", "train", modalities=("s2",), label="single", label_scheme="bigearthnet19")
     np.testing.assert_array_equal(y.numpy(), expected)
+
+
+# BigEarthNet's 43 labels in TFDS's (alphabetical) order and the index of the 19-class nomenclature's class each
+# belongs to, written out by hand (None: dropped from the nomenclature).
+BEN43_TO_19 = [7, None, 3, None, 14, 8, None, 18, 5, 9, None, 0, 0, None, 18, 3, None, 1, 15, None, 6, None, 10, 12,
+               11, 2, 3, 4, 15, 2, None, 2, None, 16, 16, 12, 18, 11, None, 13, 3, 17, 17]
+
+
+def test_the_19_class_table_against_a_hand_made_one():
+    from sslrs_tf.data.catalog import BIGEARTHNET19, scheme_matrix
+
+    with tfds.testing.mock_data(as_dataset_fn=bigearthnet_fake([bigearthnet_rasters(np.random.default_rng(3))],
+                                                               [[0]])):
+        names = CatalogSource("bigearthnet").class_names
+    matrix = np.array(scheme_matrix(names, BIGEARTHNET19))
+    assert matrix.shape == (43, 19) and (matrix.sum(axis=1) <= 1).all()
+    got = [int(row.argmax()) if row.any() else None for row in matrix]
+    assert got == BEN43_TO_19 and got.count(None) == 11
+    with pytest.raises(UserError, match="the dataset's labels lack pastures"):
+        scheme_matrix([n for n in names if n != "Pastures"], BIGEARTHNET19)

@@ -4,17 +4,21 @@ backbone, bands, normalisation and inputs). Dual-SimCLR, MMA and SimCLR (RGB) al
 ISPRS protocol's smoke (tests/evaluation/test_protocol.py), Dual-Swin in the Swin protocol's (test_smoke.py).
 
 Briefly (tests/helpers.py SHORT_RUN: one epoch of two steps, batch 8, 32 px crops) on the small
-synthetic world; what each method learns is shown by the in-process tests of tests/methods/.
+synthetic world; what each method learns is shown by the in-process tests of tests/methods/. The MoCo work's
+other scenarios and its scene classification run through train.py's main in-process (no TensorFlow start-up
+per run), here beside the processes rather than in the main test run (suite time).
 """
 
 import json
+import re
 
 import keras
 import numpy as np
 import pytest
 
 from tests.e2e.chains import evaluate, train
-from tests.helpers import SHORT_RUN, card_of, exported_weights
+from tests.helpers import ROOT, SHORT_RUN, card_of, exported_weights
+from train import main as train_main
 
 pytestmark = pytest.mark.e2e
 
@@ -99,3 +103,44 @@ def test_train_py_runs_simclr_on_rgb_and_exports_its_encoder(small_world, tmp_pa
     assert card["encoders"]["s2"]["input"]["method"] == "fixed"
     encoder = keras.saving.load_model(out / "export" / "encoder_s2.keras")
     assert encoder(np.zeros((1, 32, 32, 3), np.float32))["pooled"].shape == (1, 512)
+
+
+@pytest.mark.parametrize("config, encoders, channels", [
+    ("moco_single.yaml", {"s2"}, 10),
+    ("moco_sensor_augmented.yaml", {"s1", "s2"}, 10),
+    ("moco_partial_fusion.yaml", {"s1s2"}, 12),
+])
+def test_train_py_runs_each_moco_scenario_and_exports_its_encoders(config, encoders, channels, tmp_path, small_world,
+                                                                    capsys):
+    # The SEN12MS MoCo work's scenarios beyond the sensor pairs and all fusion (run as processes above, and taken
+    # downstream); in-process (train.py's main: no second TensorFlow start-up), briefly (SHORT_RUN).
+    out = tmp_path / "run"
+    args = ["--config", str(ROOT / "configs" / config), f"run.dir={out}", *small_world, *SHORT_RUN,
+            "model.backbone=resnet10", "model.queue_size=32"]
+    assert train_main(args) == 0
+    card = json.loads((out / "export" / "card.json").read_text())
+    assert set(card["encoders"]) == encoders and card["adapters"] is True
+    first = sorted(encoders)[-1]
+    assert card["encoders"][first]["input_shape"][-1] == channels
+    assert np.isfinite(card["final_metrics"]["loss"]) and "top1" in card["final_metrics"]
+
+
+def test_sen12ms_scene_classification_trains_on_a_label_count_and_reports_the_scheme_s_classes(tmp_path, small_world,
+                                                                                                capsys):
+    from evaluate import main as evaluate_main
+    from sslrs_tf.data.labels import SCHEMES
+
+    out = tmp_path / "scenes"
+    args = ["--config", str(ROOT / "configs" / "finetune_sen12ms_scenes.yaml"), f"run.dir={out}", *small_world,
+            "train.epochs=1", "train.batch_size=4", "data.crop_size=32", "model.backbone=resnet10",
+            "model.pretrained=null", "data.label_count=12"]
+    assert train_main(args) == 0
+    card = json.loads((out / "export" / "card.json").read_text())
+    assert card["downstream"]["label_count"] == 12 and card["downstream"]["label_scheme"] == "igbp_simple"
+    printed = capsys.readouterr().out
+    steps = re.findall(r"\x1b\[1m(\d+)/(\d+)\x1b\[0m", printed)  # Keras' progress bar: bold "step/steps"
+    assert steps and {total for _, total in steps} == {"3"}  # 12 labelled patches in batches of 4: three steps
+    assert evaluate_main(["--run", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "holdout" and list(metrics["support"]) == list(SCHEMES["igbp_simple"])
+    assert metrics["label_scheme"] == "igbp_simple" and sum(metrics["support"].values()) > 0

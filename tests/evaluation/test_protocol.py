@@ -54,6 +54,9 @@ def test_protocol_file_errors(tmp_path):
     path.write_text(yaml.safe_dump({"dir": "x", "base": "b.yaml", "models": ["Dual-SimCLR frozen"]}))
     with pytest.raises(UserError, match="pretrained.dual_simclr is required for the model 'Dual-SimCLR frozen'"):
         load_protocol(path)
+    # The MoCo work's 1024 rows count their labelled patches: a fraction on top is refused before anything trains.
+    with pytest.raises(UserError, match=r"'Supervised \(1024\) s1' trains on a count of labelled patches"):
+        load_protocol("protocol_moco", ["label_fractions=[0.1, 1.0]"])
 
 
 @pytest.mark.slow

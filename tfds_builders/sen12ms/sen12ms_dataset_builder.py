@@ -44,6 +44,8 @@ class Sen12msConfig(tfds.core.BuilderConfig):
         self.patch_size = patch_size
         self.on_error = on_error
         self.non_overlapping = non_overlapping
+        if not isinstance(non_overlapping, bool):
+            raise UserError(f"config non_overlapping must be true or false. Received: non_overlapping={non_overlapping!r}")
         unknown = [s for s in self.seasons if s not in layout.SEASONS]
         if unknown or not self.seasons:
             raise UserError(f"config seasons must be a non-empty list of {list(layout.SEASONS)}. Received: seasons={list(self.seasons)}")

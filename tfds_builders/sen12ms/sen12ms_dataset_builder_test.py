@@ -206,6 +206,8 @@ def test_bad_config_values_are_named():
         Sen12msConfig(name="x", seasons=["autumn"])
     with pytest.raises(UserError, match="scene_fraction"):
         Sen12msConfig(name="x", scene_fraction=0)
+    with pytest.raises(UserError, match="non_overlapping must be true or false. Received: non_overlapping='false'"):
+        Sen12msConfig(name="x", non_overlapping="false")
 
 
 def test_real_sen12ms_patch_with_missing_s2(tmp_path):
