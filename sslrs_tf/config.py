@@ -102,9 +102,11 @@ class ModelConfig:
     sync_bn: bool = option(True, doc="BatchNorm statistics over the global batch")
     fused_batch_norm: bool = option(False, doc="BatchNorm through TF's fused kernel on one replica: faster, but "
                                                "one device then no longer trains like several (docs/distribution.md)")
-    inputs: str = option("late_fusion", choices=("only_s1", "only_s2", "early_fusion", "late_fusion"),
-                         doc="downstream: which sensors feed which encoders; moco_single: only_s1 or only_s2, "
-                             "the sensor it reads")
+    inputs: str = option("late_fusion", choices=("only_s1", "only_s2", "early_fusion", "late_fusion",
+                                                 "fusion_only_s1", "fusion_only_s2"),
+                         doc="downstream: which sensors feed which encoders (fusion_only_*: one sensor into an "
+                             "S1+S2 encoder, the other's bands zero); moco_single: only_s1 or only_s2, the sensor "
+                             "it reads")
     pretrained: typing.Optional[str] = option(None, doc="downstream: pre-training run (or converted) directory to "
                                                         "start from; its card sets backbone, bands, normalisation")
     freeze: bool = option(False, doc="downstream: keep the pretrained encoders fixed (linear probe)")

@@ -80,7 +80,8 @@ MODELS = {
 }
 #: the SEN12MS MoCo work's scene-classification rows, one per input (its tables' columns s1, s2, s1/s2): the
 #: supervised ResNet on all the labels and on its "1k dataset", MoCo's sensor-based pairs (S1: the key encoder,
-#: S2: the query encoder, S1/S2: both, late fusion) and its fusion runs (their stacked encoder: S1/S2 only)
+#: S2: the query encoder, S1/S2: both, late fusion) and its fusion runs (their stacked encoder; on one sensor with
+#: the other's bands zero)
 MOCO_INPUTS = {"s1": "only_s1", "s2": "only_s2", "s1/s2": "early_fusion"}
 for _tag, _inputs in MOCO_INPUTS.items():
     MODELS[f"Supervised (full) {_tag}"] = Model("baseline", None, (*_SCRATCH, f"model.inputs={_inputs}"))
@@ -88,8 +89,9 @@ for _tag, _inputs in MOCO_INPUTS.items():
                                                                    "data.label_count=1024"))
     MODELS[f"MoCo sensor-based {_tag}"] = _pretrained(
         "moco_sensor", f"model.inputs={'late_fusion' if _tag == 's1/s2' else _inputs}")
-MODELS["MoCo all fusion s1/s2"] = _pretrained("moco_fusion", "model.inputs=early_fusion")
-MODELS["MoCo partial fusion s1/s2"] = _pretrained("moco_partial_fusion", "model.inputs=early_fusion")
+    _fused = "early_fusion" if _tag == "s1/s2" else f"fusion_{_inputs}"
+    MODELS[f"MoCo all fusion {_tag}"] = _pretrained("moco_fusion", f"model.inputs={_fused}")
+    MODELS[f"MoCo partial fusion {_tag}"] = _pretrained("moco_partial_fusion", f"model.inputs={_fused}")
 #: the seven systems of the ISPRS 2022 tables, and Dual-SimCLR frozen (the linear probe) as an extra row
 ISPRS_MODELS = ["OnlySen-1", "OnlySen-2", "EarlyFusion", "LateFusion", "SimCLR (RGB)", "MMA",
                 "Dual-SimCLR fine-tuned", "Dual-SimCLR frozen"]

@@ -11,6 +11,10 @@
 ``late_fusion``    one per sensor           LateFusion; with pretrained encoders: Dual-SimCLR
 =================  =======================  ==============================================
 
+``fusion_only_s1`` and ``fusion_only_s2`` feed one sensor to an encoder of S1+S2 stacked, the
+other sensor's bands zero: a MoCo (partial) fusion run's encoder on one sensor, as the SEN12MS
+MoCo work evaluates it (zero is the dataset mean of a z-scored band).
+
 From random initialisation these are the supervised baselines; with
 ``model.pretrained`` the encoders start from a pre-training run, either frozen
 (``model.freeze: true``, a linear probe) or fine-tuned, optionally at their own
@@ -35,7 +39,15 @@ INPUTS = {
     "only_s2": {"s2": ("s2",)},
     "early_fusion": {"s1s2": ("s1", "s2")},
     "late_fusion": {"s1": ("s1",), "s2": ("s2",)},
+    # "zeros:<sensor>": that sensor's channels, all zero (the sensor is not read)
+    "fusion_only_s1": {"s1s2": ("s1", "zeros:s2")},
+    "fusion_only_s2": {"s1s2": ("zeros:s1", "s2")},
 }
+
+
+def stream_sensor(part):
+    """The sensor of an entry of :data:`INPUTS` (``"zeros:s2"`` -> ``"s2"``) and whether it is read."""
+    return part.split(":")[-1], not part.startswith("zeros:")
 
 
 class DownstreamMethod(Method):
@@ -97,11 +109,23 @@ class DownstreamMethod(Method):
     def stream_channels(self, name):
         """Input channels of the encoder of stream `name`."""
         channels = {"s1": self.s1_channels, "s2": self.s2_channels}
-        return sum(channels[m] for m in self.streams[name])
+        return sum(channels[stream_sensor(m)[0]] for m in self.streams[name])
 
     def stream_input(self, inputs, name):
-        """The input of stream `name`: its sensors' channels concatenated (S1 first)."""
-        return ops.concatenate([ops.cast(inputs[m], self.compute_dtype) for m in self.streams[name]], axis=-1)
+        """The input of stream `name`: its sensors' channels concatenated (S1 first); a sensor it does not read
+        (``zeros:``) as that many channels of zeros."""
+        channels = {"s1": self.s1_channels, "s2": self.s2_channels}
+        read = [stream_sensor(m)[0] for m in self.streams[name] if stream_sensor(m)[1]]
+        like = inputs[read[0]]
+        parts = []
+        for m in self.streams[name]:
+            sensor, is_read = stream_sensor(m)
+            if is_read:
+                parts.append(ops.cast(inputs[sensor], self.compute_dtype))
+            else:
+                shape = tf.concat([tf.shape(like)[:3], [channels[sensor]]], axis=0)
+                parts.append(tf.zeros(shape, self.compute_dtype))
+        return ops.concatenate(parts, axis=-1)
 
     def streaming_metrics(self):
         return self.task_metrics
@@ -141,7 +165,7 @@ class DownstreamMethod(Method):
 
     @classmethod
     def input_modalities(cls, model):
-        used = {m for stream in INPUTS[model.inputs].values() for m in stream}
+        used = {stream_sensor(m)[0] for stream in INPUTS[model.inputs].values() for m in stream if stream_sensor(m)[1]}
         return tuple(m for m in ("s1", "s2") if m in used)
 
     @classmethod

@@ -96,6 +96,26 @@ def test_the_moco_works_downstream_variants_take_what_they_say_from_its_encoder(
         drop.load_encoders(plain.encoders())
 
 
+def test_a_fusion_encoder_reads_one_sensor_with_the_other_s_bands_zero():
+    from sslrs_tf.methods import MoCo
+
+    x, _ = labelled(batch=2)
+    keras.utils.set_random_seed(2)
+    fusion = MoCo("resnet10", mode="partial_fusion", s2_channels=10, adapters=True, queue_size=8)
+    fusion({"s1": x["s1"], "s2": x["s2"][..., :10]})
+    for inputs, sensor, stacked in (("fusion_only_s1", "s1", np.concatenate([x["s1"], np.zeros((2, 32, 32, 10))], -1)),
+                                    ("fusion_only_s2", "s2", np.concatenate([np.zeros((2, 32, 32, 2)),
+                                                                             x["s2"][..., :10]], -1))):
+        model = Classifier("resnet10", inputs=inputs, s2_channels=10, adapters=True)
+        model.load_encoders(fusion.encoders())
+        one = {sensor: x[sensor][..., :10] if sensor == "s2" else x[sensor]}  # only that sensor is read
+        np.testing.assert_allclose(model.encoders()["s1s2"](model.stream_input(one, "s1s2"))["pooled"],
+                                   fusion.encoders()["s1s2"](stacked.astype(np.float32))["pooled"], rtol=1e-5,
+                                   atol=1e-6)
+        assert model(one).shape == (2, 8) and model.encoders()["s1s2"].input_shape[-1] == 12
+    assert Classifier.input_modalities(type("M", (), {"inputs": "fusion_only_s2"})) == ("s2",)
+
+
 def test_freezing_the_first_stages_keeps_them_and_the_adapter_and_trains_the_rest():
     x, y = labelled(batch=4)
     x10 = {"s1": x["s1"], "s2": x["s2"][..., :10]}
