@@ -8,9 +8,14 @@ Every (label, model, fraction, seed) is an ordinary downstream run in
 config plus the model's overrides, then evaluated. A run whose ``metrics.json``
 exists is not trained again, and an interrupted run resumes from its checkpoint:
 an interrupted protocol continues where it stopped.
+
+A ``grid`` over pre-training settings (the MoCo work's batch size x epochs study) makes
+one pre-training run of ``grid_method`` per combination, in ``DIR/pretraining/<method>/<point>``,
+and compares each of that method's models once per run (rows ``<model> [<point>]``).
 """
 
 import dataclasses
+import itertools
 import json
 import pathlib
 import re
@@ -132,6 +137,13 @@ class ProtocolConfig:
     figure: typing.List[str] = option([], doc="segmentation: models whose predictions qualitative.png shows "
                                               "(largest label fraction, first seed)")
     figure_patches: int = option(6, min=1, doc="test patches (rows) of qualitative.png")
+    grid: typing.List[str] = option([], doc="pre-training settings to vary, each KEY=[values] (e.g. "
+                                            "train.batch_size=[32, 64, 256]): every combination is a pre-training "
+                                            "run of grid_method the protocol makes, each compared in its own rows")
+    grid_method: typing.Optional[str] = option(None, choices=PRETRAINING,
+                                               doc="the pre-training method the grid varies (its shipped config)")
+    grid_overrides: typing.List[str] = option([], doc="overrides of every grid pre-training run (e.g. "
+                                                      "data.config=nonoverlapping)")
 
 
 def load_protocol(path, overrides=(), check_pretrained=True):
@@ -181,8 +193,11 @@ def load_protocol(path, overrides=(), check_pretrained=True):
             raise UserError(f"protocol: figure shows models of the protocol; {name!r} is not in models")
     if protocol.figure and "segmentation" not in protocol.labels:
         raise UserError("protocol: figure draws land-cover maps: it needs labels [segmentation]")
+    check_grid(protocol)
     for name in protocol.models:
         method = MODELS[name].pretrained
+        if method and method == protocol.grid_method:
+            continue  # the grid makes its runs
         if check_pretrained and method and not getattr(protocol.pretrained, method):
             raise UserError(f"protocol: pretrained.{method} is required for the model {name!r} "
                             f"(a {method} pre-training run directory)")
@@ -192,6 +207,91 @@ def load_protocol(path, overrides=(), check_pretrained=True):
     if not base.is_file() and protocol.base.removesuffix(".yaml") in shipped:
         base = shipped[protocol.base.removesuffix(".yaml")]
     return dataclasses.replace(protocol, base=str(base))
+
+
+def grid_points(protocol):
+    """``[(override, ...), ...]``: every combination of the protocol's ``grid`` values, in order."""
+    axes = []
+    for text in protocol.grid:
+        keys, values = parse_override(text)
+        key = ".".join(keys)
+        if not isinstance(values, list) or not values:
+            raise UserError(f"protocol: grid entries are KEY=[values]; received {text!r}")
+        axes.append([f"{key}={value}" for value in values])
+    return list(itertools.product(*axes)) if axes else []
+
+
+def point_name(point):
+    """A grid point in words: ``("train.batch_size=32", "train.epochs=100")`` -> ``"batch_size 32, epochs 100"``."""
+    return ", ".join(o.split("=", 1)[0].split(".")[-1] + " " + o.split("=", 1)[1] for o in point)
+
+
+def _slug(text):
+    return re.sub(r"[^a-z0-9_]", "", text.lower().replace(" ", "_").replace("-", "").replace(",", ""))
+
+
+def grid_run_dir(protocol, point):
+    """Where the grid's pre-training run of `point` lives."""
+    return pathlib.Path(protocol.dir) / "pretraining" / protocol.grid_method / _slug(point_name(point))
+
+
+def grid_config(protocol, point):
+    """The config of the grid's pre-training run of `point`: the method's shipped config, the point, then
+    ``grid_overrides``."""
+    from sslrs_tf.config import load_config
+
+    config_name = SMOKE_PRETRAINING[protocol.grid_method][0]
+    return load_config(config_name, [*point, *protocol.grid_overrides, f"run.dir={grid_run_dir(protocol, point)}"])
+
+
+def check_grid(protocol):
+    """One-line errors for a grid that cannot run, before anything trains (each point's config is validated)."""
+    if not protocol.grid:
+        return
+    if isinstance(protocol.grid, str):  # YAML could not read it as a list: the inner brackets were not quoted
+        raise UserError(f'protocol: grid must be a list of quoted KEY=[values]: grid=["train.batch_size=[32, 64]"]; '
+                        f"received {protocol.grid!r}")
+    if not protocol.grid_method:
+        raise UserError("protocol: grid varies the pre-training of grid_method: set grid_method "
+                        f"({', '.join(PRETRAINING)})")
+    if getattr(protocol.pretrained, protocol.grid_method):
+        raise UserError(f"protocol: pretrained.{protocol.grid_method} and the grid both name its runs: set one")
+    if not any(MODELS[m].pretrained == protocol.grid_method for m in protocol.models):
+        raise UserError(f"protocol: no model of models starts from {protocol.grid_method}: the grid would compare "
+                        "nothing")
+    for name in protocol.models:
+        if any(MODELS[m].pretrained == protocol.grid_method for m in MODELS[name].members):
+            raise UserError(f"protocol: the ensemble {name!r} cannot average rows of the grid")
+    varied = {parse_override(t)[0][-1] for t in protocol.grid}
+    for text in protocol.grid_overrides:
+        if parse_override(text)[0][-1] in varied:
+            raise UserError(f"protocol: grid_overrides sets {text.split('=')[0]}, which the grid varies")
+    for point in grid_points(protocol):
+        grid_config(protocol, point)  # a UserError names a key or value the config refuses
+
+
+def protocol_rows(protocol):
+    """``[(row name, model, grid point or None), ...]``: the protocol's models, those of ``grid_method`` once per
+    grid point (``"<model> [<point>]"``)."""
+    rows = []
+    for model in protocol.models:
+        if protocol.grid and MODELS[model].pretrained == protocol.grid_method:
+            rows += [(f"{model} [{point_name(p)}]", model, p) for p in grid_points(protocol)]
+        else:
+            rows.append((model, model, None))
+    return rows
+
+
+def make_grid_runs(protocol, train, log=print):
+    """Trains the grid's pre-training runs that have no card yet (an interrupted one resumes)."""
+    for i, point in enumerate(grid_points(protocol), 1):
+        where = grid_run_dir(protocol, point)
+        what = f"[pre-training {i}/{len(grid_points(protocol))}] {protocol.grid_method}, {point_name(point)}"
+        if _has_card(where):
+            log(f"{what}: done before")
+            continue
+        log(f"{what}: training in {where}")
+        train(grid_config(protocol, point), verbose=0)
 
 
 #: the synthetic world of ``--smoke`` (small: every run reads all of its test split)
@@ -254,6 +354,8 @@ def smoke_protocol(protocol, train, log=print):
     backbone = narrow_backbone(load_config(protocol.base, protocol.overrides).model.backbone)
     pretrained = {}
     for method in dict.fromkeys(MODELS[m].pretrained for m in protocol.models if MODELS[m].pretrained):
+        if method == protocol.grid_method:
+            continue  # the grid's runs are made by run_protocol, small (grid_overrides below)
         given = getattr(protocol.pretrained, method)
         if given and _has_card(given):
             pretrained[method] = given
@@ -267,26 +369,38 @@ def smoke_protocol(protocol, train, log=print):
         train(load_config(config_name, [*data, *SMOKE_RUN, "train.steps_per_epoch=2", f"run.dir={where}",
                                         f"model.backbone={pre_backbone}", *small]), verbose=0)
         pretrained[method] = str(where)
+    grid = []
+    if protocol.grid:
+        # Every point in miniature (its own run, the smoke's size: grid_overrides come after the point's values).
+        small = SMOKE_PRETRAINING[protocol.grid_method][1]
+        pre_backbone = "vgg" if protocol.grid_method == "mma" else backbone
+        grid = [*protocol.grid_overrides, *data, *SMOKE_RUN, "train.steps_per_epoch=2", f"model.backbone={pre_backbone}",
+                *small]
     return dataclasses.replace(
         protocol, dir=str(folder), seeds=protocol.seeds[:1], pretrained=PretrainedRuns(**pretrained),
-        overrides=[*protocol.overrides, *data, *SMOKE_RUN, f"model.backbone={backbone}"])
+        overrides=[*protocol.overrides, *data, *SMOKE_RUN, f"model.backbone={backbone}"],
+        grid_overrides=grid or protocol.grid_overrides)
 
 
-def run_dir(protocol, label, model, fraction, seed):
-    """Where one run of the protocol lives."""
+def run_dir(protocol, label, model, fraction, seed, point=None):
+    """Where one run of the protocol lives (`point`: of a grid row)."""
     slug = re.sub(r"[^a-z0-9_]", "", model.lower().replace(" ", "_").replace("-", ""))
+    if point:
+        slug = f"{slug}__{_slug(point_name(point))}"
     return pathlib.Path(protocol.dir) / label / slug / f"f{fraction:g}" / f"seed{seed}"
 
 
-def run_config(protocol, label, model, fraction, seed):
-    """The config of one run: base config, protocol overrides, the model's overrides."""
+def run_config(protocol, label, model, fraction, seed, point=None):
+    """The config of one run: base config, protocol overrides, the model's overrides (`point`: a grid row's,
+    started from that point's pre-training run)."""
     from sslrs_tf.config import load_config
 
     row = MODELS[model]
-    start = [f"model.pretrained={pathlib.Path(getattr(protocol.pretrained, row.pretrained)).resolve()}"] \
-        if row.pretrained else []
+    pretrained = grid_run_dir(protocol, point) if point else (row.pretrained and getattr(protocol.pretrained,
+                                                                                        row.pretrained))
+    start = [f"model.pretrained={pathlib.Path(pretrained).resolve()}"] if row.pretrained else []
     overrides = [*protocol.overrides, *start, *row.overrides,
-                 *getattr(protocol, row.family), f"run.dir={run_dir(protocol, label, model, fraction, seed)}",
+                 *getattr(protocol, row.family), f"run.dir={run_dir(protocol, label, model, fraction, seed, point)}",
                  f"train.seed={seed}", f"data.label={label}", f"data.label_fraction={fraction}"]
     return load_config(protocol.base, overrides)
 
@@ -305,12 +419,13 @@ def run_protocol(protocol, train, log=print):
     from sslrs_tf.evaluation.evaluate import evaluate_run
 
     results = []
-    grid = [(label, model, fraction, seed) for label in protocol.labels for model in protocol.models
+    make_grid_runs(protocol, train, log)
+    grid = [(label, row, fraction, seed) for label in protocol.labels for row in protocol_rows(protocol)
             for fraction in protocol.label_fractions for seed in protocol.seeds]
-    for i, (label, model, fraction, seed) in enumerate(grid, 1):
-        where = run_dir(protocol, label, model, fraction, seed)
+    for i, (label, (name, model, point), fraction, seed) in enumerate(grid, 1):
+        where = run_dir(protocol, label, model, fraction, seed, point)
         metrics = where / "metrics.json"
-        what = f"[{i}/{len(grid)}] {label}-label, {model}, {fraction:g} of the labels, seed {seed}"
+        what = f"[{i}/{len(grid)}] {label}-label, {name}, {fraction:g} of the labels, seed {seed}"
         if metrics.is_file():
             log(f"{what}: done before")
         elif MODELS[model].family == "ensemble":
@@ -319,10 +434,11 @@ def run_protocol(protocol, train, log=print):
             keras.backend.clear_session()
         else:
             log(f"{what}: training")
-            train(run_config(protocol, label, model, fraction, seed), verbose=0)
+            train(run_config(protocol, label, model, fraction, seed, point), verbose=0)
             evaluate_run(where)
             keras.backend.clear_session()  # each run builds new models: free the old graphs
-        results.append({"label": label, "model": model, "fraction": fraction, "seed": seed,
+        results.append({"label": label, "model": name, "row": model, "fraction": fraction, "seed": seed,
+                        **({"pretraining": dict(o.split("=", 1) for o in point)} if point else {}),
                         **json.loads(metrics.read_text())})
     return results
 
@@ -371,6 +487,12 @@ def tables(results, class_names=None):
     return "\n".join(out)
 
 
+def family(results, name):
+    """The :class:`Model` family of the row `name` of `results` (a grid row's is its model's)."""
+    row = next((r.get("row", r["model"]) for r in results if r["model"] == name), name)
+    return MODELS[row].family
+
+
 def headline(results):
     """Whether the pretrained models at 10 % of the labels beat every baseline at 100 % (the paper's claim),
     in words, per label kind; empty where the protocol lacks the runs to say."""
@@ -385,8 +507,8 @@ def headline(results):
 
         models = dict.fromkeys(r["model"] for r in results if r["label"] == label)
         # An ensemble mixes pre-trained and supervised members: it makes no claim either way.
-        pretrained = {m: score(m, 0.1) for m in models if MODELS[m].family in ("probe", "finetune")}
-        baselines = {m: score(m, 1.0) for m in models if MODELS[m].family == "baseline"}
+        pretrained = {m: score(m, 0.1) for m in models if family(results, m) in ("probe", "finetune")}
+        baselines = {m: score(m, 1.0) for m in models if family(results, m) == "baseline"}
         pretrained = {m: v for m, v in pretrained.items() if v is not None}
         baselines = {m: v for m, v in baselines.items() if v is not None}
         if not pretrained or not baselines:
@@ -416,7 +538,8 @@ def plot(results, path):
             values = [[r["scores"][key] for r in of_label if r["model"] == model and r["fraction"] == f]
                       for f in fractions]
             ax.errorbar([100 * f for f in fractions], [np.mean(v) for v in values], yerr=[np.std(v) for v in values],
-                        marker="o", capsize=3, label=model, linestyle={"baseline": "--", "ensemble": ":"}.get(MODELS[model].family, "-"))
+                        marker="o", capsize=3, label=model,
+                        linestyle={"baseline": "--", "ensemble": ":"}.get(family(results, model), "-"))
         ax.set_xscale("log")
         ax.set_xlabel("labelled patches used (%)")
         ax.set_ylabel(f"{key} (%)")

@@ -83,3 +83,22 @@ def test_the_moco_protocols_smoke_fine_tunes_partial_fusion_and_the_1k_baseline_
     baseline = json.loads((out / "single" / "supervised_1024_s2" / "f1" / "seed0" / "export" / "card.json")
                           .read_text())
     assert baseline["downstream"]["label_count"] == 1024 and baseline["downstream"]["pretrained"] is None
+
+
+def test_the_moco_study_smoke_pre_trains_each_grid_point_and_fine_tunes_from_each(tmp_path):
+    # Two points of its batch size x epochs grid (suite time), the MoCo row only: the protocol makes a pre-training
+    # run per point and fine-tunes a row from each run.
+    done, out = smoke("protocol_moco_study", tmp_path / "study", 'grid=["train.batch_size=[32, 64]"]',
+                      "models=[MoCo sensor-based s2]")
+    assert done.stdout.count("[pre-training ") == 2 and "smoke: pre-training" not in done.stdout
+    runs = sorted(p.name for p in (out / "pretraining" / "moco_sensor").iterdir())
+    assert runs == ["batch_size_32", "batch_size_64"]
+    results = json.loads((out / "results.json").read_text())
+    assert [(r["model"], r["pretraining"]) for r in results] == [
+        ("MoCo sensor-based s2 [batch_size 32]", {"train.batch_size": "32"}),
+        ("MoCo sensor-based s2 [batch_size 64]", {"train.batch_size": "64"})]
+    for point, result in zip(runs, results, strict=True):
+        card = json.loads((out / "single" / f"moco_sensorbased_s2__{point}" / "f1" / "seed0" / "export" / "card.json")
+                          .read_text())
+        assert card["downstream"]["pretrained"] == str((out / "pretraining" / "moco_sensor" / point).resolve())
+        assert f"| {result['model']} |" in (out / "tables.md").read_text()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -11,7 +12,15 @@ import yaml
 
 from evaluate import main as evaluate_main
 from sslrs_tf.errors import UserError
-from sslrs_tf.evaluation.protocol import headline, load_protocol, mean_std, report_protocol, run_protocol, tables
+from sslrs_tf.evaluation.protocol import (
+    headline,
+    load_protocol,
+    mean_std,
+    protocol_rows,
+    report_protocol,
+    run_protocol,
+    tables,
+)
 from tests.helpers import ROOT, exported_weights
 
 CLASSES = ("A", "B")
@@ -54,6 +63,22 @@ def test_protocol_file_errors(tmp_path):
     path.write_text(yaml.safe_dump({"dir": "x", "base": "b.yaml", "models": ["Dual-SimCLR frozen"]}))
     with pytest.raises(UserError, match="pretrained.dual_simclr is required for the model 'Dual-SimCLR frozen'"):
         load_protocol(path)
+    # A grid over pre-training settings: what it needs, each point validated as a config before anything trains.
+    study = ["dir=x"]
+    rows = [name for name, _, _ in protocol_rows(load_protocol("protocol_moco_study", study))]
+    assert rows[:3] == ["Supervised (full) s2", "MoCo sensor-based s2 [batch_size 32, epochs 100]",
+                        "MoCo sensor-based s2 [batch_size 32, epochs 200]"] and len(rows) == 7
+    for extra, message in [
+        (["grid_method=null"], "grid varies the pre-training of grid_method: set grid_method"),
+        (["pretrained.moco_sensor=runs/m"], "pretrained.moco_sensor and the grid both name its runs: set one"),
+        (["grid_overrides=[train.epochs=3]"], "grid_overrides sets train.epochs, which the grid varies"),
+        (['grid=["train.batch_sise=[8]"]'], "config: unknown key train.batch_sise; did you mean train.batch_size?"),
+        (['grid=["train.batch_size=8"]'], "grid entries are KEY=[values]; received 'train.batch_size=8'"),
+        (["grid=[train.batch_size=[8, 16]]"], 'grid must be a list of quoted KEY=[values]: grid=["train.batch_size'),
+        (["models=[Supervised (full) s2]"], "no model of models starts from moco_sensor"),
+    ]:
+        with pytest.raises(UserError, match=re.escape(message)):
+            load_protocol("protocol_moco_study", [*study, *extra])
     # The MoCo work's 1024 rows count their labelled patches: a fraction on top is refused before anything trains.
     with pytest.raises(UserError, match=r"'Supervised \(1024\) s1' trains on a count of labelled patches"):
         load_protocol("protocol_moco", ["label_fractions=[0.1, 1.0]"])
