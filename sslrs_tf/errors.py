@@ -70,7 +70,7 @@ def run_entry_point(action):
     import sys
 
     quiet = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read when TensorFlow loads, inside `action`
     # Only on the process's own standard error (a test capturing sys.stderr keeps its own).
     filtered = _HarmlessLinesFilter() if quiet and sys.stderr is sys.__stderr__ else None
     try:
@@ -87,6 +87,10 @@ def run_entry_point(action):
     finally:
         if filtered is not None:
             filtered.close()
+        if quiet:
+            # Put back as found: run in-process (tests, a notebook), the setting would otherwise pass to every
+            # process started later, whose start-up lines would then not be filtered.
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
     return 0
 
 
