@@ -68,6 +68,12 @@ def test_protocol_file_errors(tmp_path):
     rows = [name for name, _, _ in protocol_rows(load_protocol("protocol_moco_study", study))]
     assert rows[:3] == ["Supervised (full) s2", "MoCo sensor-based s2 [batch_size 32, epochs 100]",
                         "MoCo sensor-based s2 [batch_size 32, epochs 200]"] and len(rows) == 7
+    # The augmentation sets as a grid of protocol_moco's all-fusion pre-training.
+    sets = load_protocol("protocol_moco", ["pretrained.moco_fusion=null", "grid_method=moco_fusion",
+                                           'grid=["model.augmentation=[set1, set2, set3]"]',
+                                           "models=[Supervised (full) s1/s2, MoCo all fusion s1/s2]"])
+    assert [name for name, _, _ in protocol_rows(sets)] == [
+        "Supervised (full) s1/s2", *(f"MoCo all fusion s1/s2 [augmentation {s}]" for s in ("set1", "set2", "set3"))]
     for extra, message in [
         (["grid_method=null"], "grid varies the pre-training of grid_method: set grid_method"),
         (["pretrained.moco_sensor=runs/m"], "pretrained.moco_sensor and the grid both name its runs: set one"),
