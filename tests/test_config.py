@@ -111,18 +111,20 @@ def test_every_shipped_config_loads(path):
 def test_every_shipped_protocol_loads_and_its_runs_configure(path):
     import pathlib
 
-    from sslrs_tf.evaluation.protocol import MODELS, load_protocol, run_config
+    from sslrs_tf.evaluation.protocol import MODELS, grid_run_dir, load_protocol, protocol_rows, run_config
 
     protocol = load_protocol(path)
-    for model in protocol.models:
+    for _, model, point in protocol_rows(protocol):
         row = MODELS[model]
         if row.family == "ensemble":  # trains nothing: its members are rows of the protocol
             assert set(row.members) <= set(protocol.models)
             continue
-        config = run_config(protocol, protocol.labels[0], model, protocol.label_fractions[0], protocol.seeds[0])
+        config = run_config(protocol, protocol.labels[0], model, protocol.label_fractions[0], protocol.seeds[0], point)
         assert config.data.label_fraction == protocol.label_fractions[0]
         if row.family == "baseline":
             assert config.model.pretrained is None
+        elif point:  # a grid row: the grid's pre-training run of its point
+            assert config.model.pretrained == str(grid_run_dir(protocol, point).resolve())
         else:  # the run the protocol names for the row's pre-training method
             assert config.model.pretrained == str(pathlib.Path(getattr(protocol.pretrained, row.pretrained)).resolve())
 
