@@ -227,7 +227,7 @@ def point_name(point):
 
 
 def _slug(text):
-    return re.sub(r"[^a-z0-9_]", "", text.lower().replace(" ", "_").replace("-", "").replace(",", ""))
+    return re.sub(r"[^a-z0-9_]", "", text.lower().replace(" ", "_").replace("-", ""))
 
 
 def grid_run_dir(protocol, point):
@@ -384,7 +384,7 @@ def smoke_protocol(protocol, train, log=print):
 
 def run_dir(protocol, label, model, fraction, seed, point=None):
     """Where one run of the protocol lives (`point`: of a grid row)."""
-    slug = re.sub(r"[^a-z0-9_]", "", model.lower().replace(" ", "_").replace("-", ""))
+    slug = _slug(model)
     if point:
         slug = f"{slug}__{_slug(point_name(point))}"
     return pathlib.Path(protocol.dir) / label / slug / f"f{fraction:g}" / f"seed{seed}"

@@ -204,11 +204,10 @@ def copy_encoder_weights(source, target, adapters="keep"):
     src, dst = src_net.get_weights(), dst_net.weights
     if len(src) != len(dst):
         raise ValueError(f"{len(src)} weights to copy into {len(dst)}")
-    for i, (value, variable) in enumerate(zip(src, dst)):
-        if i and tuple(value.shape) != tuple(variable.shape):
+    for value, variable in zip(src[1:], dst[1:]):  # the first is the input convolution's kernel
+        if tuple(value.shape) != tuple(variable.shape):
             raise ValueError(f"weight {variable.path} is {tuple(variable.shape)}, the pre-trained one {value.shape}")
-        if i:
-            variable.assign(value)
+        variable.assign(value)
 
 
 #: every encoder :func:`make_encoder` builds: the ResNets, then the Swins
