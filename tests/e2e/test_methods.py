@@ -1,12 +1,11 @@
-"""Each pre-training method's shipped config through train.py (and evaluate.py), as real processes, and
-its export probed downstream with the shipped downstream configs (``model.pretrained=RUN``: the card sets
-backbone, bands, normalisation and inputs). Dual-SimCLR, MMA and SimCLR (RGB) also go downstream in the
-ISPRS protocol's smoke (tests/evaluation/test_protocol.py), Dual-Swin in the Swin protocol's (test_smoke.py).
+"""Each pre-training method's shipped config through train.py (and evaluate.py), and its export probed downstream
+with the shipped downstream configs (``model.pretrained=RUN``: the card sets backbone, bands, normalisation and
+inputs). Dual-SimCLR, MMA and SimCLR (RGB, pre-trained there only) go downstream in the ISPRS protocol's smoke,
+Dual-Swin in the Swin protocol's (test_smoke.py).
 
 Briefly (tests/helpers.py SHORT_RUN: one epoch of two steps, batch 8, 32 px crops) on the small
-synthetic world; what each method learns is shown by the in-process tests of tests/methods/. The MoCo work's
-other scenarios and its scene classification run through train.py's main in-process (no TensorFlow start-up
-per run), here beside the processes rather than in the main test run (suite time).
+synthetic world; what each method learns is shown by the tests of tests/methods/. The entry points' mains run
+in this process (tests/e2e/chains.py), here beside the main test run (suite time).
 """
 
 import json
@@ -17,8 +16,7 @@ import numpy as np
 import pytest
 
 from tests.e2e.chains import evaluate, train
-from tests.helpers import ROOT, SHORT_RUN, card_of, exported_weights
-from train import main as train_main
+from tests.helpers import SHORT_RUN, card_of, exported_weights
 
 pytestmark = pytest.mark.e2e
 
@@ -28,9 +26,9 @@ def downstream(config, pre, out, world, *overrides):
     resolved config (the protocols' smokes and tests/test_evaluate.py evaluate such runs)."""
     import yaml
 
-    trained = train(config, out, *world, "train.epochs=1", "train.batch_size=8", f"model.pretrained={pre}",
+    printed = train(config, out, *world, "train.epochs=1", "train.batch_size=8", f"model.pretrained={pre}",
                     "model.freeze=true", *overrides)
-    line = next(x for x in trained.stdout.splitlines() if x.startswith("model.pretrained"))
+    line = next(x for x in printed.splitlines() if x.startswith("model.pretrained"))
     return line, yaml.safe_load((out / "config.yaml").read_text())
 
 
@@ -60,7 +58,7 @@ def test_train_py_runs_moco_sensor_then_evaluates_query_to_key_retrieval(small_w
     out = tmp_path / "run"
     train("moco_sensor.yaml", out, *small_world, *SHORT_RUN, "model.backbone=resnet10", "model.queue_size=64",
           "train.validation_steps=1")
-    evaluated = evaluate(out)
+    evaluated = evaluate("--run", out)
     card = card_of(out)
     assert card["method"] == "moco_sensor" and set(card["encoders"]) == {"s1", "s2"}
     s2 = card["encoders"]["s2"]
@@ -69,7 +67,7 @@ def test_train_py_runs_moco_sensor_then_evaluates_query_to_key_retrieval(small_w
     # The exported S2 encoder is the query encoder with its adapter: 10 bands in, the pooled vector out.
     encoder = keras.saving.load_model(out / "export" / s2["file"])
     assert encoder(np.zeros((1, 32, 32, 10), np.float32))["pooled"].shape == (1, 512)
-    assert "cross-modal retrieval on holdout" in evaluated.stdout
+    assert "cross-modal retrieval on holdout" in evaluated
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["pairs"] > 10 and 1 <= metrics["scores"]["median_rank"] <= metrics["pairs"]
     # OnlySen-1 from the S1 key encoder, with its adapter; z-score and the 10 bands from the card.
@@ -94,30 +92,15 @@ def test_train_py_runs_moco_fusion_and_its_stacked_encoder_starts_early_fusion_s
         np.testing.assert_array_equal(a, b)
 
 
-def test_train_py_runs_simclr_on_rgb_and_exports_its_encoder(small_world, tmp_path):
-    out = tmp_path / "run"
-    train("simclr_rgb.yaml", out, *small_world, *SHORT_RUN, "model.backbone=resnet10", "data.validation_split=null")
-    card = card_of(out)
-    assert list(card["encoders"]) == ["s2"] and card["method"] == "simclr"
-    assert card["encoders"]["s2"]["input"]["bands"] == ["B04", "B03", "B02"]
-    assert card["encoders"]["s2"]["input"]["method"] == "fixed"
-    encoder = keras.saving.load_model(out / "export" / "encoder_s2.keras")
-    assert encoder(np.zeros((1, 32, 32, 3), np.float32))["pooled"].shape == (1, 512)
-
-
 @pytest.mark.parametrize("config, encoders, channels", [
     ("moco_single.yaml", {"s2"}, 10),
     ("moco_sensor_augmented.yaml", {"s1", "s2"}, 10),
-    ("moco_partial_fusion.yaml", {"s1s2"}, 12),
 ])
-def test_train_py_runs_each_moco_scenario_and_exports_its_encoders(config, encoders, channels, tmp_path, small_world,
-                                                                    capsys):
-    # The SEN12MS MoCo work's scenarios beyond the sensor pairs and all fusion (run as processes above, and taken
-    # downstream); in-process (train.py's main: no second TensorFlow start-up), briefly (SHORT_RUN).
+def test_train_py_runs_each_moco_scenario_and_exports_its_encoders(config, encoders, channels, tmp_path, small_world):
+    # The SEN12MS MoCo work's scenarios beyond the sensor pairs and all fusion (above, and taken downstream),
+    # briefly (SHORT_RUN); partial fusion is pre-trained by the MoCo protocol's smoke (test_smoke.py).
     out = tmp_path / "run"
-    args = ["--config", str(ROOT / "configs" / config), f"run.dir={out}", *small_world, *SHORT_RUN,
-            "model.backbone=resnet10", "model.queue_size=32"]
-    assert train_main(args) == 0
+    train(config, out, *small_world, *SHORT_RUN, "model.backbone=resnet10", "model.queue_size=32")
     card = json.loads((out / "export" / "card.json").read_text())
     assert set(card["encoders"]) == encoders and card["adapters"] is True
     first = sorted(encoders)[-1]
@@ -125,22 +108,17 @@ def test_train_py_runs_each_moco_scenario_and_exports_its_encoders(config, encod
     assert np.isfinite(card["final_metrics"]["loss"]) and "top1" in card["final_metrics"]
 
 
-def test_sen12ms_scene_classification_trains_on_a_label_count_and_reports_the_scheme_s_classes(tmp_path, small_world,
-                                                                                                capsys):
-    from evaluate import main as evaluate_main
+def test_sen12ms_scene_classification_trains_on_a_label_count_and_reports_the_scheme_s_classes(tmp_path, small_world):
     from sslrs_tf.data.labels import SCHEMES
 
     out = tmp_path / "scenes"
-    args = ["--config", str(ROOT / "configs" / "finetune_sen12ms_scenes.yaml"), f"run.dir={out}", *small_world,
-            "train.epochs=1", "train.batch_size=4", "data.crop_size=32", "model.backbone=resnet10",
-            "model.pretrained=null", "data.label_count=12"]
-    assert train_main(args) == 0
+    printed = train("finetune_sen12ms_scenes.yaml", out, *small_world, "train.epochs=1", "train.batch_size=4",
+                    "data.crop_size=32", "model.backbone=resnet10", "model.pretrained=null", "data.label_count=12")
     card = json.loads((out / "export" / "card.json").read_text())
     assert card["downstream"]["label_count"] == 12 and card["downstream"]["label_scheme"] == "igbp_simple"
-    printed = capsys.readouterr().out
     steps = re.findall(r"\x1b\[1m(\d+)/(\d+)\x1b\[0m", printed)  # Keras' progress bar: bold "step/steps"
     assert steps and {total for _, total in steps} == {"3"}  # 12 labelled patches in batches of 4: three steps
-    assert evaluate_main(["--run", str(out)]) == 0
+    evaluate("--run", out)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == "holdout" and list(metrics["support"]) == list(SCHEMES["igbp_simple"])
     assert metrics["label_scheme"] == "igbp_simple" and sum(metrics["support"].values()) > 0

@@ -9,7 +9,7 @@ import pytest
 from sslrs_tf.errors import PREEMPTED_STATUS
 from tests.e2e.chains import run as run_command
 from tests.e2e.chains import train
-from tests.helpers import card_of, exported_weights
+from tests.helpers import card_of
 
 pytestmark = pytest.mark.e2e
 

@@ -3,8 +3,6 @@
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,7 +19,7 @@ from sslrs_tf.evaluation.protocol import (
     run_protocol,
     tables,
 )
-from tests.helpers import ROOT, exported_weights
+from tests.helpers import exported_weights
 
 CLASSES = ("A", "B")
 
@@ -106,12 +104,12 @@ def test_a_small_protocol_runs_reports_and_continues_where_it_stopped(quickstart
     for a, b in zip(exported_weights(frozen_half, "s1", "s2"), exported_weights(quickstarted.run, "s1", "s2"),
                     strict=True):
         np.testing.assert_array_equal(a, b)
-    # evaluate.py as the user's shell runs it, on that run: the scores the protocol wrote (deterministic crops).
+    # evaluate.py --run on that run (its main): the scores the protocol wrote (deterministic crops).
     written = json.loads((frozen_half / "metrics.json").read_text())
-    cli = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--run", str(frozen_half)],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert cli.returncode == 0, cli.stderr[-3000:]
-    assert "| Forest |" in cli.stdout and "OA" in cli.stdout
+    capsys.readouterr()
+    assert evaluate_main(["--run", str(frozen_half)]) == 0
+    printed = capsys.readouterr().out
+    assert "| Forest |" in printed and "OA" in printed
     assert json.loads((frozen_half / "metrics.json").read_text()) == written
     assert written["split"] == "test" and written["synthetic"] is True
     assert set(written["scores"]) == {"OA", "AA", "F1", "O-F1"}
@@ -139,45 +137,6 @@ def test_a_small_protocol_runs_reports_and_continues_where_it_stopped(quickstart
 
 def config_of(folder, label, model, fraction):
     return yaml.safe_load((folder / label / model / f"f{fraction:g}" / "seed0" / "config.yaml").read_text())
-
-
-@pytest.mark.slow
-def test_the_isprs_protocol_smoke_makes_the_missing_pretrainings_on_the_fly(pretrained_run, tmp_path, capsys,
-                                                                           monkeypatch):
-    # `evaluate.py --protocol protocol_isprs --smoke` as a user runs it (in-process: its main), multi-label, at one
-    # label fraction, one system of each kind (a baseline, and one per pre-training) to stay within the suite's
-    # time. Dual-SimCLR's pre-training is named (a finished run), MMA's and SimCLR's are made on the fly.
-    monkeypatch.chdir(tmp_path)
-    models = ["OnlySen-1", "SimCLR (RGB)", "MMA", "Dual-SimCLR frozen"]
-    assert evaluate_main(["--protocol", "protocol_isprs", "--smoke", f"dir={tmp_path / 'isprs'}", "labels=[multi]",
-                          "label_fractions=[0.1]", f"models=[{', '.join(models)}]",
-                          f"pretrained.dual_simclr={pretrained_run}"]) == 0
-    printed, out = capsys.readouterr().out, tmp_path / "isprs_smoke"
-    for method in ("mma", "simclr"):
-        assert f"smoke: pre-training {method}" in printed
-        assert (out / "pretrained" / method / "export" / "card.json").is_file()
-    assert "smoke: pre-training dual_simclr" not in printed
-    tables = (out / "tables.md").read_text()
-    assert tables.startswith("**SYNTHETIC data**") and "per-class F1, F1, O-F1" in tables
-    rows = [line.split(" | ")[0][2:] for line in tables.splitlines() if line.startswith("| ") and "---" not in line]
-    assert rows[1:5] == models  # the per-class table, in the protocol's order
-    results = json.loads((out / "results.json").read_text())
-    assert [r["model"] for r in results] == models and all(r["synthetic"] for r in results)
-    assert all(list(r["scores"]) == ["F1", "O-F1"] for r in results)
-    # Each pre-trained row took its encoders' architecture and input from its card.
-    mma = config_of(out, "multi", "mma", 0.1)
-    assert mma["model"]["backbone"] == "vgg" and mma["model"]["pretrained"].endswith("pretrained/mma")
-    simclr = config_of(out, "multi", "simclr_rgb", 0.1)
-    assert (simclr["model"]["inputs"], simclr["data"]["s2_bands"], simclr["data"]["normalization"]) == \
-        ("only_s2", ["B04", "B03", "B02"], "fixed")
-    baseline = config_of(out, "multi", "onlysen1", 0.1)
-    assert baseline["model"]["backbone"] == "resnet10" and baseline["model"]["pretrained"] is None
-    assert baseline["data"]["class_balance"] is True and baseline["data"]["source"] == "synthetic"
-    # Frozen: the run's exported encoders are the named pre-trained ones.
-    for m in ("s1", "s2"):
-        for a, b in zip(exported_weights(pretrained_run, m),
-                        exported_weights(out / "multi" / "dualsimclr_frozen" / "f0.1" / "seed0", m), strict=True):
-            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.slow
