@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/train_step.py
 	$(PY) bench/end_to_end.py
 	$(PY) bench/memory.py
+	$(PY) bench/predict.py
 	$(PY) bench/cpu_settings.py
 	$(PY) bench/optimizer_apply.py
 	# PyTorch on jemalloc (apt-get install libjemalloc2); skipped with a message where it is missing

@@ -339,6 +339,24 @@ class Experiment:
         model.load_weights(weights)
         return ds, model
 
+    def rebuilt(self, weights, class_names=None):
+        """A finished run's model from its config alone, no data read: the method built on a blank batch of
+        the config's crop and bands, every weight loaded from `weights` (the run's ``.weights.h5``).
+
+        Args:
+            class_names: the run's classes, in code order (its card's ``downstream.classes``); None: the
+                data source's (opened).
+        """
+        import tensorflow as tf
+
+        if class_names is not None:
+            self.__dict__["class_names"] = tuple(class_names)  # what the cached property would hold
+        size = self.config.data.crop_size
+        blank = {m: tf.zeros([1, size, size, len(self.bands[m])]) for m in self.modalities}
+        model = self.build_method(blank, pretrained=False)
+        model.load_weights(weights)
+        return model
+
     def _load_pretrained(self, model):
         m = self.config.model
         _, encoders = load_encoders(m.pretrained, tuple(model.streams), self.config.data.normalization, self.bands,

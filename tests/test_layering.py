@@ -19,8 +19,9 @@ LAYERS = [
     ("sslrs_tf.datasets",),
     ("sslrs_tf.experiment",),
     ("sslrs_tf.training",),
-    ("sslrs_tf.evaluation",),
-    ("sslrs_tf.cli", "sslrs_tf.quickstart", "sslrs_tf.convert"),
+    ("sslrs_tf.evaluation", "sslrs_tf.inference"),
+    ("sslrs_tf.cli", "sslrs_tf.quickstart", "sslrs_tf.convert", "sslrs_tf.export", "sslrs_tf.predict",
+     "sslrs_tf.embed"),
     ("train", "evaluate"),
 ]
 

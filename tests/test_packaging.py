@@ -30,5 +30,13 @@ def test_the_console_commands_are_the_scripts_entry_points():
 
     scripts = dict(line.split(" = ") for line in setup_options()["options.entry_points"]["console_scripts"].split("\n")
                    if line)
-    assert scripts == {"sslrs-train": "sslrs_tf.cli:train_main", "sslrs-evaluate": "sslrs_tf.cli:evaluate_main"}
+    assert scripts == {"sslrs-train": "sslrs_tf.cli:train_main", "sslrs-evaluate": "sslrs_tf.cli:evaluate_main",
+                       "sslrs-predict": "sslrs_tf.predict:main", "sslrs-embed": "sslrs_tf.embed:main",
+                       "sslrs-export": "sslrs_tf.export:main"}
     assert train.main is cli.train_main and evaluate.main is cli.evaluate_main
+    # Each named function exists and is the module's `python -m` entry point.
+    import importlib
+
+    for target in scripts.values():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), target

@@ -149,11 +149,11 @@ def fit(model, experiment, run_plan, epoch, step, callbacks, verbose):
     return history
 
 
-def export(model, own, config, history, chief):
+def export(model, own, config, history, chief, class_names=None):
     """Exports the encoders and the card into `own` and returns the card; a non-chief worker's
-    directory is removed afterwards."""
+    directory is removed afterwards. `class_names`: a downstream run's classes, in code order."""
     final = {k: v[-1] for k, v in history.items() if v and np.isfinite(v[-1])}
-    card = own.export_encoders(model, config, final)
+    card = own.export_encoders(model, config, final, class_names)
     if not chief:
         shutil.rmtree(own.path, ignore_errors=True)
         try:
@@ -212,7 +212,7 @@ def train(config, verbose="auto", explicit=(), preemption=False):
         checkpointer.close()
     # The card records the batch the run trained with.
     trained = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=run_plan.batch_size))
-    return export(model, own, trained, history, chief)
+    return export(model, own, trained, history, chief, experiment.class_names if config.data.label else None)
 
 
 def _shard_by_data(dataset):

@@ -89,9 +89,9 @@ class RunDir:
         except OSError as err:
             raise UserError(f"run.dir {self.path}: cannot write there ({reason(err)})") from None
 
-    def export_encoders(self, model, config, metrics):
+    def export_encoders(self, model, config, metrics, class_names=None):
         """Saves each encoder as ``.keras``, the whole model's weights and ``card.json`` with what a user of
-        the weights needs, and returns the card.
+        the weights needs (a downstream run's: its `class_names`, in code order), and returns the card.
 
         The files are written into a folder beside ``export/`` that replaces it once complete: an
         export cut short (a kill, a full disk) leaves the previous one as it was.
@@ -101,7 +101,7 @@ class RunDir:
         """
         shutil.rmtree(self._partial, ignore_errors=True)
         try:
-            card = self._write_export(self._partial, model, config, metrics)
+            card = self._write_export(self._partial, model, config, metrics, class_names)
         except OSError as err:
             shutil.rmtree(self._partial, ignore_errors=True)
             kept = "the previous export is kept" if self.export.is_dir() else "nothing was exported"
@@ -114,7 +114,7 @@ class RunDir:
         shutil.rmtree(self._previous, ignore_errors=True)
         return card
 
-    def _write_export(self, folder, model, config, metrics):
+    def _write_export(self, folder, model, config, metrics, class_names):
         folder.mkdir(parents=True)
         norm = Normalization(config.data.normalization)
         bands = {"s1": config.data.s1_bands, "s2": config.data.s2_bands}
@@ -146,7 +146,9 @@ class RunDir:
             **({"downstream": {"inputs": config.model.inputs, "label": config.data.label,
                                "label_fraction": config.data.label_fraction, "label_count": config.data.label_count,
                                "label_scheme": config.data.label_scheme, "pretrained": config.model.pretrained,
-                               "freeze": config.model.freeze}} if config.data.label else {}),
+                               "freeze": config.model.freeze,
+                               **({"classes": list(class_names)} if class_names is not None else {})}}
+               if config.data.label else {}),
             "final_metrics": {k: float(v) for k, v in metrics.items()},
             "code_version": code_version(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from evaluate import main as evaluate_main
+from sslrs_tf.data.labels import CLASS_NAMES
 from sslrs_tf.errors import UserError
 from sslrs_tf.evaluation.protocol import (
     headline,
@@ -99,7 +100,8 @@ def test_a_small_protocol_runs_reports_and_continues_where_it_stopped(quickstart
     card = json.loads((frozen_half / "export" / "card.json").read_text())
     assert card["downstream"] == {"inputs": "late_fusion", "label": "single", "label_fraction": 0.5,
                                   "label_count": None, "label_scheme": None,
-                                  "pretrained": str(quickstarted.run.resolve()), "freeze": True}
+                                  "pretrained": str(quickstarted.run.resolve()), "freeze": True,
+                                  "classes": list(CLASS_NAMES)}
     # Frozen: the run's exported encoders are exactly the pretrained ones (loaded, then kept).
     for a, b in zip(exported_weights(frozen_half, "s1", "s2"), exported_weights(quickstarted.run, "s1", "s2"),
                     strict=True):

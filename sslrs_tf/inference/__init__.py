@@ -1,0 +1,1 @@
+"""Trained models put to work outside training: a serving SavedModel (and, from scenes, maps and embeddings)."""
