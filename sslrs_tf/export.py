@@ -2,8 +2,8 @@
 
     python -m sslrs_tf.export --run RUN --out DIR [--overwrite]
 
-A downstream run serves class probabilities, a pre-training run (or a converted checkpoint's
-directory) its encoders' embeddings; raw S1 (dB) and S2 (reflectance x 10 000) go in.
+A downstream run serves class probabilities, a pre-training run its encoders' embeddings; raw
+S1 (dB) and S2 (reflectance x 10 000) go in.
 """
 
 import argparse
@@ -23,13 +23,12 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
 
-    from sslrs_tf.errors import UserError, run_entry_point
+    from sslrs_tf.errors import run_entry_point
 
     def action():
-        import pathlib
+        from sslrs_tf.inference.maps import check_output
 
-        if pathlib.Path(args.out).exists() and not args.overwrite:
-            raise UserError(f"--out {args.out} exists; choose a new directory or pass --overwrite")
+        check_output(args.out, args.overwrite)  # before the run is loaded
         from sslrs_tf.inference.runs import open_run
         from sslrs_tf.inference.serving import export_saved_model
 

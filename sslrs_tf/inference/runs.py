@@ -56,15 +56,16 @@ class TrainedModel:
         """Class probabilities of the model's logits: sigmoid for multi-label, else softmax over the last axis."""
         return tf.sigmoid(logits) if self.kind == "multi" else tf.nn.softmax(logits, axis=-1)
 
-    def predict(self, raw):
-        """``{sensor: raw [N, H, W, C]}`` -> class probabilities (NumPy), or ``{encoder: embedding}`` for
-        embeddings: preparation and model in one traced graph (a Python call per layer would dominate)."""
-        if "_predict_fn" not in self.__dict__:
-            def run(raw):
-                out = self.model(self.prepare(raw), training=False)
-                return out if self.kind == "embedding" else self.scores(tf.cast(out, tf.float32))
+    def forward(self, raw):
+        """``{sensor: raw [N, H, W, C]}`` -> class probabilities, or ``{encoder: embedding}`` for embeddings
+        (tensors; what :meth:`predict` runs and the serving SavedModel exports)."""
+        out = self.model(self.prepare(raw), training=False)
+        return out if self.kind == "embedding" else self.scores(tf.cast(out, tf.float32))
 
-            self.__dict__["_predict_fn"] = tf.function(run, reduce_retracing=True)
+    def predict(self, raw):
+        """:meth:`forward` in one traced graph (a Python call per layer would dominate), on NumPy; NumPy out."""
+        if "_predict_fn" not in self.__dict__:
+            self.__dict__["_predict_fn"] = tf.function(self.forward, reduce_retracing=True)
         out = self.__dict__["_predict_fn"]({m: tf.convert_to_tensor(v, tf.float32) for m, v in raw.items()})
         return {k: v.numpy() for k, v in out.items()} if isinstance(out, dict) else out.numpy()
 

@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 
 from sslrs_tf.errors import UserError
+from sslrs_tf.inference.maps import check_output
 
 #: the signatures: their name, and the dtype of the S2 input they take
 SIGNATURES = {"serve": tf.float32, "serve_uint16": tf.uint16}
@@ -30,11 +31,10 @@ def serving_fn(trained):
     ``{"embedding_<encoder>": [N, D]}`` (:class:`~sslrs_tf.inference.runs.TrainedModel` `trained`)."""
 
     def serve(raw):
-        prepared = trained.prepare(raw)
-        out = trained.model(prepared, training=False)
+        out = trained.forward(raw)
         if trained.kind == "embedding":
             return {f"embedding_{name}": tf.cast(v, tf.float32) for name, v in out.items()}
-        return {"probabilities": tf.cast(trained.scores(tf.cast(out, tf.float32)), tf.float32)}
+        return {"probabilities": out}
 
     return serve
 
@@ -54,9 +54,8 @@ def export_saved_model(trained, out, overwrite=False):
     Raises:
         UserError: `out` exists (unless `overwrite`) or cannot be written.
     """
+    check_output(out, overwrite)
     out = pathlib.Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"--out {out} exists; choose a new directory or pass --overwrite")
     archive = keras.export.ExportArchive()
     archive.track(trained.model)
     serve = serving_fn(trained)

@@ -1,7 +1,7 @@
 """What the end-to-end tests share: the real entry points run one after the other, as processes where the
 process itself is under test (preemption, a killed or full-disk run, several workers, an installed package),
 else through their ``main`` in this process: the same code from the argument list on, without a TensorFlow
-start-up per run (~12 s of CPU here)."""
+start-up per run."""
 
 import contextlib
 import io

@@ -13,6 +13,7 @@ import pytest
 from sslrs_tf.data.labels import CLASS_NAMES
 from sslrs_tf.export import main as export_main
 from sslrs_tf.inference.runs import open_run
+from tests.inference.test_maps import numpy_per_sample_max
 
 #: a process without sslrs_tf: every export's two signatures on the raw arrays, outputs to an .npz
 LOAD_ALONE = textwrap.dedent("""
@@ -33,13 +34,6 @@ LOAD_ALONE = textwrap.dedent("""
                 out[f"{i}/{name}/{key}"] = value.numpy()
     np.savez(sys.argv[2], **out)
 """)
-
-
-def numpy_per_sample_max(x, low, high):
-    """The papers' preparation, independently: NaN -> lower bound, clip, shift, divide each sample's channel by its
-    maximum + 1e-5."""
-    x = np.clip(np.where(np.isnan(x), low, x.astype(np.float64)), low, high) - low
-    return (x / (x.max(axis=(1, 2), keepdims=True) + 1e-5)).astype(np.float32)
 
 
 def numpy_softmax(z):
@@ -93,7 +87,7 @@ def test_export_errors_are_one_line(pretrained_run, tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     for argv, message in [
         (["--run", str(pretrained_run), "--out", str(tmp_path / "taken")],
-         f"--out {tmp_path / 'taken'} exists; choose a new directory or pass --overwrite"),
+         f"--out: {tmp_path / 'taken'} exists; choose another path or pass --overwrite"),
         (["--run", str(tmp_path / "none"), "--out", str(tmp_path / "o")],
          f"--run {tmp_path / 'none'}: no such directory"),
         (["--run", str(tmp_path), "--out", str(tmp_path / "o")],
