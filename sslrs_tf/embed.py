@@ -25,6 +25,9 @@ def main(argv=None):
     parser.add_argument("--s1-units", default="db", choices=("db", "linear"), help="S1 in dB (default) or linear power")
     parser.add_argument("--tile", type=int, help="tile side in px (default: the run's crop size)")
     parser.add_argument("--batch-size", type=int, default=8, help="tiles per model call (default 8)")
+    parser.add_argument("--distribution", default="auto", choices=("auto", "one_device", "mirrored"),
+                        help="auto (default): each batch split across the GPUs when there are two or more "
+                        "(MirroredStrategy), else the default device; mirrored: across the logical CPU devices too")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
     if args.tile is not None and args.tile < 16:
@@ -46,7 +49,7 @@ def main(argv=None):
         from sslrs_tf.inference.runs import open_run
         from sslrs_tf.inference.scenes import Scene
 
-        trained = open_run(args.run)
+        trained = open_run(args.run, distribution=args.distribution)
         needed = {m: bands for m, (bands, _) in trained.inputs.items()}
         bands = {m: b for m, b in (("s1", band_list(args.s1_bands)), ("s2", band_list(args.s2_bands))) if b}
         with Scene({"s1": args.s1, "s2": args.s2}, needed, bands, args.s1_units) as scene:

@@ -15,7 +15,6 @@ import math
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import tensorflow as tf
 from rasterio.warp import transform as warp_points
 
 from sslrs_tf.errors import UserError
@@ -47,7 +46,7 @@ def embed_scene(trained, scene, out, tile=None, batch_size=8, progress=None):
     if str(trained.card.get("backbone", "")).startswith("swin") and tile != trained.crop_size:
         raise UserError(f"--tile {tile}: the run's Swin encoders take {trained.crop_size} px tiles only")
     embedder = encoders_of(trained)
-    embed = tf.function(lambda raw: embedder(trained.prepare(raw)), reduce_retracing=True)  # one graph, not eager
+    embed = trained.batched(lambda raw: embedder(trained.prepare(raw)))
     rows, cols = math.ceil(scene.height / tile), math.ceil(scene.width / tile)
     positions = [(r, c) for r in range(rows) for c in range(cols)]
     records = {k: [] for k in ("row", "col", "minx", "miny", "maxx", "maxy", "valid_fraction")}
@@ -56,7 +55,7 @@ def embed_scene(trained, scene, out, tile=None, batch_size=8, progress=None):
         chunk = positions[start:start + batch_size]
         read = [scene.read(r * tile, c * tile, tile) for r, c in chunk]
         raw = {m: np.stack([x[0][m] for x in read]) for m in trained.inputs}
-        embedded = {k: v.numpy() for k, v in embed({m: tf.constant(v, tf.float32) for m, v in raw.items()}).items()}
+        embedded = embed(raw)
         for i, ((r, c), (_, valid)) in enumerate(zip(chunk, read, strict=True)):
             share = float(valid.mean())
             if share < MIN_VALID:

@@ -31,7 +31,7 @@ NODATA = 255
 COLUMN_BLOCK = 1024
 #: GDAL's block cache for a command's reads and writes, MB (its default, 5 % of the RAM, would let memory grow
 #: with the scene up to that)
-GDAL_CACHE_MB = 256
+GDAL_CACHE_MB = 64
 #: a colour per class (hex), cycling for schemes with more classes; after the IGBP legend for DFC2020's eight
 COLOURS = ("#009900", "#c6b044", "#b6ff05", "#27ff87", "#c24f44", "#a5a5a5", "#f9ffa4", "#1c0dff",
            "#fbff13", "#0000ff")

@@ -11,6 +11,7 @@ import json
 import pathlib
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from sslrs_tf.config import load_config
@@ -19,9 +20,13 @@ from sslrs_tf.errors import UserError
 from sslrs_tf.experiment import Experiment
 from sslrs_tf.models.pretrained import load_card, sensor_inputs, stream_modalities
 from sslrs_tf.training.rundir import RunDir
+from sslrs_tf.training.strategy import make_strategy
 
 #: what a model gives: class scores per sample (classification), per pixel (segmentation), or embeddings
 KINDS = ("single", "multi", "segmentation", "embedding")
+#: ``--distribution``: the strategies of ``train.distribution`` that serve one process (see
+#: :func:`~sslrs_tf.training.strategy.make_strategy`)
+DISTRIBUTIONS = ("auto", "one_device", "mirrored")
 
 
 @dataclasses.dataclass
@@ -37,6 +42,8 @@ class TrainedModel:
         crop_size: the side of the crops it was trained on (a Swin takes only that side).
         model: ``model(prepared)`` on ``{sensor: [N, H, W, C] prepared float32}`` gives logits
             (``[N, classes]`` or ``[N, H, W, classes]``) or ``{encoder name: [N, D] pooled embedding}``.
+        strategy: the ``tf.distribute`` strategy the model was built in; :meth:`batched` splits each batch
+            across its replicas.
     """
 
     path: pathlib.Path
@@ -46,6 +53,7 @@ class TrainedModel:
     class_names: tuple
     crop_size: int
     model: object
+    strategy: object = None
 
     def prepare(self, raw):
         """``{sensor: raw [N, H, W, C]}`` (S1 in dB, S2 as reflectance x 10 000, the bands of :attr:`inputs`
@@ -63,11 +71,39 @@ class TrainedModel:
         return out if self.kind == "embedding" else self.scores(tf.cast(out, tf.float32))
 
     def predict(self, raw):
-        """:meth:`forward` in one traced graph (a Python call per layer would dominate), on NumPy; NumPy out."""
+        """:meth:`forward` on a NumPy batch, NumPy out (through :meth:`batched`)."""
         if "_predict_fn" not in self.__dict__:
-            self.__dict__["_predict_fn"] = tf.function(self.forward, reduce_retracing=True)
-        out = self.__dict__["_predict_fn"]({m: tf.convert_to_tensor(v, tf.float32) for m, v in raw.items()})
-        return {k: v.numpy() for k, v in out.items()} if isinstance(out, dict) else out.numpy()
+            self.__dict__["_predict_fn"] = self.batched(self.forward)
+        return self.__dict__["_predict_fn"](raw)
+
+    def batched(self, fn):
+        """`fn` (``{sensor: raw [N, H, W, C]}`` -> tensors) as a function of NumPy batches, NumPy out: one traced
+        graph (a Python call per layer would dominate), each batch split across :attr:`strategy`'s replicas
+        (padded with copies of its last sample to a multiple of their count; the copies' results dropped)."""
+        strategy = self.strategy or tf.distribute.get_strategy()
+        replicas = strategy.num_replicas_in_sync
+
+        @tf.function(reduce_retracing=True)
+        def step(raw):
+            # The replicas' results concatenated in replica order (strategy.gather returned one replica's part of a
+            # dict of outputs here, TF 2.21 on logical CPUs).
+            return tf.nest.map_structure(lambda v: tf.concat(strategy.experimental_local_results(v), axis=0),
+                                         strategy.run(fn, args=(raw,)))
+
+        def call(raw):
+            n = len(next(iter(raw.values())))
+            share = -(-n // replicas)
+            padded = {m: np.concatenate([v, np.repeat(v[-1:], share * replicas - n, axis=0)]).astype(np.float32)
+                      for m, v in raw.items()}
+
+            def part(context):
+                i = context.replica_id_in_sync_group
+                return {m: tf.constant(v[i * share:(i + 1) * share]) for m, v in padded.items()}
+
+            out = step(strategy.experimental_distribute_values_from_function(part))
+            return tf.nest.map_structure(lambda t: t.numpy()[:n], out)
+
+        return call
 
 
 def _normalization(described, sensor):
@@ -100,13 +136,30 @@ class Embedder(keras.Model):
         return out
 
 
-def open_run(path, what="--run"):
+def open_run(path, what="--run", distribution="one_device"):
     """Opens a finished run (``config.yaml`` and ``export/``) or an export directory (``card.json`` and encoders).
+
+    Args:
+        distribution: the strategy the model is built in and predicts through: one of :data:`DISTRIBUTIONS`, or a
+            ``tf.distribute.Strategy``.
 
     Raises:
         UserError: not such a directory, or the run has not finished (named with `what`).
     """
-    path = pathlib.Path(path)
+    if isinstance(distribution, tf.distribute.Strategy):
+        strategy = distribution
+    elif distribution in DISTRIBUTIONS:
+        strategy = make_strategy(distribution)
+    else:
+        raise UserError(f"--distribution must be one of {', '.join(DISTRIBUTIONS)}. Received: {distribution!r}")
+    with strategy.scope():
+        trained = _open(pathlib.Path(path), what)
+    trained.strategy = strategy
+    return trained
+
+
+def _open(path, what):
+    """:func:`open_run` inside its strategy's scope."""
     run = RunDir(path)
     if not path.is_dir():
         raise UserError(f"{what} {path}: no such directory")

@@ -4,12 +4,14 @@ a NumPy bilinear reference), tiles that leave no seams, a classifier's tile grid
 import json
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import rasterio
 from rasterio.transform import from_origin
 from rasterio.warp import transform as warp_points
 
 from sslrs_tf.data.bands import S1_BANDS
+from sslrs_tf.inference.embeddings import embed_scene
 from sslrs_tf.inference.maps import COLOURS, blend_window, tile_starts
 from sslrs_tf.inference.runs import open_run
 from sslrs_tf.inference.scenes import Scene
@@ -142,6 +144,28 @@ def test_a_scene_shifted_by_a_tile_step_gets_the_same_classes_where_the_same_til
     first, second = maps
     np.testing.assert_array_equal(first[32:, 32:], second[8:, 8:])
     assert len(np.unique(first[first != 255])) > 1  # a map, not one class everywhere
+
+
+def test_batches_split_across_replicas_give_what_one_device_gives(segmenter, scene, two_replicas, tmp_path):
+    one, two = open_run(segmenter), open_run(segmenter, distribution=two_replicas)
+    assert two.strategy.num_replicas_in_sync == 2 and one.strategy.num_replicas_in_sync == 1
+    with Scene({"s1": scene["s1"], "s2": scene["s2"]}, {m: b for m, (b, _) in one.inputs.items()}) as opened:
+        read = [opened.read(top, left, 32)[0] for top, left in [(0, 0), (40, 60), (88, 120)]]
+        raw = {m: np.stack([r[m] for r in read]) for m in one.inputs}
+        # Three tiles over two replicas: the second gets the last tile and a copy of it, whose result is dropped.
+        expected = one.predict(raw)
+        assert expected.shape == (3, 32, 32, len(one.class_names))
+        np.testing.assert_allclose(two.predict(raw), expected, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(two.predict({m: v[:1] for m, v in raw.items()}), expected[:1], rtol=0, atol=1e-5)
+        # Embeddings go the same way (a fine-tuned run's encoders).
+        for trained, name in ((one, "one.parquet"), (two, "two.parquet")):
+            embed_scene(trained, opened, tmp_path / name, tile=32, batch_size=3)
+    tables = [pq.read_table(tmp_path / name) for name in ("one.parquet", "two.parquet")]
+    assert tables[0].num_rows == 20 and tables[0].column_names == tables[1].column_names
+    for column in tables[0].column_names:
+        if column.startswith("embedding_"):
+            np.testing.assert_allclose(*(np.stack(t[column].to_numpy(zero_copy_only=False)) for t in tables),
+                                       rtol=0, atol=1e-5)
 
 
 def numpy_per_sample_max(x, low, high):
