@@ -73,3 +73,14 @@ def test_a_fine_tuned_run_embeds_with_its_encoders(quickstarted, scene, tmp_path
     assert embed_main(["--run", str(run), "--s2", str(scene["s2"]), "--s1", str(scene["s1"]), "--out", str(out)]) == 0
     table = pq.read_table(out)
     assert {"embedding_s1", "embedding_s2"} <= set(table.column_names) and table.num_rows == 19
+
+
+@pytest.mark.parametrize("argv, message", [(["--batch-size", "0"], "--batch-size takes 1 or more"),
+                                           (["--tile", "8"], "--tile takes 16 px or more")])
+def test_embed_and_predict_refuse_the_same_bad_options(argv, message, tmp_path, capsys):
+    from sslrs_tf.predict import main as predict_main
+
+    for command in (embed_main, predict_main):
+        with pytest.raises(SystemExit) as stopped:
+            command(["--run", str(tmp_path), "--s2", "s2.tif", "--out", str(tmp_path / "out"), *argv])
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
