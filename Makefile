@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) bench/input_steps.py
 	$(PY) bench/train_step.py
 	$(PY) bench/end_to_end.py
+	$(PY) bench/build.py
 	$(PY) bench/memory.py
 	$(PY) bench/predict.py
 	$(PY) bench/cpu_settings.py

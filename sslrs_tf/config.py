@@ -167,6 +167,9 @@ class DataConfig:
     missing_bands: str = option("error", choices=("error", "zeros"),
                                 doc="a band the dataset lacks (B10 on bigearthnet): refuse, or feed zeros after normalisation")
     test_split: str = option("test", doc="split evaluate.py reports on")
+    service: typing.Optional[str] = option(None, doc="grpc://HOST:PORT of a tf.data service dispatcher whose workers "
+                                                     "make the training input (python -m sslrs_tf.data.service; "
+                                                     "docs/distribution.md); null: this process makes it")
     synthetic: SyntheticConfig = option(SyntheticConfig)
 
 

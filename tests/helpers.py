@@ -28,6 +28,31 @@ def copy_tree(src, dst):
     return dst
 
 
+#: Beam pipeline flags, as `tfds build --beam_pipeline_options=` passes them: Beam's local runner with two worker
+#: processes, and in this process
+BEAM_TWO_PROCESSES = ["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+BEAM_IN_PROCESS = ["--runner=DirectRunner"]
+
+
+def beam_options(flags):
+    """``PipelineOptions`` of a list of flags, or None (a plain build) for None."""
+    if flags is None:
+        return None
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    return PipelineOptions(flags)
+
+
+def tfds_records(builder, split):
+    """The records of a built split as parsed ``tf.train.Example`` protos, in file order (their bytes may differ
+    between builds: a proto map's fields are serialised in no fixed order)."""
+    import tensorflow as tf
+
+    files = sorted(pathlib.Path(builder.data_dir).glob(f"*-{split}.tfrecord-*"))
+    assert files, f"no records of {split} in {builder.data_dir}"
+    return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset([str(f) for f in files])]
+
+
 def eager_and_in_tf_data(fn, *args):
     """Runs `fn(*args)` eagerly and inside a tf.data map; returns both results as NumPy.
 

@@ -13,11 +13,17 @@ The counts are printed at the end of the build and stored in the dataset's
 ``metadata.json`` (``builder.info.metadata["skipped"]``). TFDS writes into an
 ``incomplete`` folder and renames it only after success, so a failed build never
 leaves a dataset that loads as complete.
+
+A build given Beam options (``tfds build … --beam_pipeline_options=…``) reads the
+samples in an Apache Beam pipeline (worker processes here, a cluster elsewhere);
+its records, splits and skip counts are those of the plain build, which needs no
+Beam. The driver lists the files; the workers read them.
 """
 
 import collections
 import hashlib
 import logging
+import re
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -72,13 +78,12 @@ class SkipReport:
 
     def __init__(self):
         self.counts = collections.defaultdict(collections.Counter)
-        self.examples = collections.defaultdict(list)
+        self.examples = collections.defaultdict(set)
 
-    def skip(self, split, reason, path):
-        """Records that one sample of `split` was skipped for `reason`; `path` is the file concerned."""
-        self.counts[split][reason] += 1
-        if len(self.examples[reason]) < 5:
-            self.examples[reason].append(str(path))
+    def skip(self, split, reason, path, count=1):
+        """Records that `count` samples of `split` were skipped for `reason`; `path` is (one) file concerned."""
+        self.counts[split][reason] += count
+        self.examples[reason].add(str(path))
         log.info("skipped %s (%s)", path, reason)
 
     def total(self):
@@ -89,7 +94,8 @@ class SkipReport:
         """The report as stored in the dataset's metadata."""
         return {
             "skipped": {split: dict(sorted(c.items())) for split, c in sorted(self.counts.items())},
-            "skipped_examples": dict(sorted(self.examples.items())),
+            # The first paths by name, not by reading order: a Beam build reads in no fixed order.
+            "skipped_examples": {reason: sorted(paths)[:5] for reason, paths in sorted(self.examples.items())},
         }
 
     def summary(self, name):
@@ -135,21 +141,91 @@ def load_sample(paths, size, on_error, report, split):
     return sample
 
 
+#: Namespace of the Beam metrics that carry a Beam build's skip report from the workers to the driver.
+BEAM_NAMESPACE = "sslrs_tf.skipped"
+
+
+def beam_load(item, size, on_error, split):
+    """Beam's counterpart of :func:`load_sample` for one ``(key, paths, extra)`` item: yields ``(key, example)``
+    or nothing, and counts a skip in Beam metrics (a worker's :class:`SkipReport` would stay in the worker)."""
+    from apache_beam.metrics import Metrics
+
+    key, paths, extra = item
+    report = SkipReport()
+    sample = load_sample(paths, size, on_error, report, split)
+    for reason, n in report.counts[split].items():
+        Metrics.counter(BEAM_NAMESPACE, f"{split}/{reason}").inc(n)
+        for path in report.examples[reason]:
+            Metrics.string_set(BEAM_NAMESPACE, f"examples/{reason}").add(path)
+    if sample is not None:
+        yield key, dict(sample, **extra)
+
+
+def report_from_beam(result, report):
+    """Adds the skips counted in a finished Beam pipeline's metrics to `report`."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    metrics = result.metrics().query(MetricsFilter().with_namespace(BEAM_NAMESPACE))
+    paths = {}
+    for found in metrics.get("string_sets", []):
+        paths[found.key.metric.name.split("/", 1)[1]] = sorted(found.committed)
+    for found in metrics.get("counters", []):
+        split, reason = found.key.metric.name.split("/", 1)
+        if found.committed:
+            report.skip(split, reason, paths.get(reason, ["?"])[0], count=found.committed)
+    for reason, kept in paths.items():
+        report.examples[reason].update(kept)
+
+
 class SentinelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """Base of the SEN12MS and DFC2020 builders: manual download, skip report, clear errors."""
+    """Base of the SEN12MS and DFC2020 builders: manual download, skip report, clear errors, plain or Beam build."""
 
     def _download_and_prepare(self, dl_manager, download_config):
         check_config(self.builder_config)
         self._report = SkipReport()
+        self._beam = bool(download_config.beam_runner or download_config.beam_options)
         try:
             super()._download_and_prepare(dl_manager, download_config)
         except AssertionError as err:
             if "No examples were yielded" not in str(err):
                 raise
             raise UserError(f"{self.info.full_name}: a split has no usable sample ({self._report.summary('skipped').split(' — ')[-1]})") from None
+        except Exception as err:
+            if not self._beam:
+                raise
+            # A Beam runner re-raises a worker's error as its own, with the worker's traceback as text.
+            found = re.search(r"sslrs_tf\.errors\.(?:DataError|UserError): (.*)", str(err))
+            if found:
+                raise UserError(found.group(1).split(" [while running")[0]) from None
+            empty = re.search(r"generated examples is 0 for split (\w+)", str(err))
+            if empty:
+                # The metrics of a failed pipeline are lost: the plain build can count the skips.
+                raise UserError(f"{self.info.full_name}: split {empty.group(1)} has no usable sample; build without "
+                                "Beam options to see the skip counts") from None
+            raise
         # Filled before TFDS writes dataset_info, so the counts are kept with the dataset.
         self.info.metadata.update(self._report.to_dict())
         print(self._report.summary(self.info.full_name), flush=True)
+
+    def _process_pipeline_result(self, pipeline_result):
+        report_from_beam(pipeline_result, self._report)
+
+    def _examples(self, items, split):
+        """The examples of `split` from ``(key, paths, extra)`` items: a generator, or a Beam transform when the
+        build was given Beam options (the same samples, read by Beam's workers)."""
+        config = self.builder_config
+        if self._beam:
+            beam = tfds.core.lazy_imports.apache_beam
+            return (beam.Create(items)
+                    | f"Read_{split}" >> beam.FlatMap(beam_load, config.patch_size, config.on_error, split))
+        return self._generate(items, split)
+
+    def _generate(self, items, split):
+        config = self.builder_config
+        for key, paths, extra in items:
+            sample = load_sample(paths, config.patch_size, config.on_error, self._report, split)
+            if sample is not None:
+                yield key, dict(sample, **extra)
 
     def _manual_root(self, dl_manager, expected):
         """The manual folder, checked to exist and be non-empty; `expected` describes its layout."""

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
+from sslrs_tf.data import service
 from sslrs_tf.errors import TrainingStopped, UserError
 from sslrs_tf.experiment import Experiment, apply_card
 from sslrs_tf.training.callbacks import Checkpointer, InputImages, NonFiniteGuard
@@ -123,9 +124,11 @@ def fit(model, experiment, run_plan, epoch, step, callbacks, verbose):
     guard = next(c for c in callbacks if isinstance(c, NonFiniteGuard))
 
     def training_data(start_epoch, start_step=0):
-        return _shard_by_data(experiment.dataset(config.data.split, training=True, batch_size=run_plan.batch_size,
-                                                 start_epoch=start_epoch, start_step=start_step,
-                                                 steps_per_epoch=run_plan.steps))
+        data = experiment.dataset(config.data.split, training=True, batch_size=run_plan.batch_size,
+                                  start_epoch=start_epoch, start_step=start_step, steps_per_epoch=run_plan.steps)
+        if config.data.service:
+            data = service.distribute(data, config.data.service)
+        return _shard_by_data(data)
 
     validation = None
     if config.data.validation_split:
@@ -182,6 +185,8 @@ def train(config, verbose="auto", explicit=(), preemption=False):
         TrainingStopped: the loss stayed non-finite for ``train.max_skipped`` batches.
         Preempted: SIGTERM (with `preemption`).
     """
+    if config.data.service:
+        check_service(config)
     # First: a multi-worker strategy configures TF's collective ops, which only works before
     # anything else has initialised TensorFlow's runtime.
     strategy = make_strategy(config.train.distribution)
@@ -213,6 +218,16 @@ def train(config, verbose="auto", explicit=(), preemption=False):
     # The card records the batch the run trained with.
     trained = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=run_plan.batch_size))
     return export(model, own, trained, history, chief, experiment.class_names if config.data.label else None)
+
+
+def check_service(config):
+    """Refuses ``data.service`` where it is not supported: a malformed address, or more than one trainer process
+    (each would get other batches from the workers than its peers, while the run's global batches are
+    assembled from every worker's share of the same batch: :func:`_shard_by_data`)."""
+    service.address(config.data.service)
+    if config.train.distribution in ("multi_worker", "tpu"):
+        raise UserError("data.service feeds one trainer process (train.distribution auto, one_device or mirrored). "
+                        f"Received: train.distribution={config.train.distribution}")
 
 
 def _shard_by_data(dataset):

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from sslrs_tf.data import layout
-from sslrs_tf.data.tfds_common import SentinelBuilder, load_sample, raster_features
+from sslrs_tf.data.tfds_common import SentinelBuilder, raster_features
 from sslrs_tf.errors import UserError
 
 _LAYOUT = (
@@ -85,14 +85,11 @@ class Builder(SentinelBuilder):
         return splits
 
     def _generate_examples(self, folders, roi, split):
-        config = self.builder_config
         patches = set()
         for folder in folders.values():
             patches.update(p for p in map(layout.patch_id, (f.name for f in folder.iterdir())) if p is not None)
+        items = []
         for patch in sorted(patches):
             paths = {kind: folder / f"{roi}_{kind}_0_p{patch}.tif" for kind, folder in folders.items()}
-            sample = load_sample(paths, config.patch_size, config.on_error, self._report, split)
-            if sample is None:
-                continue
-            key = f"{split}_p{patch}"
-            yield key, dict(sample, patch=patch, id=key)
+            items.append((f"{split}_p{patch}", paths, dict(patch=patch, id=f"{split}_p{patch}")))
+        return self._examples(items, split)

@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 
 from sslrs_tf.data import layout
 from sslrs_tf.errors import DataError, UserError
-from tests.helpers import DFC2020_DUMMY, copy_tree
+from tests.helpers import BEAM_IN_PROCESS, DFC2020_DUMMY, beam_options, copy_tree, tfds_records
 from tfds_builders.dfc2020 import Builder, Dfc2020Config
 
 SIZE = 32
@@ -34,11 +34,23 @@ class Dfc2020Test(tfds.testing.DatasetBuilderTestCase):
         self.assertIn(Builder.name, tfds.list_builders(with_community_datasets=False))
 
 
-def build(manual_dir, data_dir, **config):
-    """Builds DFC2020 with the Python API; returns the builder."""
+def build(manual_dir, data_dir, beam=None, **config):
+    """Builds DFC2020 with the Python API; returns the builder. `beam`: Beam pipeline flags."""
     builder = Builder(config=Dfc2020Config(**{"name": "t", "patch_size": SIZE, **config}), data_dir=str(data_dir))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir),
+                                                                             beam_options=beam_options(beam)))
     return builder
+
+
+def test_a_beam_build_writes_the_records_and_skip_counts_of_the_plain_build(tmp_path):
+    manual = copy_tree(DFC2020_DUMMY, tmp_path / "manual")
+    next(manual.rglob("ROIs0000_test/s2_0/*.tif")).unlink()
+    plain = build(manual, tmp_path / "plain")
+    beam = build(manual, tmp_path / "beam", beam=BEAM_IN_PROCESS)
+    assert beam.info.metadata == plain.info.metadata
+    assert plain.info.metadata["skipped"] == {"test": {"missing_s2": 1}, "validation": {"s1_nan": 1}}
+    for split in ("validation", "test"):
+        assert tfds_records(beam, split) == tfds_records(plain, split)
 
 
 def rename_validation(manual, suffix):

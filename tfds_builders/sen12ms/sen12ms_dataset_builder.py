@@ -8,7 +8,7 @@ import rasterio
 import tensorflow_datasets as tfds
 
 from sslrs_tf.data import layout
-from sslrs_tf.data.tfds_common import SentinelBuilder, load_sample, raster_features, unit_hash
+from sslrs_tf.data.tfds_common import SentinelBuilder, raster_features, unit_hash
 from sslrs_tf.errors import UserError
 
 _LAYOUT = "ROIs1158_spring/s1_<scene>/ROIs1158_spring_s1_<scene>_p<patch>.tif (and s2_, lc_; one folder per season)"
@@ -217,15 +217,13 @@ class Builder(SentinelBuilder):
         return set(kept) | set(unreadable)
 
     def _generate_examples(self, root, scenes, split):
-        config = self.builder_config
+        items = []
         for season, scene in scenes:
             # Every patch with any file: one that lacks a file is loaded to be skipped and counted.
             for patch in sorted(set.union(*self._patches(root, season, scene).values())):
                 if self._kept is not None and (season, scene, patch) not in self._kept:
                     continue
                 paths = {kind: root / layout.sen12ms_path(season, kind, scene, patch) for kind in layout.SEN12MS_KINDS}
-                sample = load_sample(paths, config.patch_size, config.on_error, self._report, split)
-                if sample is None:
-                    continue
                 key = f"{season}_{scene}_p{patch}"
-                yield key, dict(sample, season=season, scene=scene, patch=patch, id=key)
+                items.append((key, paths, dict(season=season, scene=scene, patch=patch, id=key)))
+        return self._examples(items, split)

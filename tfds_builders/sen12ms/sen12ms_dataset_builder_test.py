@@ -15,7 +15,16 @@ from tensorflow_datasets.core.dataset_info import DatasetInfoFileError
 
 from sslrs_tf.data import labels, layout, synthetic
 from sslrs_tf.errors import DataError, UserError
-from tests.helpers import ROOT, SEN12MS_DUMMY, copy_tree, realdata
+from tests.helpers import (
+    BEAM_IN_PROCESS,
+    BEAM_TWO_PROCESSES,
+    ROOT,
+    SEN12MS_DUMMY,
+    beam_options,
+    copy_tree,
+    realdata,
+    tfds_records,
+)
 from tfds_builders.sen12ms import Builder, Sen12msConfig
 from tfds_builders.sen12ms.sen12ms_dataset_builder import non_overlapping
 
@@ -46,11 +55,12 @@ class Sen12msTest(tfds.testing.DatasetBuilderTestCase):
         self.assertIn(Builder.name, tfds.list_builders(with_community_datasets=False))
 
 
-def build(manual_dir, data_dir, **config):
-    """Builds SEN12MS with the Python API; returns the builder."""
+def build(manual_dir, data_dir, beam=None, **config):
+    """Builds SEN12MS with the Python API; returns the builder. `beam`: Beam pipeline options (a list of flags)."""
     config = {"name": "t", "patch_size": SIZE, **config}
     builder = Builder(config=Sen12msConfig(**config), data_dir=str(data_dir))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir),
+                                                                             beam_options=beam_options(beam)))
     return builder
 
 
@@ -201,6 +211,39 @@ def test_a_split_with_no_usable_sample_is_a_clear_error(tmp_path):
         build(manual, tmp_path / "out", seasons=["spring"])
 
 
+@pytest.mark.slow
+def test_a_beam_build_in_two_processes_writes_the_records_of_the_plain_build(tmp_path, monkeypatch):
+    manual = copy_tree(SEN12MS_DUMMY, tmp_path / "manual")
+    next(manual.rglob("*_s2_*.tif")).write_bytes(b"not a tiff")  # a bad_file, besides a missing_s2 and an s1_nan
+    with monkeypatch.context() as without_beam:  # the plain build needs no Beam
+        for name in [m for m in sys.modules if m.split(".")[0] == "apache_beam"] + ["apache_beam"]:
+            without_beam.setitem(sys.modules, name, None)
+        plain = build(manual, tmp_path / "plain", on_error="skip")
+    beam = build(manual, tmp_path / "beam", beam=BEAM_TWO_PROCESSES, on_error="skip")
+    assert {k: v.num_examples for k, v in beam.info.splits.items()} == \
+        {k: v.num_examples for k, v in plain.info.splits.items()} == {"train": 6, "holdout": 3}
+    assert beam.info.metadata == plain.info.metadata
+    assert plain.info.metadata["skipped"] == {"train": {"bad_file": 1, "missing_s2": 1, "s1_nan": 1}}
+    for split in ("train", "holdout"):
+        assert tfds_records(beam, split) == tfds_records(plain, split)
+        assert [ex["id"] for ex in examples(beam, split)] == [ex["id"] for ex in examples(plain, split)]
+
+
+def test_a_beam_build_stops_at_a_broken_file_or_an_empty_split_with_one_line(tmp_path):
+    manual = copy_tree(SEN12MS_DUMMY, tmp_path / "manual")
+    victim = next(manual.rglob("*_s2_*.tif"))
+    victim.write_bytes(victim.read_bytes()[:300])
+    with pytest.raises(UserError) as err:
+        build(manual, tmp_path / "out", beam=BEAM_IN_PROCESS)
+    assert str(err.value).startswith(f"{victim}: cannot be read as a GeoTIFF") and "\n" not in str(err.value)
+    assert not list((tmp_path / "out").rglob("dataset_info.json"))
+    empty = tmp_path / "empty"
+    synthetic.write_geotiff(empty / layout.sen12ms_path("spring", "s1", 1, 1), np.full((SIZE, SIZE, 2), np.nan,
+                                                                                       np.float32), (0, 0), 32632)
+    with pytest.raises(UserError, match=r"split train has no usable sample; build without Beam options to see"):
+        build(empty, tmp_path / "out_empty", beam=BEAM_IN_PROCESS, seasons=["spring"])
+
+
 def test_bad_config_values_are_named():
     with pytest.raises(UserError, match="seasons"):
         Sen12msConfig(name="x", seasons=["autumn"])
@@ -292,17 +335,20 @@ def test_dummy_data_is_what_the_generator_script_writes(tmp_path):
 
 
 @pytest.mark.slow
-def test_tfds_command_line_builds_a_subset_in_one_flag(tmp_path):
+def test_tfds_command_line_builds_a_subset_in_one_flag_with_beam_in_two_processes(tmp_path):
     tfds_cli = pathlib.Path(sys.executable).with_name("tfds")
     config = json.dumps({"name": "spring_small", "seasons": ["spring"], "patch_size": SIZE, "holdout_fraction": 0})
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     run = subprocess.run(
         [str(tfds_cli), "build", str(ROOT / "tfds_builders" / "sen12ms"), "--manual_dir", str(SEN12MS_DUMMY),
-         "--data_dir", str(tmp_path), "--config", config],
+         "--data_dir", str(tmp_path), "--config", config,
+         "--beam_pipeline_options=runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing"],
         capture_output=True, text=True, env=env, cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "no sample skipped" in run.stdout or "skipped" in run.stdout
+    assert "sen12ms/spring_small/1.0.0: skipped 1 sample(s) — train: 1 missing_s2" in run.stdout
+    # Beam's worker processes ran (their start-up lines on standard error).
+    assert run.stderr.count("Python sdk harness starting") >= 2, run.stderr[-2000:]
     built = tfds.builder_from_directory(str(tmp_path / "sen12ms" / "spring_small" / "1.0.0"))
     got = list(tfds.as_numpy(built.as_dataset(split="train")))
     assert got and {layout.SEASONS[ex["season"]] for ex in got} == {"spring"}
