@@ -7,9 +7,11 @@ s2 and lc GeoTIFFs of every sample at every step (lc even for pre-training),
 reads only the crop's window of each, normalises in NumPy and collates; here its
 reading is rewritten step for step (``research_style_sample``) and runs on 2
 workers (processes and, separately, threads; the faster is the baseline), as a
-``DataLoader(num_workers=2)`` would on this 2-core machine. Runs alternate
-(A, B, A, B, ...) and medians are reported, because this machine's throughput
-drifts by 20-35 % from run to run.
+``DataLoader(num_workers=2)`` would on this 2-core machine. Ours runs with the
+malloc settings every command sets (``sslrs_tf.malloc``); the threads baseline
+shares this process and so runs with them too, the processes baseline does not.
+Runs alternate (A, B, A, B, ...) and medians are reported, because this
+machine's throughput drifts by 20-35 % from run to run.
 
     python bench/input_pipeline.py [--patches 256] [--repeats 3]
 
@@ -32,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import sslrs_tf  # noqa: E402,F401  (its TF settings must come before TensorFlow loads)
 from bench.machine import describe  # noqa: E402
+from sslrs_tf.malloc import keep_freed_memory  # noqa: E402
 
 BATCH = 32
 
@@ -116,6 +119,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", default=None, help="folder for the synthetic files (default: a temp folder)")
     args = parser.parse_args()
+    # As every command does before TensorFlow starts; the threads baseline shares this process and its malloc
+    # settings, the processes baseline does not.
+    keep_freed_memory()
 
     builder, files = synthetic_sen12ms(args.work, args.patches, "bench_input_")
 

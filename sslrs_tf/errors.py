@@ -65,9 +65,14 @@ def run_entry_point(action):
     :data:`HARMLESS` lists, are taken out of the process's standard error): an entry point
     loads TensorFlow inside `action`. Imported as a library, the package leaves its host
     program's logging alone, and a user who sets ``TF_CPP_MIN_LOG_LEVEL`` sees every line.
+    Before `action`, malloc is set to keep freed memory (:func:`sslrs_tf.malloc.keep_freed_memory`).
     """
     import os
     import sys
+
+    from sslrs_tf.malloc import keep_freed_memory
+
+    keep_freed_memory()
 
     quiet = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read when TensorFlow loads, inside `action`

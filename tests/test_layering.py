@@ -12,7 +12,7 @@ from tests.helpers import ROOT
 
 #: lowest first: a module may import from its own layer and the layers before it
 LAYERS = [
-    ("sslrs_tf.errors", "sslrs_tf.config", "sslrs_tf.configs"),
+    ("sslrs_tf.errors", "sslrs_tf.malloc", "sslrs_tf.config", "sslrs_tf.configs"),
     ("sslrs_tf.data", "sslrs_tf.losses", "sslrs_tf.metrics"),
     ("sslrs_tf.models",),
     ("sslrs_tf.methods", "tfds_builders"),

@@ -64,18 +64,20 @@ def clip(x, modality, fill_nan=True):
     low, high = CLIP_RANGES[modality]
     x = tf.convert_to_tensor(x)
     if x.dtype.is_integer:
-        # Integer rasters (S2) hold no NaN and clip more cheaply in their own,
-        # narrower dtype; an unsigned one needs no lower bound at 0.
-        if x.dtype.is_unsigned and low <= 0:
-            x = tf.minimum(x, tf.cast(high, x.dtype))
-        else:
-            x = tf.clip_by_value(x, tf.cast(low, x.dtype), tf.cast(high, x.dtype))
-        return tf.cast(x, tf.float32)
+        return tf.cast(_clip_integers(x, low, high), tf.float32)
     x = tf.cast(x, tf.float32)
     if fill_nan:
         x = tf.where(tf.math.is_nan(x), low, x)
     # clip_by_value keeps NaN as NaN; fill_nan=False relies on that.
     return tf.clip_by_value(x, low, high)
+
+
+def _clip_integers(x, low, high):
+    """Integer rasters (S2) hold no NaN and clip more cheaply in their own, narrower dtype; an unsigned one
+    needs no lower bound at 0."""
+    if x.dtype.is_unsigned and low <= 0:
+        return tf.minimum(x, tf.cast(high, x.dtype))
+    return tf.clip_by_value(x, tf.cast(low, x.dtype), tf.cast(high, x.dtype))
 
 
 def raw_channel_max(x):
@@ -102,10 +104,20 @@ def per_sample_max(x, modality, fill_nan=True):
     ignores them (an all-NaN channel has maximum 0).
     """
     low, high = CLIP_RANGES[modality]
-    x = clip(x, modality, fill_nan)
+    x = tf.convert_to_tensor(x)
+    if x.dtype.is_integer:
+        # The maximum is taken in the integer dtype: half the bytes of float32 to reduce over for uint16, and the
+        # same value (the cast to float32 is exact and keeps the order).
+        x = _clip_integers(x, low, high)
+        peak = tf.cast(tf.reduce_max(x, axis=[-3, -2]), tf.float32)
+        x = tf.cast(x, tf.float32)
+    else:
+        x = clip(x, modality, fill_nan)
+        peak = raw_channel_max(x)
     if low:
-        x = x - low
-    peak = tf.maximum(raw_channel_max(x), 0.0)  # -inf (all NaN) -> 0
+        # max(x) - low is max(x - low): a float subtraction keeps the order.
+        x, peak = x - low, peak - low
+    peak = tf.maximum(peak, 0.0)  # -inf (all NaN) -> 0
     # One multiply per pixel; a NaN pixel (fill_nan=False) stays NaN whatever it is multiplied by.
     scale = 1.0 / (peak + MAX_EPSILON)
     return x * tf.expand_dims(tf.expand_dims(scale, -2), -2)
