@@ -7,16 +7,17 @@ s2 and lc GeoTIFFs of every sample at every step (lc even for pre-training),
 reads only the crop's window of each, normalises in NumPy and collates; here its
 reading is rewritten step for step (``research_style_sample``) and runs on 2
 workers (processes and, separately, threads; the faster is the baseline), as a
-``DataLoader(num_workers=2)`` would on this 2-core machine. Ours runs with the
-malloc settings every command sets (``sslrs_tf.malloc``); the threads baseline
-shares this process and so runs with them too, the processes baseline does not.
-Runs alternate (A, B, A, B, ...) and medians are reported, because this
+``DataLoader(num_workers=2)`` would on this 2-core machine. Ours runs in a
+process of its own with the malloc settings every command sets
+(``sslrs_tf.malloc``); the baselines run on glibc's defaults, as the research
+code does. Runs alternate (A, B, A, B, ...) and medians are reported, because this
 machine's throughput drifts by 20-35 % from run to run.
 
     python bench/input_pipeline.py [--patches 256] [--repeats 3]
 
 Prints one JSON line; ``ratio`` is ours / theirs at 128 px crops (the
-pre-training crop), ``ratio_256`` at full 256 px patches.
+pre-training crop), ``ratio_256`` at full 256 px patches; ``malloc_settings_ratio``
+is ours with the malloc settings / ours without them, at 128 px.
 """
 
 import argparse
@@ -83,10 +84,13 @@ def run_rasterio(pool, files, crop, samples):
     return done / (time.perf_counter() - start)
 
 
-def run_tfds(builder, crop, samples):
-    """Samples/s of sslrs_tf's pipeline (after one warm-up batch)."""
+def run_tfds(data_dir, crop, samples):
+    """Samples/s of sslrs_tf's pipeline on the built dataset in `data_dir` (after three warm-up batches)."""
+    import tensorflow_datasets as tfds
+
     from sslrs_tf.data.pipeline import make_dataset
 
+    builder = tfds.builder_from_directory(data_dir)
     # The synthetic set has a few hundred training samples; a shuffle buffer near
     # that size would refill (and stall) every epoch, which on real SEN12MS
     # happens once per 180 000 samples. 64 keeps the measurement representative.
@@ -119,9 +123,6 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", default=None, help="folder for the synthetic files (default: a temp folder)")
     args = parser.parse_args()
-    # As every command does before TensorFlow starts; the threads baseline shares this process and its malloc
-    # settings, the processes baseline does not.
-    keep_freed_memory()
 
     builder, files = synthetic_sen12ms(args.work, args.patches, "bench_input_")
 
@@ -129,15 +130,22 @@ def main():
     # Two ways to run the research-style reader on 2 cores; the faster one is the
     # baseline, so the ratio is not flattered by a weak reader. Processes pay for
     # pickling each sample back; threads share memory (rasterio and NumPy release the GIL).
-    with multiprocessing.get_context("spawn").Pool(2) as procs, multiprocessing.pool.ThreadPool(2) as threads:
+    # Ours in a process of its own that sets malloc as every command does before TensorFlow starts
+    # (keep_freed_memory), so that the baselines here keep glibc's defaults.
+    spawn = multiprocessing.get_context("spawn")
+    # Ours also without those settings, in another process: what they are worth, in the same run.
+    with spawn.Pool(1, initializer=keep_freed_memory) as own, spawn.Pool(1) as own_default, spawn.Pool(2) as procs, \
+            multiprocessing.pool.ThreadPool(2) as threads:
         for crop in (128, 256):
-            ours, by_procs, by_threads = [], [], []
+            ours, ours_default, by_procs, by_threads = [], [], [], []
             for _ in range(args.repeats):
-                ours.append(run_tfds(builder, crop, args.samples))
+                ours.append(own.apply(run_tfds, (builder.data_dir, crop, args.samples)))
+                ours_default.append(own_default.apply(run_tfds, (builder.data_dir, crop, args.samples)))
                 by_procs.append(run_rasterio(procs, files, crop, args.samples))
                 by_threads.append(run_rasterio(threads, files, crop, args.samples))
             results[crop] = {
                 "ours": statistics.median(ours),
+                "ours_default_malloc": statistics.median(ours_default),
                 "processes": statistics.median(by_procs),
                 "threads": statistics.median(by_threads),
             }
@@ -146,10 +154,13 @@ def main():
             "what": "S1+S2 samples/s, per-sample-max normalised, aligned random crop, batch 32"}
     for crop in (128, 256):
         r = results[crop]
-        line.update({f"ours_{crop}": round(r["ours"], 1), f"rasterio_processes_{crop}": round(r["processes"], 1),
+        line.update({f"ours_{crop}": round(r["ours"], 1),
+                     f"ours_default_malloc_{crop}": round(r["ours_default_malloc"], 1),
+                     f"rasterio_processes_{crop}": round(r["processes"], 1),
                      f"rasterio_threads_{crop}": round(r["threads"], 1)})
     line["ratio"] = round(results[128]["ours"] / results[128]["theirs"], 2)
     line["ratio_256"] = round(results[256]["ours"] / results[256]["theirs"], 2)
+    line["malloc_settings_ratio"] = round(results[128]["ours"] / results[128]["ours_default_malloc"], 2)
     line.update({"repeats": args.repeats, "machine": describe()})
     print(json.dumps(line))
 

@@ -52,5 +52,6 @@ def keep_freed_memory():
             except (OSError, AttributeError):
                 return False
             mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-            _applied = all(mallopt(option, value) == 1 for option, value in SETTINGS.items())
+            # Every option is tried, whatever the others return.
+            _applied = all([mallopt(option, value) == 1 for option, value in SETTINGS.items()])
     return _applied

@@ -45,9 +45,21 @@ def test_the_pipeline_reuses_its_memory_with_the_settings_and_faults_it_in_witho
         runs[setting] = json.loads(child.stdout.strip().splitlines()[-1])
     assert runs["on"]["applied"] is True
     record_pages = 2.49e6 / 4096
-    # Measured here: about 800 faults per sample by default (a whole record's pages and more), 0-20 with them.
+    # Measured here: about 800 faults per sample by default (a whole record's pages and more), under 20 with them.
     assert runs["on"]["faults_per_sample"] < 0.2 * record_pages, runs
     assert runs["off"]["faults_per_sample"] > 3 * runs["on"]["faults_per_sample"], runs
+
+
+def test_every_command_sets_them_unless_the_environment_configures_malloc():
+    # run_entry_point is what every command line runs its work through; no TensorFlow is loaded here.
+    code = ("from sslrs_tf import malloc; from sslrs_tf.errors import run_entry_point; "
+            "status = run_entry_point(lambda: None); print(status, malloc._applied)")
+    clean = {k: v for k, v in os.environ.items() if not user_chose_malloc({k: v})}
+    for extra, want in (({}, "0 True"), ({"MALLOC_ARENA_MAX": "4"}, "0 False"),
+                        ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}, "0 False")):
+        child = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**clean, **extra}, capture_output=True,
+                               text=True, timeout=60)
+        assert child.stdout.strip() == want, (extra, child.stdout, child.stderr[-1000:])
 
 
 def test_a_user_who_configured_malloc_is_left_alone():

@@ -26,19 +26,21 @@ from sslrs_tf.errors import UserError
 CONNECT_TIMEOUT_S = 20
 
 
-def address(url):
-    """``(host, port)`` of a ``grpc://HOST:PORT`` (or ``HOST:PORT``) address; a :class:`UserError` otherwise."""
+def address(url, key="data.service"):
+    """``(host, port)`` of a ``grpc://HOST:PORT`` (or ``HOST:PORT``, ``[IPv6]:PORT``) address; a
+    :class:`UserError` naming `key` otherwise."""
     rest = url[len("grpc://"):] if url.startswith("grpc://") else url
     host, _, port = rest.rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError(f"data.service must look like grpc://HOST:PORT. Received: data.service={url!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"{key} must look like grpc://HOST:PORT (a port in 1..65535). Received: {key}={url!r}")
     return host, int(port)
 
 
-def check_reachable(url, timeout=CONNECT_TIMEOUT_S):
-    """Raises a one-line :class:`UserError` unless something accepts connections at `url` within `timeout` s
-    (TF's client would otherwise retry for as long as its own timeouts allow, silently)."""
-    host, port = address(url)
+def check_reachable(url, timeout=CONNECT_TIMEOUT_S, key="data.service"):
+    """Raises a one-line :class:`UserError` (naming `key`) unless something accepts connections at `url` within
+    about `timeout` s (TF's client would otherwise retry for as long as its own timeouts allow, silently)."""
+    host, port = address(url, key)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -46,7 +48,7 @@ def check_reachable(url, timeout=CONNECT_TIMEOUT_S):
                 return
         except OSError as err:
             if time.monotonic() > deadline:
-                raise UserError(f"data.service: no tf.data dispatcher answers at {url} ({err.strerror or err}); "
+                raise UserError(f"{key}: no tf.data dispatcher answers at {url} ({err.strerror or err}); "
                                 f"start one with `python -m sslrs_tf.data.service dispatcher --port {port}`") from None
             time.sleep(0.5)
 
@@ -76,12 +78,13 @@ def serve(role, port, dispatcher=None, worker_host="localhost"):
         bound = server._address.rpartition(":")[2]  # noqa: SLF001  (the port it bound: --port 0 picks a free one)
         print(f"tf.data dispatcher serving at grpc://{socket.gethostname()}:{bound}", flush=True)
     else:
-        host, dispatcher_port = address(dispatcher)
-        check_reachable(f"grpc://{host}:{dispatcher_port}")
-        server = service.WorkerServer(service.WorkerConfig(dispatcher_address=f"{host}:{dispatcher_port}",
+        host, dispatcher_port = address(dispatcher, "--dispatcher")
+        target = f"[{host}]:{dispatcher_port}" if ":" in host else f"{host}:{dispatcher_port}"
+        check_reachable(f"grpc://{target}", key="--dispatcher")
+        server = service.WorkerServer(service.WorkerConfig(dispatcher_address=target,
                                                            port=port, worker_address=f"{worker_host}:%port%"))
         bound = server._address.rpartition(":")[2]  # noqa: SLF001
-        print(f"tf.data worker serving at {worker_host}:{bound} for dispatcher {host}:{dispatcher_port}", flush=True)
+        print(f"tf.data worker serving at {worker_host}:{bound} for dispatcher {target}", flush=True)
     server.join()
 
 

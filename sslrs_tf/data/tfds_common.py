@@ -80,9 +80,9 @@ class SkipReport:
         self.counts = collections.defaultdict(collections.Counter)
         self.examples = collections.defaultdict(set)
 
-    def skip(self, split, reason, path, count=1):
-        """Records that `count` samples of `split` were skipped for `reason`; `path` is (one) file concerned."""
-        self.counts[split][reason] += count
+    def skip(self, split, reason, path):
+        """Records that one sample of `split` was skipped for `reason`; `path` is the file concerned."""
+        self.counts[split][reason] += 1
         self.examples[reason].add(str(path))
         log.info("skipped %s (%s)", path, reason)
 
@@ -141,6 +141,14 @@ def load_sample(paths, size, on_error, report, split):
     return sample
 
 
+def load_example(item, size, on_error, report, split):
+    """``(key, example)`` of one ``(key, paths, extra)`` item (:func:`load_sample` plus `extra`), or None when
+    the sample is skipped."""
+    key, paths, extra = item
+    sample = load_sample(paths, size, on_error, report, split)
+    return None if sample is None else (key, dict(sample, **extra))
+
+
 #: Namespace of the Beam metrics that carry a Beam build's skip report from the workers to the driver.
 BEAM_NAMESPACE = "sslrs_tf.skipped"
 
@@ -150,15 +158,14 @@ def beam_load(item, size, on_error, split):
     or nothing, and counts a skip in Beam metrics (a worker's :class:`SkipReport` would stay in the worker)."""
     from apache_beam.metrics import Metrics
 
-    key, paths, extra = item
     report = SkipReport()
-    sample = load_sample(paths, size, on_error, report, split)
+    example = load_example(item, size, on_error, report, split)
     for reason, n in report.counts[split].items():
         Metrics.counter(BEAM_NAMESPACE, f"{split}/{reason}").inc(n)
         for path in report.examples[reason]:
             Metrics.string_set(BEAM_NAMESPACE, f"examples/{reason}").add(path)
-    if sample is not None:
-        yield key, dict(sample, **extra)
+    if example is not None:
+        yield example
 
 
 def report_from_beam(result, report):
@@ -168,11 +175,14 @@ def report_from_beam(result, report):
     metrics = result.metrics().query(MetricsFilter().with_namespace(BEAM_NAMESPACE))
     paths = {}
     for found in metrics.get("string_sets", []):
-        paths[found.key.metric.name.split("/", 1)[1]] = sorted(found.committed)
+        kept = found.committed if found.committed is not None else found.attempted
+        paths[found.key.metric.name.split("/", 1)[1]] = sorted(kept or ())
     for found in metrics.get("counters", []):
         split, reason = found.key.metric.name.split("/", 1)
-        if found.committed:
-            report.skip(split, reason, paths.get(reason, ["?"])[0], count=found.committed)
+        # (a runner that keeps no committed values still has the attempted ones)
+        count = found.committed if found.committed is not None else found.attempted
+        if count:
+            report.counts[split][reason] += count
     for reason, kept in paths.items():
         report.examples[reason].update(kept)
 
@@ -222,10 +232,10 @@ class SentinelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _generate(self, items, split):
         config = self.builder_config
-        for key, paths, extra in items:
-            sample = load_sample(paths, config.patch_size, config.on_error, self._report, split)
-            if sample is not None:
-                yield key, dict(sample, **extra)
+        for item in items:
+            example = load_example(item, config.patch_size, config.on_error, self._report, split)
+            if example is not None:
+                yield example
 
     def _manual_root(self, dl_manager, expected):
         """The manual folder, checked to exist and be non-empty; `expected` describes its layout."""

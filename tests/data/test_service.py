@@ -44,7 +44,10 @@ def test_the_workers_make_each_epochs_batches_of_the_local_pipeline_each_epoch_i
     local = [{k: v.numpy() for k, v in b.items()} for b in pipeline()]
     by_ids = {ids(b): b for b in local}
     assert len(by_ids) == len(local) == 12
-    served = list(service.distribute(pipeline(), url))
+    stream = iter(service.distribute(pipeline(), url))
+    served = [next(stream)]
+    assert [w._num_tasks() for w in workers] == [1, 1]  # both workers are making this job's epochs
+    served += list(stream)
     assert sorted(map(ids, served)) == sorted(by_ids)  # each batch exactly once
     for batch in served:  # the same crops and normalisation
         for key, value in batch.items():
@@ -57,14 +60,18 @@ def test_the_workers_make_each_epochs_batches_of_the_local_pipeline_each_epoch_i
     assert all(arrived[e] == [ids(b) for b in local[3 * e:3 * e + 3]] for e in range(4)), dict(arrived)
 
 
-def test_a_bad_or_silent_address_and_a_multi_worker_run_are_refused_with_one_line(small_world):
-    with pytest.raises(UserError, match=r"data.service must look like grpc://HOST:PORT. Received: "
-                                        r"data.service='localhost'"):
-        service.address("localhost")
-    with pytest.raises(UserError, match=r"data.service: no tf.data dispatcher answers at grpc://127.0.0.1:9 .*"
-                                        r"`python -m sslrs_tf.data.service dispatcher --port 9`"):
-        service.check_reachable("grpc://127.0.0.1:9", timeout=0)
-    config = load_config("tiny", [*small_world, "data.service=grpc://127.0.0.1:9", "train.distribution=multi_worker"])
+@pytest.mark.parametrize("distribution", ["multi_worker", "tpu"])
+def test_a_bad_or_silent_address_and_several_trainer_processes_are_refused_with_one_line(small_world, distribution):
+    for bad in ("localhost", "grpc://host:99999", "grpc://:5050"):
+        with pytest.raises(UserError, match=r"^data.service must look like grpc://HOST:PORT \(a port in 1..65535\). "
+                                            rf"Received: data.service='{bad}'$"):
+            service.address(bad)
+    assert service.address("grpc://[::1]:5050") == ("::1", 5050)
+    with pytest.raises(UserError, match=r"^--dispatcher: no tf.data dispatcher answers at grpc://127.0.0.1:9 .*"
+                                        r"`python -m sslrs_tf.data.service dispatcher --port 9`$"):
+        service.check_reachable("grpc://127.0.0.1:9", timeout=0, key="--dispatcher")
+    config = load_config("tiny", [*small_world, "data.service=grpc://127.0.0.1:9",
+                                  f"train.distribution={distribution}"])
     with pytest.raises(UserError, match="data.service feeds one trainer process .* Received: "
-                                        "train.distribution=multi_worker"):
+                                        f"train.distribution={distribution}"):
         check_service(config)

@@ -50,6 +50,7 @@ def test_a_beam_build_writes_the_records_and_skip_counts_of_the_plain_build(tmp_
     assert beam.info.metadata == plain.info.metadata
     assert plain.info.metadata["skipped"] == {"test": {"missing_s2": 1}, "validation": {"s1_nan": 1}}
     for split in ("validation", "test"):
+        assert beam.info.splits[split].shard_lengths == plain.info.splits[split].shard_lengths
         assert tfds_records(beam, split) == tfds_records(plain, split)
 
 
