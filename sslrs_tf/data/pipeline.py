@@ -10,7 +10,7 @@ Design, and why:
   deterministic: the centre crop, or tiles that cover the whole patch.
 * What is read, and how a batch of records is parsed, is the dataset's
   :class:`~sslrs_tf.data.sources.Source`'s business (SEN12MS and DFC2020 are parsed in
-  batches from the TFDS shards, decoding only the rows of the crop); the order of
+  batches from the TFDS shards, decoding only the crop); the order of
   records, batching, skipping for a resume and prefetching are this module's.
 * No Python runs per example: everything below is traced once by tf.data.
 
