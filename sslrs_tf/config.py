@@ -136,10 +136,12 @@ class DataConfig:
     """Which data, and how it is prepared."""
 
     source: str = option("tfds", choices=("tfds", "synthetic"), doc="built TFDS datasets, or the synthetic world")
-    dataset: str = option("sen12ms", choices=("sen12ms", "dfc2020", "eurosat", "bigearthnet"),
-                          doc="eurosat, bigearthnet: the TFDS catalog's eurosat/all, bigearthnet/all (S2 only)")
+    dataset: str = option("sen12ms", choices=("sen12ms", "dfc2020", "paired_chips", "eurosat", "bigearthnet"),
+                          doc="paired_chips: your own S1/S2 chips, built under data.config (docs/own_data.md); "
+                              "eurosat, bigearthnet: the TFDS catalog's eurosat/all, bigearthnet/all (S2 only)")
     data_dir: str = option("data/tfds", doc="TFDS data folder")
-    config: str = option("all", doc="builder config (all, spring, summer, fall, winter, nonoverlapping, ...); "
+    config: str = option("all", doc="builder config (all, spring, summer, fall, winter, nonoverlapping, ...; "
+                                     "paired_chips: the name its build was given); "
                                      "data.source synthetic: all, or nonoverlapping for its sen12ms")
     split: str = option("train", doc="training split; several joined by + (train+holdout: all of SEN12MS)")
     validation_split: typing.Optional[str] = option("holdout", doc="split evaluated after each epoch (null: none)")

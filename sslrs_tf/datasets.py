@@ -27,19 +27,22 @@ import tensorflow_datasets as tfds
 from sslrs_tf.errors import UserError, run_entry_point
 
 #: the datasets of tfds_builders/
-BUILDERS = ("sen12ms", "dfc2020")
+BUILDERS = ("sen12ms", "dfc2020", "paired_chips")
+#: those the synthetic world builds
+WORLD = ("sen12ms", "dfc2020")
 
 
 def make_builder(name, data_dir, config=None):
-    """The builder of dataset `name` (``sen12ms`` or ``dfc2020``) in `data_dir`, prepared or not.
+    """The builder of dataset `name` (``sen12ms``, ``dfc2020``, ``paired_chips``) in `data_dir`, prepared or not.
 
     Args:
         config: a config name (``all``, ``spring``, ...), a config object, or a dict
             of config arguments (e.g. ``{"name": "spring_10", "seasons": ["spring"], "scene_fraction": 0.1}``).
     """
-    from tfds_builders import dfc2020, sen12ms  # imported late: TensorFlow Datasets registers the builders
+    from tfds_builders import dfc2020, paired_chips, sen12ms  # imported late: TensorFlow Datasets registers them
 
-    classes = {"sen12ms": (sen12ms.Builder, sen12ms.Sen12msConfig), "dfc2020": (dfc2020.Builder, dfc2020.Dfc2020Config)}
+    classes = {"sen12ms": (sen12ms.Builder, sen12ms.Sen12msConfig), "dfc2020": (dfc2020.Builder, dfc2020.Dfc2020Config),
+               "paired_chips": (paired_chips.Builder, paired_chips.PairedChipsConfig)}
     if name not in classes:
         raise UserError(f"unknown dataset {name!r}; expected one of {sorted(classes)}")
     cls, config_cls = classes[name]
@@ -111,7 +114,25 @@ def prepare_world(world_dir, data_dir, params):
         print(f"writing the synthetic world to {world_dir} ...", flush=True)
         synthetic.generate(world_dir, **params)
     config = synthetic_config(params["size"])
-    return {name: build(name, world_dir / name, data_dir, config) for name in BUILDERS}
+    return {name: build(name, world_dir / name, data_dir, config) for name in WORLD}
+
+
+def _built_custom(name, data_dir, config):
+    """The prepared builder of a config built from arguments (``--config '{"name": "floods", ...}'``), found by
+    its name in `data_dir` (its newest version), or None: a config the builder class defines is opened by it."""
+    from tfds_builders import dfc2020, paired_chips, sen12ms
+
+    module = {"sen12ms": sen12ms, "dfc2020": dfc2020, "paired_chips": paired_chips}[name]
+    if not isinstance(config, str) or data_dir is None or config in {c.name for c in module.Builder.BUILDER_CONFIGS}:
+        return None
+    folder = pathlib.Path(data_dir) / name / config
+    versions = sorted((p for p in folder.glob("*") if (p / "dataset_info.json").exists()),
+                      key=lambda p: tuple(int(x) for x in p.name.split(".") if x.isdigit()))
+    if not versions:
+        raise UserError(f"dataset {name}/{config} is not built in {data_dir}; build it with `python -m "
+                        f"sslrs_tf.datasets {name} --manual_dir DIR --data_dir {data_dir} --config '{{\"name\": "
+                        f"\"{config}\", ...}}'` (docs/own_data.md)")
+    return tfds.builder_from_directory(str(versions[-1]))
 
 
 def open_source(dataset, data_dir=None, config=None):
@@ -131,11 +152,13 @@ def open_source(dataset, data_dir=None, config=None):
     # The readers load TensorFlow; imported here, so that the command line answers a mistake at once.
     from sslrs_tf.data import pipeline
     from sslrs_tf.data.catalog import CATALOG, CatalogSource
-    from sslrs_tf.data.sources import SentinelSource
 
     if isinstance(dataset, str) and dataset in CATALOG:
         return CatalogSource(dataset, data_dir)
     if isinstance(dataset, str) and dataset in BUILDERS:
+        built = _built_custom(dataset, data_dir, config)
+        if built is not None:
+            return pipeline.as_source(built)
         builder = make_builder(dataset, data_dir, config)
         with _without_harmless_tfds_notes():
             prepared = builder.is_prepared()
@@ -143,7 +166,7 @@ def open_source(dataset, data_dir=None, config=None):
             raise UserError(
                 f"dataset {builder.info.full_name} is not built in {builder.data_dir}; build it with "
                 f"`tfds build tfds_builders/{dataset} --manual_dir DIR --data_dir {data_dir}`")
-        return SentinelSource(builder)
+        return pipeline.as_source(builder)
     if isinstance(dataset, str) and not pathlib.Path(dataset).exists():
         raise UserError(f"unknown dataset {dataset!r}; expected one of {', '.join((*BUILDERS, *CATALOG))} "
                         "or a built dataset folder")
@@ -166,9 +189,9 @@ def make_dataset(dataset, split, *, data_dir=None, config=None, **kwargs):
 
 def main(argv=None):
     """Command-line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(description="Build SEN12MS or DFC2020 as a TFDS dataset.")
-    parser.add_argument("dataset", help="sen12ms or dfc2020")
-    parser.add_argument("--manual_dir", required=True, help="folder holding the extracted archives")
+    parser = argparse.ArgumentParser(description="Build SEN12MS, DFC2020 or your own chips as a TFDS dataset.")
+    parser.add_argument("dataset", help="sen12ms, dfc2020 or paired_chips")
+    parser.add_argument("--manual_dir", required=True, help="folder holding the extracted archives or your chips")
     parser.add_argument("--data_dir", required=True, help="TFDS data folder to write")
     parser.add_argument("--config", default=None, help="config name or JSON object of config arguments")
     args = parser.parse_args(argv)

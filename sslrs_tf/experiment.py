@@ -22,7 +22,7 @@ from sslrs_tf.data.labels import NUM_CLASSES
 from sslrs_tf.data.normalization import Normalization
 from sslrs_tf.data.pipeline import make_dataset, training_size
 from sslrs_tf.data.sources import SplitError
-from sslrs_tf.datasets import BUILDERS, build, open_source, prepare_world, synthetic_config
+from sslrs_tf.datasets import BUILDERS, WORLD, build, open_source, prepare_world, synthetic_config
 from sslrs_tf.errors import UserError
 from sslrs_tf.methods import get_method
 from sslrs_tf.methods.base import MethodInputs
@@ -206,8 +206,8 @@ def data_source(config, dataset=None):
     data = config.data
     name = dataset or data.dataset
     if data.source == "synthetic":
-        if name not in BUILDERS:
-            raise UserError(f"config: data.source synthetic has {' and '.join(BUILDERS)}, "
+        if name not in WORLD:
+            raise UserError(f"config: data.source synthetic has {' and '.join(WORLD)}, "
                             f"not data.dataset {name}")
         syn = data.synthetic
         params = {"patches": syn.patches, "size": syn.size, "seed": syn.seed,

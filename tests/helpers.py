@@ -12,6 +12,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 REALDATA = ROOT.parent / "shared" / "realdata"
 SEN12MS_DUMMY = ROOT / "tfds_builders" / "sen12ms" / "dummy_data"
 DFC2020_DUMMY = ROOT / "tfds_builders" / "dfc2020" / "dummy_data"
+CHIPS_DUMMY = ROOT / "tfds_builders" / "paired_chips" / "dummy_data"
 
 
 def realdata(*parts):

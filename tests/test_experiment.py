@@ -65,6 +65,15 @@ def test_the_shipped_configs_pass_the_checks():
             check_config(load_config(path))
 
 
+def test_the_own_data_page_s_commands_pass_the_checks():
+    # docs/own_data.md: the shipped configs pointed at a paired-chips dataset (its e2e runs the tiny ones).
+    data = ["data.dataset=paired_chips", "data.config=mine", "data.split=train"]
+    check_config(load_config(ROOT / "configs" / "dual_simclr.yaml",
+                             [*data, "data.validation_dataset=null", "data.validation_split=test"]))
+    check_config(load_config(ROOT / "configs" / "finetune_classification.yaml",
+                             [*data, "model.pretrained=runs/mine_pre"]))
+
+
 def test_a_synthetic_source_has_only_the_builders_datasets(tmp_path):
     config = load_config(ROOT / "configs" / "finetune_eurosat.yaml", ["data.source=synthetic"])
     with pytest.raises(UserError, match="data.source synthetic has sen12ms and dfc2020, not data.dataset eurosat"):

@@ -6,8 +6,9 @@ Run from the repository root after changing the synthetic world or the layouts:
 
 The dummy data uses 32 px patches (the tests build the datasets with
 ``patch_size=32``) and carries the defects the builders must handle: a
-SEN12MS triplet whose s2 file is missing, an S1 patch with NaN, and a DFC2020
-validation split in the research code's `s1_0` naming.
+SEN12MS triplet whose s2 file is missing, an S1 patch with NaN, a DFC2020
+validation split in the research code's `s1_0` naming, and paired chips with
+a missing s1 file and an S1 chip with NaN.
 """
 
 import argparse
@@ -44,10 +45,17 @@ def make_dfc2020(out):
     _nan_block(out / layout.dfc2020_path("validation", "s1", 2, "0"))
 
 
+def make_paired_chips(out):
+    """10 segmentation chips with a manifest: one loses its s1 file, one gets NaN in S1 (nodata)."""
+    synthetic.generate_chips(out, 10, SIZE, SEED, task="segmentation")
+    (out / "chip004_s1.tif").unlink()
+    _nan_block(out / "chip007_s1.tif")
+
+
 def main(root=HERE):
-    """(Re)writes ``<root>/sen12ms/dummy_data`` and ``<root>/dfc2020/dummy_data``."""
+    """(Re)writes the ``dummy_data`` folder of each builder below `root`."""
     root = pathlib.Path(root)
-    for name, make in (("sen12ms", make_sen12ms), ("dfc2020", make_dfc2020)):
+    for name, make in (("sen12ms", make_sen12ms), ("dfc2020", make_dfc2020), ("paired_chips", make_paired_chips)):
         out = root / name / "dummy_data"
         shutil.rmtree(out, ignore_errors=True)
         make(out)
@@ -55,5 +63,5 @@ def main(root=HERE):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=str(HERE), help="folder holding sen12ms/ and dfc2020/")
+    parser.add_argument("--root", default=str(HERE), help="folder holding the builders' folders")
     main(parser.parse_args().root)

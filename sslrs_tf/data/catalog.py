@@ -47,7 +47,16 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from sslrs_tf.data.normalization import raw_channel_max
-from sslrs_tf.data.sources import Reader, Source, SplitError, checked_crop, kept_count, random_crop_offsets, subsets
+from sslrs_tf.data.sources import (  # noqa: F401
+    Reader,
+    Source,
+    SplitError,
+    checked_crop,
+    fill_missing,
+    kept_count,
+    random_crop_offsets,
+    subsets,
+)
 from sslrs_tf.errors import UserError
 
 MISSING_BANDS = ("error", "zeros")
@@ -261,12 +270,3 @@ def check_bands(source, bands, missing_bands):
         raise UserError(
             f"{source.spec.name} has no S2 band {', '.join(lacking)} (it has {', '.join(source.spec.bands)}); "
             "use an encoder trained without it (e.g. data.s2_bands: s2_10) or set data.missing_bands: zeros")
-
-
-def fill_missing(x, bands, present):
-    """Inserts a zero channel into normalised `x` (channels `present`) for each band of `bands` not present."""
-    if len(present) == len(bands):
-        return x
-    zero = len(present)  # index of the appended zero channel
-    order = [present.index(b) if b in present else zero for b in bands]
-    return tf.gather(tf.concat([x, tf.zeros_like(x[..., :1])], axis=-1), order, axis=-1)

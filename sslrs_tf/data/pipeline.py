@@ -26,7 +26,7 @@ import tensorflow_datasets as tfds
 
 from sslrs_tf.data.bands import MODALITY_BANDS, resolve_bands
 from sslrs_tf.data.normalization import Normalization
-from sslrs_tf.data.sources import ReadSettings, SentinelSource, Source, label_subset
+from sslrs_tf.data.sources import ChipsSource, ReadSettings, SentinelSource, Source, label_subset
 from sslrs_tf.errors import UserError
 
 LABEL_KINDS = ("single", "multi", "segmentation")
@@ -37,16 +37,16 @@ def as_source(dataset):
     """The :class:`~sslrs_tf.data.sources.Source` of `dataset`.
 
     Args:
-        dataset: a ``Source``; a prepared TFDS builder of SEN12MS or DFC2020 (or of a dataset
-            stored the same way); or the path of a built dataset version folder (the one
+        dataset: a ``Source``; a prepared TFDS builder of SEN12MS, DFC2020 or paired chips (or of a
+            dataset stored the same way); or the path of a built dataset version folder (the one
             holding ``dataset_info.json``). Datasets by name: :mod:`sslrs_tf.datasets`.
     """
     if isinstance(dataset, Source):
         return dataset
-    if isinstance(dataset, tfds.core.DatasetBuilder):
-        return SentinelSource(dataset)
     if isinstance(dataset, (str, os.PathLike)) and os.path.isfile(os.path.join(dataset, "dataset_info.json")):
-        return SentinelSource(tfds.builder_from_directory(os.fspath(dataset)))
+        dataset = tfds.builder_from_directory(os.fspath(dataset))
+    if isinstance(dataset, tfds.core.DatasetBuilder):
+        return ChipsSource(dataset) if dataset.info.name == "paired_chips" else SentinelSource(dataset)
     raise UserError(f"{dataset!r} is not a dataset: expected a built dataset folder (holding dataset_info.json), "
                     "a TFDS builder or a Source; open datasets by name with sslrs_tf.datasets")
 

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from sslrs_tf.data import labels as label_ops
-from sslrs_tf.data.bands import band_indices
+from sslrs_tf.data.bands import S1_BANDS, S2_BANDS
 from sslrs_tf.errors import UserError
 
 #: the fixed seed of the label-fraction draw (the same subset every run)
@@ -213,12 +213,33 @@ def _crop_starts(size, crop, count):
     return [round(i * (size - crop) / (count - 1)) for i in range(count)]
 
 
-_RASTERS = {  # kind: (stored dtype, channels)
+_RASTERS = {  # kind: (stored dtype, channels); a paired-chips dataset stores fewer S2 bands when asked
     "s1": (tf.float32, 2),
     "s2": (tf.uint16, 13),
     "lc": (tf.uint8, 4),
     "dfc": (tf.uint8, 1),
+    "mask": (tf.uint8, 1),
 }
+
+
+def fill_missing(x, bands, present):
+    """Inserts a zero channel into normalised `x` (channels `present`) for each band of `bands` not present."""
+    if len(present) == len(bands):
+        return x
+    zero = len(present)  # index of the appended zero channel
+    order = [present.index(b) if b in present else zero for b in bands]
+    return tf.gather(tf.concat([x, tf.zeros_like(x[..., :1])], axis=-1), order, axis=-1)
+
+
+def check_stored_bands(source, settings):
+    """Raises a UserError when `source` (its ``stored_bands``) lacks a band `settings` ask for and
+    ``missing_bands`` is ``"error"``."""
+    for m in settings.modalities:
+        lacking = [b for b in settings.bands[m] if b not in source.stored_bands[m]]
+        if lacking and settings.missing_bands != "zeros":
+            raise UserError(f"{source.full_name} has no {m.upper()} band {', '.join(lacking)} (it has "
+                            f"{', '.join(source.stored_bands[m])}); use an encoder trained without it (data.s2_bands) "
+                            "or set data.missing_bands: zeros")
 
 
 class SentinelSource(Source):
@@ -247,6 +268,13 @@ class SentinelSource(Source):
     def __init__(self, builder):
         self.builder = builder
         self.full_name = builder.info.full_name
+        features = builder.info.features
+        #: ``{kind: (dtype, channels)}`` of the rasters stored
+        self.rasters = {k: (v[0], features[k].shape[-1] if k in ("s1", "s2") else v[1])
+                        for k, v in _RASTERS.items() if k in features}
+        #: ``{modality: band names}`` of the stored channels, in order
+        self.stored_bands = {"s1": S1_BANDS, "s2": tuple(builder.info.metadata.get("s2_bands", S2_BANDS))
+                             if builder.info.metadata else S2_BANDS}
         self._labels = {}  # (split, label source, scheme) -> split_labels(), read once
         self._checked = set()  # splits whose shards matched dataset_info.json
 
@@ -318,14 +346,14 @@ class SentinelSource(Source):
         if key in self._labels:
             return dict(self._labels[key])
         features = self.builder.info.features
-        size, channels = features["s1"].shape[0], _RASTERS[label_source][1]
-        num_classes = len(self.label_names(scheme))
+        size, channels = features["s1"].shape[0], self.rasters[label_source][1]
+        num_classes = len(self.label_names(label_scheme))
         spec = {k: tf.io.FixedLenFeature([], tf.string) for k in ("id", label_source)}
 
         def labels(records):
             parsed = tf.io.parse_example(records, spec)
             mask = tf.reshape(tf.io.decode_raw(parsed[label_source], tf.uint8), [-1, size, size, channels])[..., 0]
-            return parsed["id"], label_ops.single_label(label_ops.to_scheme(mask, label_source, scheme), num_classes)
+            return parsed["id"], label_ops.single_label(self.to_classes(mask, label_source, scheme), num_classes)
 
         ds = tf.data.TFRecordDataset(self._files(split)).batch(256).map(labels)
         self._labels[key] = {i.decode(): int(y) for ids, ys in ds.as_numpy_iterator()
@@ -336,6 +364,10 @@ class SentinelSource(Source):
         if not settings.class_balance:
             return super().epoch_size(split, settings)
         return int(sum(self._copies(split, settings).values()))
+
+    def to_classes(self, mask, label_source, scheme):
+        """The class indices of `scheme` (255 ignored) of a batch of label rasters' first band from `label_source`."""
+        return label_ops.to_scheme(mask, label_source, scheme)
 
     def label_source(self, label_source=None, label_scheme=None):
         """The label raster labels are read from: `label_source`, else ``"dfc"`` where the dataset has it and
@@ -389,7 +421,8 @@ class SentinelSource(Source):
                 tf.lookup.KeyValueTensorInitializer(tf.constant(list(kept), tf.string),
                                                     tf.constant(list(kept.values()), tf.int64)),
                 tf.constant(0, tf.int64))
-        parser = _Parser(patch_size, crop, label_source, settings)
+        check_stored_bands(self, settings)
+        parser = _Parser(self, patch_size, crop, label_source, settings)
 
         def records(epoch_seed):
             names = tf.constant(files)
@@ -413,6 +446,44 @@ class SentinelSource(Source):
         return Reader(records, parser, labelled_pairs(settings, rebatch))
 
 
+class ChipsSource(SentinelSource):
+    """A dataset of the ``paired_chips`` builder (your own chips): read as SEN12MS is, with the classes, task
+    and S2 bands its build recorded (``builder.info.metadata``); labels come from its ``mask``, whose
+    values are already class indices (255 ignored). A classification dataset's mask is each chip's class
+    everywhere, so its single label is that class; it has no segmentation target.
+
+    Args:
+        builder: a prepared ``paired_chips`` builder (or one loaded with ``tfds.builder_from_directory``).
+    """
+
+    schemes = {}
+
+    def __init__(self, builder):
+        super().__init__(builder)
+        metadata = builder.info.metadata or {}
+        self.class_names = tuple(metadata.get("classes", ()))
+        #: None (unlabelled), "classification" or "segmentation"
+        self.task = metadata.get("task")
+
+    def to_classes(self, mask, label_source, scheme):
+        return mask
+
+    def label_source(self, label_source=None, label_scheme=None):
+        self.label_names(label_scheme)  # a clear error for a scheme
+        if not self.class_names:
+            raise UserError(f"{self.full_name} has no labels: it was built without classes (an unlabelled dataset "
+                            "for pre-training); build it with the config's classes to fine-tune on it")
+        if label_source not in (None, "mask"):
+            raise UserError(f"{self.full_name} has labels only in its mask, not {label_source!r}")
+        return "mask"
+
+    def reader(self, split, settings):
+        if settings.label == "segmentation" and self.task == "classification":
+            raise UserError(f"{self.full_name} has a class per chip (classification), no mask to segment; use "
+                            "data.label: single")
+        return super().reader(split, settings)
+
+
 class _Parser:
     """Parses, crops, normalises and labels a batch of serialized examples.
 
@@ -423,7 +494,8 @@ class _Parser:
     samples/s of decoding the crop's whole rows and gathering the columns).
     """
 
-    def __init__(self, patch_size, crop, label_source, settings):
+    def __init__(self, source, patch_size, crop, label_source, settings):
+        self.source = source
         self.patch_size, self.crop, self.label_source, self.settings = patch_size, crop, label_source, settings
         self.modalities, self.label = settings.modalities, settings.label
         n = 1 if settings.eval_crop == "center" else math.ceil(patch_size / crop)
@@ -437,12 +509,12 @@ class _Parser:
             # Only per_patch_max divides by the whole patch's maxima, which the builders store.
             for m in self.modalities:
                 dtype = tf.float32 if m == "s1" else tf.int64  # TFDS stores integers as int64
-                spec[f"{m}_max"] = tf.io.FixedLenFeature([_RASTERS[m][1]], dtype)
+                spec[f"{m}_max"] = tf.io.FixedLenFeature([self.source.rasters[m][1]], dtype)
         return spec
 
     def decode_crop(self, raw, kind, top, left):
         """Decodes the crops at ``top``, ``left`` (``[B]`` each) of a batch of raw rasters: ``[B, crop, crop, C]``."""
-        dtype, channels = _RASTERS[kind]
+        dtype, channels = self.source.rasters[kind]
         p, c = self.patch_size, self.crop
         if c < p:
             pixel = channels * dtype.size
@@ -477,16 +549,19 @@ class _Parser:
         out = {}
         bands, normalization = self.settings.bands, self.settings.normalization
         for m in self.modalities:
-            index = band_indices(m, bands[m])
+            stored = self.source.stored_bands[m]
+            present = tuple(b for b in bands[m] if b in stored)
+            index = [stored.index(b) for b in present]
             x, raw_max = crops[m], maxima.get(m)
-            if len(index) < _RASTERS[m][1]:
+            if index != list(range(len(stored))):
                 x = tf.gather(x, index, axis=-1)
                 raw_max = None if raw_max is None else tf.gather(raw_max, index, axis=-1)
-            out[m] = normalization(x, m, bands[m], raw_max=raw_max)
+            # A band the dataset lacks (data.missing_bands: zeros) is a channel of zeros after normalisation.
+            out[m] = fill_missing(normalization(x, m, present, raw_max=raw_max), bands[m], present)
         if self.label:
             scheme = self.settings.label_scheme or "dfc8"
-            mask = label_ops.to_scheme(crops[self.label_source][..., 0], self.label_source, scheme)
-            classes = len(label_ops.SCHEMES[scheme])
+            mask = self.source.to_classes(crops[self.label_source][..., 0], self.label_source, scheme)
+            classes = len(self.source.label_names(self.settings.label_scheme))
             out["label"] = {"single": lambda m: label_ops.single_label(m, classes),
                             "multi": lambda m: label_ops.multi_label(m, classes),
                             "segmentation": lambda m: m}[self.label](mask)

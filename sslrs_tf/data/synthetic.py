@@ -37,6 +37,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from sslrs_tf.data import layout
+from sslrs_tf.data.bands import S2_BANDS as _S2_NAMES
 from sslrs_tf.errors import UserError, run_entry_point
 
 # DFC-10 classes 1..10: Forest, Shrubland, Savanna, Grassland, Wetlands,
@@ -291,6 +292,70 @@ def generate(out, patches=400, size=64, seed=0, dfc_validation=None, dfc_test=No
     generate_dfc2020(out / "dfc2020", {"validation": params["dfc_validation"], "test": params["dfc_test"]}, size, seed)
     (out / "world.json").write_text(json.dumps(params, indent=2) + "\n")
     return params
+
+
+#: the classes of :func:`generate_chips`' labels, as a builder config's ``classes`` mapping (mask codes: 0 no data)
+CHIP_CLASSES = {1: "land", 2: "urban", 3: "water"}
+_DFC10_TO_CHIP = np.array([0, 1, 1, 1, 1, 1, 1, 2, 1, 1, 3], np.uint8)
+
+
+def generate_chips(out, chips=12, size=64, seed=0, *, task=None, crs="utm", manifest=True, s1_units="db"):
+    """Writes co-registered S1/S2 chips of your-own-data shape under `out` (the ``paired_chips`` builder's input).
+
+    Each chip is a tile of a synthetic scene: ``<id>_s1.tif`` (VV, VH; dB or linear power), ``<id>_s2.tif``
+    (13 bands, uint16, band descriptions ``B1`` .. ``B12`` as many exports write them) and, for segmentation,
+    ``<id>_mask.tif`` (:data:`CHIP_CLASSES` codes, 0 no data), all on one grid. With `manifest`, a
+    ``manifest.csv`` lists them (with a ``label`` column for classification: the chip's most frequent class).
+
+    Args:
+        task: None, ``"classification"`` or ``"segmentation"``.
+        crs: ``"utm"`` (10 m pixels) or ``"geographic"`` (EPSG:4326, ~10 m pixels in degrees).
+        s1_units: ``"db"`` or ``"linear"``.
+
+    Returns:
+        The chip ids, in the order written.
+    """
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, ids = [], []
+    for j in range(-(-chips // PATCHES_PER_SCENE)):
+        rng = np.random.default_rng([seed, 6, j])
+        scene = Scene(rng, layout.SEASONS[j % 4], size)
+        origin, epsg = _scene_geo(np.random.default_rng([seed, 7, j]), 0, 0)
+        for tile in range(min(PATCHES_PER_SCENE, chips - j * PATCHES_PER_SCENE)):
+            r, c = scene.tile_origin(tile)
+            data = scene.patch(tile)
+            data["s1"] = np.nan_to_num(data["s1"], nan=-30.0)  # no nodata: a user's chip decides its own
+            if crs == "geographic":
+                pixel = 10.0 / 111_320
+                geo = dict(crs="EPSG:4326", transform=from_origin(-0.78 + (j * 4 + c / size) * size * pixel,
+                                                                   38.1 - r * pixel, pixel, pixel))
+            else:
+                geo = dict(crs=f"EPSG:{epsg}", transform=from_origin(origin[0] + c * 10, origin[1] - r * 10, 10.0, 10.0))
+            chip_id = f"chip{len(ids):03d}"
+            s1 = data["s1"] if s1_units == "db" else (10.0 ** (data["s1"] / 10.0)).astype(np.float32)
+            _write(out / f"{chip_id}_s1.tif", s1, geo, ("VV", "VH"))
+            _write(out / f"{chip_id}_s2.tif", data["s2"], geo, [b if b == "B8A" else f"B{int(b[1:])}" for b in _S2_NAMES])
+            classes = _DFC10_TO_CHIP[data["dfc"][..., 0]]
+            row = {"id": chip_id, "s1": f"{chip_id}_s1.tif", "s2": f"{chip_id}_s2.tif"}
+            if task == "segmentation":
+                _write(out / f"{chip_id}_mask.tif", classes[..., None], geo, ("class",))
+                row["mask"] = f"{chip_id}_mask.tif"
+            elif task == "classification":
+                row["label"] = CHIP_CLASSES[int(np.bincount(classes.ravel(), minlength=4)[1:].argmax()) + 1]
+            rows.append(row)
+            ids.append(chip_id)
+    if manifest:
+        with (out / "manifest.csv").open("w") as f:
+            f.write(",".join(rows[0]) + "\n" + "".join(",".join(r.values()) + "\n" for r in rows))
+    return ids
+
+
+def _write(path, array, geo, descriptions):
+    h, w, c = array.shape
+    with rasterio.open(path, "w", driver="GTiff", height=h, width=w, count=c, dtype=array.dtype.name, **geo) as dst:
+        dst.write(np.moveaxis(array, -1, 0))
+        dst.descriptions = tuple(descriptions)
 
 
 def main(argv=None):

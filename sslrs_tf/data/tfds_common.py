@@ -153,13 +153,14 @@ def load_example(item, size, on_error, report, split):
 BEAM_NAMESPACE = "sslrs_tf.skipped"
 
 
-def beam_load(item, size, on_error, split):
-    """Beam's counterpart of :func:`load_sample` for one ``(key, paths, extra)`` item: yields ``(key, example)``
-    or nothing, and counts a skip in Beam metrics (a worker's :class:`SkipReport` would stay in the worker)."""
+def beam_load(item, load, args, split):
+    """Beam's counterpart of ``load(item, *args, report, split)`` (a builder's loader, e.g. :func:`load_example`)
+    for one item: yields ``(key, example)`` or nothing, and counts a skip in Beam metrics (a worker's
+    :class:`SkipReport` would stay in the worker)."""
     from apache_beam.metrics import Metrics
 
     report = SkipReport()
-    example = load_example(item, size, on_error, report, split)
+    example = load(item, *args, report, split)
     for reason, n in report.counts[split].items():
         Metrics.counter(BEAM_NAMESPACE, f"{split}/{reason}").inc(n)
         for path in report.examples[reason]:
@@ -223,17 +224,22 @@ class SentinelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _examples(self, items, split):
         """The examples of `split` from ``(key, paths, extra)`` items: a generator, or a Beam transform when the
         build was given Beam options (the same samples, read by Beam's workers)."""
-        config = self.builder_config
         if self._beam:
             beam = tfds.core.lazy_imports.apache_beam
             return (beam.Create(items)
-                    | f"Read_{split}" >> beam.FlatMap(beam_load, config.patch_size, config.on_error, split))
+                    | f"Read_{split}" >> beam.FlatMap(beam_load, *self._loader(), split))
         return self._generate(items, split)
 
-    def _generate(self, items, split):
+    def _loader(self):
+        """``(load, args)``: a module-level function (Beam pickles it) that reads one item as
+        ``load(item, *args, report, split)``, returning ``(key, example)`` or None (skipped)."""
         config = self.builder_config
+        return load_example, (config.patch_size, config.on_error)
+
+    def _generate(self, items, split):
+        load, args = self._loader()
         for item in items:
-            example = load_example(item, config.patch_size, config.on_error, self._report, split)
+            example = load(item, *args, self._report, split)
             if example is not None:
                 yield example
 
