@@ -136,8 +136,10 @@ class DataConfig:
     """Which data, and how it is prepared."""
 
     source: str = option("tfds", choices=("tfds", "synthetic"), doc="built TFDS datasets, or the synthetic world")
-    dataset: str = option("sen12ms", choices=("sen12ms", "dfc2020", "paired_chips", "eurosat", "bigearthnet"),
-                          doc="paired_chips: your own S1/S2 chips, built under data.config (docs/own_data.md); "
+    dataset: str = option("sen12ms", choices=("sen12ms", "dfc2020", "ssl4eo_s12", "paired_chips", "eurosat",
+                                              "bigearthnet"),
+                          doc="ssl4eo_s12: one season's S1/S2 pair per sample (data.config l1c or l2a); "
+                              "paired_chips: your own S1/S2 chips, built under data.config (docs/own_data.md); "
                               "eurosat, bigearthnet: the TFDS catalog's eurosat/all, bigearthnet/all (S2 only)")
     data_dir: str = option("data/tfds", doc="TFDS data folder")
     config: str = option("all", doc="builder config (all, spring, summer, fall, winter, nonoverlapping, ...; "
@@ -168,6 +170,9 @@ class DataConfig:
                                             "classes (the research code's default for fine-tuning)")
     missing_bands: str = option("error", choices=("error", "zeros"),
                                 doc="a band the dataset lacks (B10 on bigearthnet): refuse, or feed zeros after normalisation")
+    season_pairs: str = option("same", choices=("same", "any"),
+                               doc="ssl4eo_s12 (a location's seasons per example), training: S1 and S2 of one "
+                                   "random season, or any two (seasonal change inside a positive pair)")
     test_split: str = option("test", doc="split evaluate.py reports on")
     service: typing.Optional[str] = option(None, doc="grpc://HOST:PORT of a tf.data service dispatcher whose workers "
                                                      "make the training input (python -m sslrs_tf.data.service; "

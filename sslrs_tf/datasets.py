@@ -27,22 +27,23 @@ import tensorflow_datasets as tfds
 from sslrs_tf.errors import UserError, run_entry_point
 
 #: the datasets of tfds_builders/
-BUILDERS = ("sen12ms", "dfc2020", "paired_chips")
+BUILDERS = ("sen12ms", "dfc2020", "paired_chips", "ssl4eo_s12")
 #: those the synthetic world builds
 WORLD = ("sen12ms", "dfc2020")
 
 
 def make_builder(name, data_dir, config=None):
-    """The builder of dataset `name` (``sen12ms``, ``dfc2020``, ``paired_chips``) in `data_dir`, prepared or not.
+    """The builder of dataset `name` (one of :data:`BUILDERS`) in `data_dir`, prepared or not.
 
     Args:
         config: a config name (``all``, ``spring``, ...), a config object, or a dict
             of config arguments (e.g. ``{"name": "spring_10", "seasons": ["spring"], "scene_fraction": 0.1}``).
     """
-    from tfds_builders import dfc2020, paired_chips, sen12ms  # imported late: TensorFlow Datasets registers them
+    from tfds_builders import dfc2020, paired_chips, sen12ms, ssl4eo_s12  # imported late: TFDS registers them
 
     classes = {"sen12ms": (sen12ms.Builder, sen12ms.Sen12msConfig), "dfc2020": (dfc2020.Builder, dfc2020.Dfc2020Config),
-               "paired_chips": (paired_chips.Builder, paired_chips.PairedChipsConfig)}
+               "paired_chips": (paired_chips.Builder, paired_chips.PairedChipsConfig),
+               "ssl4eo_s12": (ssl4eo_s12.Builder, ssl4eo_s12.Ssl4eoS12Config)}
     if name not in classes:
         raise UserError(f"unknown dataset {name!r}; expected one of {sorted(classes)}")
     cls, config_cls = classes[name]
@@ -120,9 +121,9 @@ def prepare_world(world_dir, data_dir, params):
 def _built_custom(name, data_dir, config):
     """The prepared builder of a config built from arguments (``--config '{"name": "floods", ...}'``), found by
     its name in `data_dir` (its newest version), or None: a config the builder class defines is opened by it."""
-    from tfds_builders import dfc2020, paired_chips, sen12ms
+    from tfds_builders import dfc2020, paired_chips, sen12ms, ssl4eo_s12
 
-    module = {"sen12ms": sen12ms, "dfc2020": dfc2020, "paired_chips": paired_chips}[name]
+    module = {"sen12ms": sen12ms, "dfc2020": dfc2020, "paired_chips": paired_chips, "ssl4eo_s12": ssl4eo_s12}[name]
     if not isinstance(config, str) or data_dir is None or config in {c.name for c in module.Builder.BUILDER_CONFIGS}:
         return None
     folder = pathlib.Path(data_dir) / name / config
@@ -189,8 +190,9 @@ def make_dataset(dataset, split, *, data_dir=None, config=None, **kwargs):
 
 def main(argv=None):
     """Command-line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(description="Build SEN12MS, DFC2020 or your own chips as a TFDS dataset.")
-    parser.add_argument("dataset", help="sen12ms, dfc2020 or paired_chips")
+    parser = argparse.ArgumentParser(description="Build SEN12MS, DFC2020, SSL4EO-S12 or your own chips as a TFDS "
+                                                 "dataset.")
+    parser.add_argument("dataset", help="sen12ms, dfc2020, ssl4eo_s12 or paired_chips")
     parser.add_argument("--manual_dir", required=True, help="folder holding the extracted archives or your chips")
     parser.add_argument("--data_dir", required=True, help="TFDS data folder to write")
     parser.add_argument("--config", default=None, help="config name or JSON object of config arguments")

@@ -286,7 +286,8 @@ class Experiment:
         """
         c = self.config
         return make_dataset(self.source_of(split), split, modalities=self.modalities, bands=self.bands,
-                            missing_bands=c.data.missing_bands, normalization=c.data.normalization,
+                            missing_bands=c.data.missing_bands, season_pairs=c.data.season_pairs,
+                            normalization=c.data.normalization,
                             crop_size=c.data.crop_size, batch_size=batch_size or c.train.batch_size,
                             training=training, seed=c.train.seed, shuffle_buffer=c.data.shuffle_buffer,
                             start_epoch=start_epoch, start_step=start_step, label=c.data.label,

@@ -78,7 +78,7 @@ def test_a_config_that_is_no_file_is_a_shipped_one_by_name(tmp_path, monkeypatch
     (tmp_path / "tiny.yaml").write_text("run: {dir: mine}\ntrain: {epochs: 1, batch_size: 2}\noptimizer: {lr: 0.1}\n"
                                         "data: {crop_size: 16}\n")
     assert load_config("tiny.yaml").run.dir == "mine"
-    with pytest.raises(UserError, match=r"no shipped config 'dual_simclr2'; shipped configs: dual_simclr, dual_swin, "):
+    with pytest.raises(UserError, match=r"no shipped config 'dual_simclr2'; shipped configs: dual_simclr, dual_simclr_ssl4eo, dual_swin, "):
         find_config("dual_simclr2.yaml")
 
 

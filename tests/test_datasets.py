@@ -74,7 +74,7 @@ def test_opening_a_dataset_by_name_by_folder_or_builder_gives_the_same_source(bu
 def test_unbuilt_and_unknown_datasets_say_what_to_do(tmp_path):
     with pytest.raises(UserError, match=r"is not built in .*tfds build tfds_builders/dfc2020"):
         make_dataset("dfc2020", "test", data_dir=str(tmp_path))
-    with pytest.raises(UserError, match="unknown dataset 'sen13ms'; expected one of sen12ms, dfc2020, paired_chips, eurosat"):
+    with pytest.raises(UserError, match="unknown dataset 'sen13ms'; expected one of sen12ms, dfc2020, paired_chips, ssl4eo_s12, eurosat"):
         open_source("sen13ms", str(tmp_path))
     with pytest.raises(UserError, match="is not a dataset: expected a built dataset folder"):
         open_source(tmp_path)

@@ -8,7 +8,8 @@ The dummy data uses 32 px patches (the tests build the datasets with
 ``patch_size=32``) and carries the defects the builders must handle: a
 SEN12MS triplet whose s2 file is missing, an S1 patch with NaN, a DFC2020
 validation split in the research code's `s1_0` naming, and paired chips with
-a missing s1 file and an S1 chip with NaN.
+a missing s1 file and an S1 chip with NaN, and an SSL4EO-S12 location missing a
+season.
 """
 
 import argparse
@@ -52,10 +53,19 @@ def make_paired_chips(out):
     _nan_block(out / "chip007_s1.tif")
 
 
+def make_ssl4eo_s12(out):
+    """3 locations of 4 seasons (S1 and S2 L1C, 12 px at 10 m: 6 px and 2 px coarser bands); one location lacks its
+    last S2 season."""
+    synthetic.generate_ssl4eo(out, 3, 12, SEED)
+    last = sorted((out / "s2c" / "0000001").iterdir())[-1]
+    shutil.rmtree(last)
+
+
 def main(root=HERE):
     """(Re)writes the ``dummy_data`` folder of each builder below `root`."""
     root = pathlib.Path(root)
-    for name, make in (("sen12ms", make_sen12ms), ("dfc2020", make_dfc2020), ("paired_chips", make_paired_chips)):
+    for name, make in (("sen12ms", make_sen12ms), ("dfc2020", make_dfc2020), ("paired_chips", make_paired_chips),
+                       ("ssl4eo_s12", make_ssl4eo_s12)):
         out = root / name / "dummy_data"
         shutil.rmtree(out, ignore_errors=True)
         make(out)

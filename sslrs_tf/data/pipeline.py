@@ -31,6 +31,7 @@ from sslrs_tf.errors import UserError
 
 LABEL_KINDS = ("single", "multi", "segmentation")
 EVAL_CROPS = ("center", "tiles")
+SEASON_PAIRS = ("same", "any")
 
 
 def as_source(dataset):
@@ -68,6 +69,7 @@ def make_dataset(
     label_count=None,
     class_balance=False,
     missing_bands="error",
+    season_pairs="same",
     batch_size=32,
     drop_remainder=None,
     shuffle_buffer=512,
@@ -106,7 +108,11 @@ def make_dataset(
             labels (whole-patch mask) of the samples the label fraction keeps, so that the
             classes come out about even (the research code's balanced DFC2020 validation
             split). Evaluation passes ignore it; training without a label refuses it.
-        missing_bands: catalog datasets: ``"error"`` or ``"zeros"`` for a band the dataset lacks.
+        missing_bands: ``"error"`` or ``"zeros"`` for a band the dataset lacks (catalog datasets,
+            paired chips storing fewer S2 bands).
+        season_pairs: datasets storing seasons (SSL4EO-S12: one example per location), while training:
+            S1 and S2 of one random season per sample (``"same"``), or each of its own random
+            season (``"any"``). Evaluation reads the first season.
         batch_size: samples per batch (global batch under a distribution strategy).
         drop_remainder: drop the last incomplete batch (default: when training).
         shuffle_buffer: records shuffled together (training): memory is about this many
@@ -132,7 +138,7 @@ def make_dataset(
                              training=training, eval_crop=eval_crop, label=label, label_source=label_source,
                              label_scheme=label_scheme, label_fraction=label_fraction, label_count=label_count,
                              class_balance=bool(class_balance) and training,
-                             missing_bands=missing_bands, batch_size=batch_size,
+                             missing_bands=missing_bands, season_pairs=season_pairs, batch_size=batch_size,
                              drop_remainder=training if drop_remainder is None else drop_remainder, seed=seed,
                              with_ids=with_ids)
     reader = source.reader(split, settings)
@@ -230,6 +236,9 @@ def read_settings(*, modalities, bands, normalization, label, label_fraction, ev
         raise UserError(str(err)) from None
     if not isinstance(normalization, Normalization):
         normalization = Normalization.from_config(normalization)
+    if rest.get("season_pairs", "same") not in SEASON_PAIRS:
+        raise UserError(f"season_pairs must be one of {list(SEASON_PAIRS)}. Received: "
+                        f"season_pairs={rest['season_pairs']!r}")
     if eval_crop not in EVAL_CROPS:
         raise UserError(f"eval_crop must be one of {list(EVAL_CROPS)}. Received: eval_crop={eval_crop!r}")
     _check_labels(label, label_fraction, class_balance, label_count)

@@ -53,6 +53,8 @@ class ReadSettings:
         class_balance: repeat each kept training sample by its :func:`balanced_copies`
             (the pipeline passes it only while training with a label).
         missing_bands: ``"error"`` or ``"zeros"`` for a band the dataset lacks.
+        season_pairs: datasets storing seasons (SSL4EO-S12), while training: S1 and S2 of one random
+            season (``"same"``) or each of its own (``"any"``: seasonal change as part of a positive pair).
         batch_size: samples per batch.
         drop_remainder: whether the last incomplete batch is dropped.
         seed: seed of the crops.
@@ -72,6 +74,7 @@ class ReadSettings:
     label_count: int = None
     class_balance: bool = False
     missing_bands: str = "error"
+    season_pairs: str = "same"
     batch_size: int = 32
     drop_remainder: bool = True
     seed: int = 0
@@ -269,6 +272,11 @@ class SentinelSource(Source):
         self.builder = builder
         self.full_name = builder.info.full_name
         features = builder.info.features
+        shape = features["s1"].shape
+        #: seasons per example (SSL4EO-S12: a location's seasons), or None (one S1/S2 pair per example)
+        self.seasons = shape[0] if len(shape) == 4 else None
+        #: height and width of the stored rasters
+        self.patch_size = shape[-2]
         #: ``{kind: (dtype, channels)}`` of the rasters stored
         self.rasters = {k: (v[0], features[k].shape[-1] if k in ("s1", "s2") else v[1])
                         for k, v in _RASTERS.items() if k in features}
@@ -345,8 +353,7 @@ class SentinelSource(Source):
         key = (split, label_source, scheme)
         if key in self._labels:
             return dict(self._labels[key])
-        features = self.builder.info.features
-        size, channels = features["s1"].shape[0], self.rasters[label_source][1]
+        size, channels = self.patch_size, self.rasters[label_source][1]
         num_classes = len(self.label_names(label_scheme))
         spec = {k: tf.io.FixedLenFeature([], tf.string) for k in ("id", label_source)}
 
@@ -405,8 +412,7 @@ class SentinelSource(Source):
         return [os.fspath(f) for part in split.split("+") for f in self.builder.info.splits[part].filepaths]
 
     def reader(self, split, settings):
-        features = self.builder.info.features
-        patch_size = features["s1"].shape[0]
+        patch_size = self.patch_size
         crop = checked_crop(settings.crop_size, patch_size)
         if settings.label or settings.class_balance:
             label_source = self.label_source(settings.label_source, settings.label_scheme)
@@ -507,18 +513,22 @@ class _Parser:
         spec = {k: tf.io.FixedLenFeature([], tf.string) for k in keys}
         if self.settings.normalization.method == "per_patch_max":
             # Only per_patch_max divides by the whole patch's maxima, which the builders store.
+            seasons = [self.source.seasons] if self.source.seasons else []
             for m in self.modalities:
                 dtype = tf.float32 if m == "s1" else tf.int64  # TFDS stores integers as int64
-                spec[f"{m}_max"] = tf.io.FixedLenFeature([self.source.rasters[m][1]], dtype)
+                spec[f"{m}_max"] = tf.io.FixedLenFeature([*seasons, self.source.rasters[m][1]], dtype)
         return spec
 
-    def decode_crop(self, raw, kind, top, left):
-        """Decodes the crops at ``top``, ``left`` (``[B]`` each) of a batch of raw rasters: ``[B, crop, crop, C]``."""
+    def decode_crop(self, raw, kind, top, left, season=None):
+        """Decodes the crops at ``top``, ``left`` (``[B]`` each) of a batch of raw rasters: ``[B, crop, crop, C]``;
+        of the season ``season`` (``[B]``) of each where the dataset stores several."""
         dtype, channels = self.source.rasters[kind]
         p, c = self.patch_size, self.crop
-        if c < p:
+        if c < p or season is not None:
             pixel = channels * dtype.size
             starts = ((top[:, None] + tf.range(c)[None, :]) * p + left[:, None]) * pixel  # [B, crop]: one per row
+            if season is not None:
+                starts += season[:, None] * (p * p * pixel)
             raw = tf.strings.substr(raw[:, None], starts, tf.fill(tf.shape(starts), c * pixel))
         return tf.reshape(tf.io.decode_raw(raw, dtype), [-1, c, c, channels])
 
@@ -530,8 +540,10 @@ class _Parser:
         else:
             views = [(tf.fill([n], top), tf.fill([n], left)) for top, left in self.tiles]
         kinds = list(self.modalities) + ([self.label_source] if self.label else [])
+        seasons = self.seasons(epoch, batch_index, n)
         maxima = {m: parsed[f"{m}_max"] for m in self.modalities if f"{m}_max" in parsed}
-        outs = [self._finish({k: self.decode_crop(parsed[k], k, top, left) for k in kinds}, maxima)
+        maxima = {m: tf.gather(v, seasons[m], batch_dims=1) if seasons else v for m, v in maxima.items()}
+        outs = [self._finish({k: self.decode_crop(parsed[k], k, top, left, seasons.get(k)) for k in kinds}, maxima)
                 for top, left in views]
         # Tiles of one sample stay together: [B, T, ...] -> [B * T, ...].
         out = {k: tf.reshape(tf.stack([o[k] for o in outs], 1), tf.concat([[-1], tf.shape(outs[0][k])[1:]], 0))
@@ -539,6 +551,21 @@ class _Parser:
         if self.settings.with_ids:
             out["id"] = tf.repeat(parsed["id"], len(views))
         return out
+
+    def seasons(self, epoch, batch_index, n):
+        """``{modality: season [n]}`` of a batch of a dataset with seasons, else ``{}``. Training: a random
+        season per sample, a function of (seed, epoch, batch) only (``season_pairs: same``: one for S1 and
+        S2; ``any``: one each); evaluation: the first season."""
+        count = self.source.seasons
+        if not count:
+            return {}
+        if not self.settings.training:
+            return {m: tf.zeros([n], tf.int32) for m in self.modalities}
+        # Another stream than the crops' (random_crop_offsets keys on batch_index >= 0).
+        key = tf.stack([tf.cast(self.settings.seed, tf.int64) * 1_000_003 + epoch, -1 - batch_index])
+        draws = tf.random.stateless_uniform([2, n], key, 0, count, tf.int32)
+        return {m: draws[0] if self.settings.season_pairs == "same" or m == "s1" else draws[1]
+                for m in self.modalities}
 
     # XLA fuses the per-pixel passes (cast, clip, scale, label lookup) into one:
     # measured 1.8x faster per batch here, where every full pass over a batch is

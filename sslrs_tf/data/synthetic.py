@@ -358,6 +358,60 @@ def _write(path, array, geo, descriptions):
         dst.descriptions = tuple(descriptions)
 
 
+#: S2 image ids of one location's four seasons, as SSL4EO-S12 names its season folders (date first);
+#: the S1 ids hold their date after the mission and mode
+_SSL4EO_DAYS = ("20200312", "20200607", "20200903", "20201204")
+
+
+def generate_ssl4eo(out, locations=4, size=48, seed=0, *, level="l1c"):
+    """Writes `locations` synthetic locations in the SSL4EO-S12 layout under `out` (see :mod:`sslrs_tf.data.ssl4eo`).
+
+    Each location is a synthetic scene seen in four seasons: ``s1/<id>/<S1 image id>/VV.tif, VH.tif`` (float32
+    dB, `size` px) and ``s2c/<id>/<S2 image id>/B1.tif ...`` (``s2a`` for ``level="l2a"``, without B10; uint16)
+    with the 20 m bands at size / 2 px and the 60 m bands at size / 6 px (block means of the 10 m image), in
+    EPSG:4326. `size` must be a multiple of 6.
+
+    Returns:
+        The location ids, in the order written.
+    """
+    from sslrs_tf.data import ssl4eo
+
+    if size % 6:
+        raise UserError(f"size must be a multiple of 6 (the 60 m bands are size / 6 px). Received: {size}")
+    out = pathlib.Path(out)
+    folder, bands = ssl4eo.LEVELS[level]
+    coarse = {"B05": 2, "B06": 2, "B07": 2, "B8A": 2, "B11": 2, "B12": 2, "B01": 6, "B09": 6, "B10": 6}
+    ids = []
+    for loc in range(locations):
+        loc_id = f"{loc:07d}"
+        pixel = 10.0 / 111_320
+        for t, season in enumerate(layout.SEASONS):
+            rng = np.random.default_rng([seed, 8, loc, t])
+            data = Scene(rng, season, size).patch(0)
+            s1 = np.nan_to_num(data["s1"], nan=-30.0)
+            day = _SSL4EO_DAYS[t]
+            for sensor, name in (("s1", f"S1A_IW_GRDH_1SDV_{day}T051022_{day}T051047_032073_03B53F_6A2E"),
+                                 (folder, f"{day}T101559_{day}T101817_T32TQM")):
+                season_dir = out / sensor / loc_id / name
+                season_dir.mkdir(parents=True, exist_ok=True)
+                if sensor == "s1":
+                    files = {b: s1[..., i] for i, b in enumerate(("VV", "VH"))}
+                else:
+                    files = {}
+                    for b in bands:
+                        band = data["s2"][..., _S2_NAMES.index(b)].astype(np.float64)
+                        f = coarse.get(b, 1)
+                        band = band.reshape(size // f, f, size // f, f).mean(axis=(1, 3))
+                        files[b] = np.rint(band).astype(np.uint16)
+                for b, array in files.items():
+                    h = array.shape[0]
+                    geo = dict(crs="EPSG:4326", transform=from_origin(10.0 + loc * 0.1, 45.0, pixel * size / h,
+                                                                       pixel * size / h))
+                    _write(season_dir / ssl4eo.band_file(b), array[..., None], geo, (b,))
+        ids.append(loc_id)
+    return ids
+
+
 def main(argv=None):
     """Command-line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(description="Write a synthetic Sentinel world (SEN12MS and DFC2020 layouts).")

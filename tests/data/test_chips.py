@@ -132,6 +132,11 @@ def test_resample_warps_s1_onto_the_s2_grid_in_linear_power(tmp_path):
     assert np.isnan(out["s1"][:, :3]).all()
     assert (out["mask"][:, :3] == 255).all()  # no S1 there: not trained on
     np.testing.assert_array_equal(out["mask"][:, 3:], np.array([255, 0, 1, 2], np.uint8)[mask[0]][:, 3:])
+    # A mask on S1's grid instead is warped by nearest neighbour: its class codes stay class codes.
+    shifted_mask = chips.Chip(id="a", s1=chip.s1, s2=chip.s2, mask=write(tmp_path / "m.tif", mask, shifted))
+    out = chips.load_chip(shifted_mask, settings(on_misaligned="resample", max_nodata=0.25))
+    np.testing.assert_array_equal(out["mask"][:, 3:], np.array([255, 0, 1, 2], np.uint8)[mask[0]][:, :-3])
+    assert (out["mask"][:, :3] == 255).all()
 
 
 def test_nodata_pixels_skip_a_chip_or_are_kept_as_nan_zero_and_ignored(tmp_path):

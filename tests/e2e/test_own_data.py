@@ -43,3 +43,17 @@ def test_a_manifest_of_chips_is_pre_trained_on_fine_tuned_on_evaluated_and_compa
     evaluate("--protocol", tmp_path / "protocol.yaml")
     tables = (tmp_path / "protocol" / "tables.md").read_text()
     assert "| Dual-SimCLR frozen |" in tables and "| LateFusion |" in tables
+
+
+def test_ssl4eo_s12_in_its_layout_is_built_and_pre_trained_on_with_seasons_as_pairs(tmp_path):
+    from sslrs_tf.datasets import main as build_main
+
+    synthetic.generate_ssl4eo(tmp_path / "SSL4EO-S12", 12, 48)
+    config = json.dumps({"name": "tiny", "patch_size": 48, "holdout_fraction": 0.2})
+    printed = main_output(build_main, "ssl4eo_s12", "--manual_dir", tmp_path / "SSL4EO-S12", "--data_dir",
+                          tmp_path / "tfds", "--config", config)
+    assert "ssl4eo_s12/tiny/1.0.0 ready in" in printed
+    train("tiny.yaml", tmp_path / "pre", "data.source=tfds", "data.dataset=ssl4eo_s12", "data.config=tiny",
+          f"data.data_dir={tmp_path / 'tfds'}", "data.season_pairs=any", "train.steps_per_epoch=1", "train.epochs=1")
+    card = json.loads((tmp_path / "pre" / "export" / "card.json").read_text())
+    assert card["method"] == "dual_simclr" and card["encoders"]["s2"]["input_shape"][-1] == 13
