@@ -23,6 +23,7 @@ import pathlib
 import sys
 
 import tensorflow_datasets as tfds
+from etils import epath
 
 from sslrs_tf.errors import UserError, run_entry_point
 
@@ -84,11 +85,19 @@ def _without_harmless_tfds_notes():
 def build(name, manual_dir, data_dir, config=None):
     """Builds dataset `name` from `manual_dir` into `data_dir` (see :func:`make_builder`); returns the builder.
 
-    An already built dataset is reused.
+    An already built dataset is reused; one built under the same name with other config arguments (the
+    builders that record theirs: paired chips, SSL4EO-S12) is refused, naming the difference.
     """
     builder = make_builder(name, data_dir, config)
     if not builder.is_prepared():
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+        return builder
+    stored = (builder.info.metadata or {}).get("config")
+    wanted = getattr(builder.builder_config, "arguments", None)
+    if stored is not None and wanted is not None and stored != wanted:
+        key = next(k for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k))
+        raise UserError(f"{builder.info.full_name} in {builder.data_dir} was built with {key}={stored.get(key)!r}, "
+                        f"not {wanted.get(key)!r}; give the config another name, or delete that folder to rebuild")
     return builder
 
 
@@ -124,15 +133,18 @@ def _built_custom(name, data_dir, config):
     from tfds_builders import dfc2020, paired_chips, sen12ms, ssl4eo_s12
 
     module = {"sen12ms": sen12ms, "dfc2020": dfc2020, "paired_chips": paired_chips, "ssl4eo_s12": ssl4eo_s12}[name]
-    if not isinstance(config, str) or data_dir is None or config in {c.name for c in module.Builder.BUILDER_CONFIGS}:
+    defined = [c.name for c in module.Builder.BUILDER_CONFIGS]
+    if not isinstance(config, str) or data_dir is None or config in defined:
         return None
-    folder = pathlib.Path(data_dir) / name / config
-    versions = sorted((p for p in folder.glob("*") if (p / "dataset_info.json").exists()),
+    folder = epath.Path(data_dir) / name / config  # epath: a bucket (gs://) as well as a local folder
+    found = folder.iterdir() if folder.is_dir() else ()
+    versions = sorted((p for p in found if (p / "dataset_info.json").exists()),
                       key=lambda p: tuple(int(x) for x in p.name.split(".") if x.isdigit()))
     if not versions:
-        raise UserError(f"dataset {name}/{config} is not built in {data_dir}; build it with `python -m "
+        named = f"its configs: {', '.join(defined)}, or one " if name != "paired_chips" else "one "
+        raise UserError(f"dataset {name}/{config} is not built in {data_dir} ({named}built with `python -m "
                         f"sslrs_tf.datasets {name} --manual_dir DIR --data_dir {data_dir} --config '{{\"name\": "
-                        f"\"{config}\", ...}}'` (docs/own_data.md)")
+                        f"\"{config}\", ...}}'`; docs/own_data.md)")
     return tfds.builder_from_directory(str(versions[-1]))
 
 
@@ -205,9 +217,12 @@ def main(argv=None):
                 config = json.loads(config)
             except json.JSONDecodeError as err:
                 raise UserError(f"--config is not valid JSON: {err}") from None
+        with _without_harmless_tfds_notes():
+            before = make_builder(args.dataset, args.data_dir, config).is_prepared()
         builder = build(args.dataset, args.manual_dir, args.data_dir, config)
         splits = ", ".join(f"{k} {v.num_examples}" for k, v in builder.info.splits.items())
-        print(f"{builder.info.full_name} ready in {builder.data_dir}: {splits}")
+        how = "already built, reused (delete the folder to rebuild)" if before else "ready"
+        print(f"{builder.info.full_name} {how} in {builder.data_dir}: {splits}")
 
     return run_entry_point(action)
 

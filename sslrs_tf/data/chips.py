@@ -78,39 +78,51 @@ def band_name(name):
 def read_manifest(root, name=MANIFEST):
     """The :class:`Chip` rows of ``root/name``; a :class:`UserError` names the line of a bad row."""
     path = root / name
-    with path.open("r") as f:
-        reader = csv.DictReader(io.StringIO(f.read(), newline=""))
-        header = [c.strip() for c in reader.fieldnames or []]
-        unknown = [c for c in header if c not in COLUMNS]
-        if unknown:
-            raise UserError(f"{path}: unknown column {unknown[0]!r}; expected s1, s2 and optionally "
-                            f"{', '.join(c for c in COLUMNS if c not in ('s1', 's2'))}")
-        missing = [c for c in ("s1", "s2") if c not in header]
-        if missing:
-            raise UserError(f"{path}: no column {missing[0]!r}; a manifest needs s1 and s2 (paths relative to "
-                            f"{root})")
-        if "label" in header and "mask" in header:
-            raise UserError(f"{path}: has both a label and a mask column; a dataset is either classification "
-                            "(label: a class name) or segmentation (mask: a label raster)")
-        chips, seen = [], {}
-        for line, row in enumerate(reader, start=2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-            where = f"{path} line {line}"
-            for column in ("s1", "s2") + (("mask",) if "mask" in header else ()):
-                if not row.get(column):
-                    raise UserError(f"{where}: empty {column}")
-            if "label" in header and not row.get("label"):
-                raise UserError(f"{where}: empty label")
-            split = row.get("split") or None
-            if split is not None and not _SPLIT_NAME.match(split):
-                raise UserError(f"{where}: split {split!r} is not a split name (lower-case letters, digits, _)")
-            chip_id = row.get("id") or _stem(row["s2"])
-            if chip_id in seen:
-                raise UserError(f"{where}: id {chip_id!r} repeats {seen[chip_id]}")
-            seen[chip_id] = f"line {line}"
-            chips.append(Chip(id=chip_id, s1=root / row["s1"], s2=root / row["s2"],
-                              mask=root / row["mask"] if row.get("mask") else None,
-                              label=row.get("label") or None, split=split, where=where))
+    with path.open("rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")  # a spreadsheet's UTF-8 starts with a byte-order mark
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8 CSV") from None
+    try:
+        return _rows(root, path, csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise UserError(f"{path}: not a CSV file ({err})") from None
+
+
+def _rows(root, path, reader):
+    """The :class:`Chip` rows of a manifest's `reader` (a ``csv.DictReader``)."""
+    header = [c.strip() for c in reader.fieldnames or []]
+    unknown = [c for c in header if c not in COLUMNS]
+    if unknown:
+        raise UserError(f"{path}: unknown column {unknown[0]!r}; expected s1, s2 and optionally "
+                        f"{', '.join(c for c in COLUMNS if c not in ('s1', 's2'))}")
+    missing = [c for c in ("s1", "s2") if c not in header]
+    if missing:
+        raise UserError(f"{path}: no column {missing[0]!r}; a manifest needs s1 and s2 (paths relative to "
+                        f"{root})")
+    if "label" in header and "mask" in header:
+        raise UserError(f"{path}: has both a label and a mask column; a dataset is either classification "
+                        "(label: a class name) or segmentation (mask: a label raster)")
+    chips, seen = [], {}
+    for line, row in enumerate(reader, start=2):
+        row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        where = f"{path} line {line}"
+        for column in ("s1", "s2") + (("mask",) if "mask" in header else ()):
+            if not row.get(column):
+                raise UserError(f"{where}: empty {column}")
+        if "label" in header and not row.get("label"):
+            raise UserError(f"{where}: empty label")
+        split = row.get("split") or None
+        if split is not None and not _SPLIT_NAME.match(split):
+            raise UserError(f"{where}: split {split!r} is not a split name (lower-case letters, digits, _)")
+        chip_id = row.get("id") or _stem(row["s2"])
+        if chip_id in seen:
+            raise UserError(f"{where}: id {chip_id!r} repeats {seen[chip_id]}")
+        seen[chip_id] = f"line {line}"
+        chips.append(Chip(id=chip_id, s1=root / row["s1"], s2=root / row["s2"],
+                          mask=root / row["mask"] if row.get("mask") else None,
+                          label=row.get("label") or None, split=split, where=where))
     if not chips:
         raise UserError(f"{path}: no rows; expected one row per location (s1, s2, ...)")
     return chips
@@ -154,6 +166,9 @@ def split_of(chip, test_fraction):
 def class_codes(classes):
     """``{code in the label raster: class index}`` and the class names of a config's ``classes``: a list (code =
     position) or a mapping ``{code: name}`` (class index in the order of the codes)."""
+    if isinstance(classes, str) or not isinstance(classes, (dict, list, tuple)):
+        raise UserError(f"config classes must be a list of class names or a mapping {{code: name}}. "
+                        f"Received: classes={classes!r}")
     if isinstance(classes, dict):
         try:
             pairs = sorted((int(k), str(v)) for k, v in classes.items())
@@ -254,8 +269,8 @@ def _s2_indexes(src, path, settings):
         return [names.index(b) + 1 for b in settings.s2_bands]
     if settings.named_bands and src.count == len(settings.s2_bands):
         return list(range(1, src.count + 1))  # the config names the file's bands, in order
-    if src.count == len(S2_BANDS) and settings.s2_bands == S2_BANDS:
-        return list(range(1, src.count + 1))  # 13 unnamed bands: SEN12MS order
+    if src.count == len(S2_BANDS):
+        return [S2_BANDS.index(b) + 1 for b in settings.s2_bands]  # 13 unnamed bands: SEN12MS order
     raise DataError(path, f"has {src.count} band(s) without band names; name them in the config's s2_bands "
                           f"(in file order) or give the 13 bands {S2_BANDS[0]}..{S2_BANDS[-1]}")
 
@@ -280,8 +295,8 @@ def _s2_values(data, path, settings):
     """S2 as reflectance x 10 000 in uint16, from uint16, int16 (negatives: 0) or float (times s2_scale)."""
     if data.dtype == np.uint16:
         return data
-    if data.dtype.kind in "iu":
-        return np.clip(data, 0, 65535).astype(np.uint16)
+    if data.dtype == np.int16:
+        return np.clip(data, 0, None).astype(np.uint16)
     if data.dtype.kind == "f":
         if settings.s2_scale is None:
             raise DataError(path, f"holds {data.dtype} values; set the config's s2_scale (10000 for reflectance in "
@@ -296,10 +311,13 @@ def _to_db(linear):
         return np.where(linear > 0, 10.0 * np.log10(linear), np.nan).astype(np.float32)
 
 
-def _warp(data, src, dst, resampling, fill):
+def _warp(data, src, dst, resampling, fill, path):
     out = np.full((data.shape[0], dst.height, dst.width), fill, data.dtype)
-    reproject(data, out, src_transform=src.transform, src_crs=src.crs, dst_transform=dst.transform,
-              dst_crs=dst.crs, resampling=resampling, src_nodata=fill, dst_nodata=fill)
+    try:
+        reproject(data, out, src_transform=src.transform, src_crs=src.crs, dst_transform=dst.transform,
+                  dst_crs=dst.crs, resampling=resampling, src_nodata=fill, dst_nodata=fill)
+    except (RasterioError, ValueError) as err:  # e.g. a file without a CRS
+        raise DataError(path, f"cannot be warped onto the S2 grid ({str(err).splitlines()[0]})") from None
     return out
 
 
@@ -319,9 +337,9 @@ def load_chip(chip, settings):
         if (s2src.height, s2src.width) != (size, size):
             raise DataError(chip.s2, f"is {s2src.height} x {s2src.width} px, expected {size} x {size} (patch_size)")
         s2raw = _read(s2src, chip.s2, _s2_indexes(s2src, chip.s2, settings))
-        invalid = _invalid(s2raw, s2src.nodata).any(axis=0)
+        s2_invalid = _invalid(s2raw, s2src.nodata).any(axis=0)
         s2 = _s2_values(s2raw, chip.s2, settings)
-        s2[:, invalid] = 0
+        s2[:, s2_invalid] = 0
         with _open(chip.s1) as s1src:
             s1 = _read(s1src, chip.s1, _s1_indexes(s1src, chip.s1)).astype(np.float32)
             s1[_invalid(s1, s1src.nodata)] = np.nan
@@ -330,11 +348,12 @@ def load_chip(chip, settings):
             elif settings.on_misaligned == "resample":
                 # Resampled as power, then converted: averaging dB values would bias towards dark pixels.
                 linear = s1 if settings.s1_units == "linear" else np.float32(10.0) ** (s1 / np.float32(10.0))
-                s1 = _to_db(_warp(linear, s1src, s2src, Resampling.bilinear, np.nan))
+                s1 = _to_db(_warp(linear, s1src, s2src, Resampling.bilinear, np.nan, chip.s1))
             else:
                 raise Misaligned(chip.s1, f"is not on the grid of {chip.s2} ({_grid(s1src)} against "
                                          f"{_grid(s2src)}); set on_misaligned: resample to warp S1 onto S2")
-        invalid |= np.isnan(s1).any(axis=0)
+        s1_invalid = np.isnan(s1).any(axis=0)
+        invalid = s1_invalid | s2_invalid
         mask = None
         if chip.mask is not None:
             with _open(chip.mask) as msrc:
@@ -350,16 +369,17 @@ def load_chip(chip, settings):
                     if settings.on_misaligned != "resample":
                         raise Misaligned(chip.mask, f"is not on the grid of {chip.s2} ({_grid(msrc)} against "
                                                    f"{_grid(s2src)}); set on_misaligned: resample")
-                    mask = _warp(mask[None], msrc, s2src, Resampling.nearest, IGNORE)[0]
+                    mask = _warp(mask[None], msrc, s2src, Resampling.nearest, IGNORE, chip.mask)[0]
     if invalid.mean() > settings.max_nodata:
-        raise Skip("nodata", chip.s2 if invalid.any() else chip.s1)
+        # Named by the file with more nodata pixels.
+        raise Skip("nodata", chip.s1 if s1_invalid.sum() >= s2_invalid.sum() else chip.s2)
     s1 = np.moveaxis(s1, 0, -1)
     s2 = np.moveaxis(s2, 0, -1)
     example = {"s1": s1, "s2": s2, "s1_max": np.nanmax(np.where(np.isnan(s1), -np.inf, s1), axis=(0, 1)),
                "s2_max": s2.max(axis=(0, 1)), "id": chip.id}
     if settings.task == "classification":
         label = settings.classes.index(chip.label)
-        example["mask"] = np.full((size, size), label, np.uint8)
+        example["mask"] = np.where(invalid, IGNORE, label).astype(np.uint8)
         example["label"] = label
     elif settings.task == "segmentation":
         mask = np.full((size, size), IGNORE, np.uint8) if mask is None else mask

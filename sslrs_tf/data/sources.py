@@ -3,14 +3,15 @@
 :func:`sslrs_tf.data.pipeline.make_dataset` validates its keyword arguments into
 one :class:`ReadSettings` and asks the dataset's :class:`Source` for a
 :class:`Reader`: the records of an epoch, the parser of a batch of them, and the
-last steps of an epoch. Two sources exist:
+last steps of an epoch. The sources:
 
-* :class:`SentinelSource` — SEN12MS and DFC2020 as the builders of
-  ``tfds_builders/`` store them (raw rasters as bytes, parsed in batches; below);
+* :class:`SentinelSource` — SEN12MS, DFC2020 and SSL4EO-S12 as the builders of
+  ``tfds_builders/`` store them (raw rasters as bytes, parsed in batches; below), and
+  :class:`ChipsSource`, the same for your own chips (``paired_chips``);
 * :class:`~sslrs_tf.data.catalog.CatalogSource` — Sentinel-2 datasets of the TFDS
   catalog (EuroSAT, BigEarthNet).
 
-What both need — how many samples a label fraction keeps, the random crops of a
+What they share — how many samples a label fraction keeps, the random crops of a
 batch, the crop size check — is here too, and the class-balancing rule of
 :func:`balanced_copies`.
 """
@@ -246,7 +247,7 @@ def check_stored_bands(source, settings):
 
 
 class SentinelSource(Source):
-    """SEN12MS or DFC2020 as the builders of ``tfds_builders/`` write them.
+    """SEN12MS, DFC2020 or SSL4EO-S12 as the builders of ``tfds_builders/`` write them.
 
     Records are read straight from the TFDS shards and parsed **in batches**
     (``tf.io.parse_example`` + ``decode_raw`` on whole batches: about 2x faster than

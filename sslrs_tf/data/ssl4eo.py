@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 import rasterio
+from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 
 from sslrs_tf.data.bands import S1_BANDS, S2_BANDS
@@ -26,6 +27,8 @@ from sslrs_tf.errors import DataError
 #: the S2 product folders and their bands (file names ``B1.tif`` ... in this library's spelling)
 LEVELS = {"l1c": ("s2c", S2_BANDS), "l2a": ("s2a", tuple(b for b in S2_BANDS if b != "B10"))}
 SEASONS = 4
+#: a band's pixel size over the 10 m grid's: 10 m, 20 m, 60 m bands
+COARSER = (1, 2, 6)
 _DATE = re.compile(r"(?:^|_)(\d{8})T\d{6}")
 
 
@@ -49,22 +52,28 @@ def seasons(folder):
 
 
 def read_band(path, size):
-    """One band file as a ``[size, size]`` array: a coarser band (size / 2, size / 6, ...) repeated to `size`."""
+    """One band file as a ``[size, size]`` array: a coarser band (size / 2, size / 6) repeated onto the grid.
+
+    A band a pixel off its grid (an export's rounding: 263 instead of 264 px) is resampled onto it by
+    nearest neighbour, as torchgeo's reader reads every band; any other size is refused, naming the file.
+    """
     try:
         with (path.open("rb") if hasattr(path, "open") else open(path, "rb")) as f, rasterio.open(f) as src:
             if src.count != 1:
                 raise DataError(path, f"has {src.count} bands, expected 1 (one band per file)")
-            data = src.read(1)
+            h, w = src.height, src.width
+            if h == w and size % h == 0:
+                data = src.read(1)
+                return np.repeat(np.repeat(data, size // h, 0), size // h, 1) if h < size else data
+            if any(abs(h - size // f) <= 1 and abs(w - size // f) <= 1 for f in COARSER):
+                return src.read(1, out_shape=(size, size), resampling=Resampling.nearest)
     except DataError:
         raise
     except (RasterioError, OSError, ValueError) as err:
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(path, f"cannot be read as a GeoTIFF ({detail})") from None
-    h, w = data.shape
-    if h != w or size % h:
-        raise DataError(path, f"is {h} x {w} px, expected {size} x {size} or a square that divides it (a coarser band)")
-    factor = size // h
-    return np.repeat(np.repeat(data, factor, 0), factor, 1) if factor > 1 else data
+    raise DataError(path, f"is {h} x {w} px, expected {size} x {size} or {size // 2} or {size // 6} px square "
+                          "(a 20 m or 60 m band)")
 
 
 def read_season(folder, bands, size, dtype):

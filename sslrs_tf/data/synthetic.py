@@ -358,9 +358,10 @@ def _write(path, array, geo, descriptions):
         dst.descriptions = tuple(descriptions)
 
 
-#: S2 image ids of one location's four seasons, as SSL4EO-S12 names its season folders (date first);
-#: the S1 ids hold their date after the mission and mode
+#: acquisition days of a location's four seasons: S2 (its image ids start with the date), and S1, a day
+#: earlier (its ids hold the date after the satellite, S1A or S1B: their names do not sort by date)
 _SSL4EO_DAYS = ("20200312", "20200607", "20200903", "20201204")
+_SSL4EO_S1_DAYS = ("20200311", "20200606", "20200902", "20201203")
 
 
 def generate_ssl4eo(out, locations=4, size=48, seed=0, *, level="l1c"):
@@ -389,8 +390,8 @@ def generate_ssl4eo(out, locations=4, size=48, seed=0, *, level="l1c"):
             rng = np.random.default_rng([seed, 8, loc, t])
             data = Scene(rng, season, size).patch(0)
             s1 = np.nan_to_num(data["s1"], nan=-30.0)
-            day = _SSL4EO_DAYS[t]
-            for sensor, name in (("s1", f"S1A_IW_GRDH_1SDV_{day}T051022_{day}T051047_032073_03B53F_6A2E"),
+            day, s1_day, sat = _SSL4EO_DAYS[t], _SSL4EO_S1_DAYS[t], "S1B" if t % 2 == 0 else "S1A"
+            for sensor, name in (("s1", f"{sat}_IW_GRDH_1SDV_{s1_day}T051022_{s1_day}T051047_032073_03B53F_6A2E"),
                                  (folder, f"{day}T101559_{day}T101817_T32TQM")):
                 season_dir = out / sensor / loc_id / name
                 season_dir.mkdir(parents=True, exist_ok=True)

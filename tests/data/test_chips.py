@@ -80,6 +80,14 @@ def test_unnamed_bands_need_the_config_to_name_them(tmp_path):
         chips.load_chip(chip, settings())
     out = chips.load_chip(chip, settings(s2_bands=("B02", "B03", "B04", "B08"), named_bands=True))
     np.testing.assert_array_equal(out["s2"], np.moveaxis(s2, 0, -1))
+    # 13 unnamed bands are SEN12MS's order, a subset picked from them by name.
+    chip, (_, s2, _) = pair(tmp_path, name="u", s2_descriptions=None)
+    out = chips.load_chip(chip, settings(s2_bands=("B04", "B03", "B02"), named_bands=True))
+    np.testing.assert_array_equal(out["s2"], np.moveaxis(s2[[3, 2, 1]], 0, -1))
+    # 8-bit S2 (a visual export) is not reflectance.
+    chip, _ = pair(tmp_path, name="v", s2_dtype=np.uint8)
+    with pytest.raises(DataError, match=r"v_s2.tif: has dtype uint8, expected uint16, int16 or float"):
+        chips.load_chip(chip, settings())
 
 
 def test_a_file_lacking_a_configured_band_is_refused_by_name(tmp_path):
@@ -120,6 +128,22 @@ def test_a_pair_off_the_grid_is_refused_naming_both_files(tmp_path):
         chips.load_chip(other, settings())
 
 
+def test_resample_averages_s1_in_linear_power_onto_the_s2_grid(tmp_path):
+    # Half a pixel east: each S2 pixel lies midway between two S1 pixels; bilinear gives their mean power.
+    shifted = dict(crs=UTM["crs"], transform=from_origin(500_005.0, 5_000_000.0, 10.0, 10.0))
+    chip, (s1, _, _) = pair(tmp_path, s1_geo=shifted)
+    out = chips.load_chip(chip, settings(on_misaligned="resample", max_nodata=0.1))
+    linear = 10.0 ** (np.moveaxis(s1, 0, -1).astype(np.float64) / 10)
+    expected = 10 * np.log10((linear[:, :-1] + linear[:, 1:]) / 2)
+    np.testing.assert_allclose(out["s1"][1:-1, 1:], expected[1:-1], atol=1e-4)
+    assert not np.allclose(out["s1"][1:-1, 1:], (np.moveaxis(s1, 0, -1)[1:-1, :-1] + np.moveaxis(s1, 0, -1)[1:-1, 1:]) / 2,
+                           atol=1e-3)  # not the mean of the dB values
+    # A file without a CRS cannot be warped: one line naming it.
+    bare = chips.Chip(id="n", s1=write(tmp_path / "n_s1.tif", s1, dict(transform=shifted["transform"])), s2=chip.s2)
+    with pytest.raises(DataError, match=r"n_s1.tif: (is not on the grid|cannot be warped onto the S2 grid)"):
+        chips.load_chip(bare, settings(on_misaligned="resample"))
+
+
 def test_resample_warps_s1_onto_the_s2_grid_in_linear_power(tmp_path):
     # S1 three pixels to the east: the S2 grid's first three columns have no S1 (nodata), the rest is S1 shifted.
     shifted = dict(crs=UTM["crs"], transform=from_origin(500_030.0, 5_000_000.0, 10.0, 10.0))
@@ -142,13 +166,13 @@ def test_resample_warps_s1_onto_the_s2_grid_in_linear_power(tmp_path):
 def test_nodata_pixels_skip_a_chip_or_are_kept_as_nan_zero_and_ignored(tmp_path):
     s1, s2, mask = rasters()
     s1[:, 0, :4] = np.nan  # 4 of 256 pixels
-    s2[:, 5, 5] = 0  # the S2 file's nodata value: 1 more
-    chip = chips.Chip(id="e", s1=write(tmp_path / "e_s1.tif", s1), s2=write(tmp_path / "e_s2.tif", s2, nodata=0,
+    s2[:, 5, 5] = 65535  # the S2 file's nodata value: 1 more
+    chip = chips.Chip(id="e", s1=write(tmp_path / "e_s1.tif", s1), s2=write(tmp_path / "e_s2.tif", s2, nodata=65535,
                                                                             descriptions=FILE_NAMES),
                       mask=write(tmp_path / "e_mask.tif", mask))
     report = SkipReport()
     assert chips.load_chip_example(("e", chip), settings(), report, "train") is None
-    assert report.counts["train"] == {"nodata": 1}
+    assert report.counts["train"] == {"nodata": 1} and report.examples["nodata"] == {str(chip.s1)}  # S1 has more
     assert chips.load_chip_example(("e", chip), settings(max_nodata=4 / 256), SkipReport(), "train") is None
     out = chips.load_chip(chip, settings(max_nodata=5 / 256))
     assert np.isnan(out["s1"][0, :4]).all() and not np.isnan(out["s1"][1:]).any()
@@ -212,11 +236,21 @@ def test_a_bad_manifest_is_answered_in_one_line_naming_the_line(tmp_path, text, 
         chips.read_manifest(tmp_path)
 
 
+def test_a_manifest_saved_by_a_spreadsheet_is_read_and_other_encodings_are_named(tmp_path):
+    (tmp_path / "manifest.csv").write_bytes("\ufeffs1,s2\r\na_s1.tif,a_s2.tif\r\n".encode())
+    assert [c.id for c in chips.read_manifest(tmp_path)] == ["a"]
+    (tmp_path / "manifest.csv").write_bytes("s1,s2\nä_s1.tif,ä_s2.tif\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"manifest.csv: not UTF-8 text .*; save it as UTF-8 CSV"):
+        chips.read_manifest(tmp_path)
+
+
 def test_class_codes_from_a_list_or_a_mapping():
     assert chips.class_codes(["dry", "water"]) == ({0: 0, 1: 1}, ("dry", "water"))
     assert chips.class_codes({"3": "water", 1: "land"}) == ({1: 0, 3: 1}, ("land", "water"))
     with pytest.raises(UserError, match="distinct"):
         chips.class_codes(["a", "a"])
+    with pytest.raises(UserError, match=r"config classes must be a list of class names or a mapping"):
+        chips.class_codes("water")
     assert [chips.band_name(b) for b in ("B1", "b8a", "B08", "B12", "vh")] == ["B01", "B8A", "B08", "B12", "VH"]
 
 

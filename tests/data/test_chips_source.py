@@ -96,7 +96,10 @@ def test_an_unlabelled_dataset_refuses_labels_and_an_unbuilt_config_is_named(bui
     assert built["none"].info.metadata["task"] is None and "mask" not in built["none"].info.features
     with pytest.raises(UserError, match=r"has no labels: it was built without classes"):
         make_dataset(built["none"], "train", bands=RGB, label="single")
-    with pytest.raises(UserError, match=r"dataset paired_chips/mine is not built in .*; build it with `python -m "
+    with pytest.raises(UserError, match=r"dataset paired_chips/mine is not built in .* \(one built with `python -m "
                                         r"sslrs_tf.datasets paired_chips --manual_dir DIR --data_dir .* --config "
                                         r"'\{\"name\": \"mine\", ...\}'`"):
         open_source("paired_chips", tmp_path, "mine")
+    with pytest.raises(UserError, match=r"dataset ssl4eo_s12/all is not built in .* \(its configs: l1c, l2a, or one "
+                                        r"built with `python -m sslrs_tf.datasets ssl4eo_s12"):
+        open_source("ssl4eo_s12", tmp_path, "all")

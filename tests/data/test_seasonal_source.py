@@ -39,14 +39,24 @@ def where(crop, stored, modality):
 def test_a_training_sample_is_a_season_s_aligned_crop(built, pairs):
     builder, records = built
     seasons = []
-    ds = make_dataset(builder, "train", crop_size=CROP, batch_size=2, season_pairs=pairs, with_ids=True, epochs=6)
-    for batch in ds.as_numpy_iterator():
+    args = dict(crop_size=CROP, batch_size=2, season_pairs=pairs, with_ids=True)
+    batches = list(make_dataset(builder, "train", epochs=6, **args).as_numpy_iterator())
+    # The same crops and seasons in the same places, read with per_patch_max, or resumed at epoch 3.
+    by_patch = list(make_dataset(builder, "train", epochs=6, normalization="per_patch_max", **args).as_numpy_iterator())
+    resumed = list(make_dataset(builder, "train", start_epoch=3, epochs=3, **args).as_numpy_iterator())
+    for batch, other in zip(batches[3:], resumed, strict=True):
+        for key in ("id", "s1", "s2"):
+            np.testing.assert_array_equal(batch[key], other[key])
+    for batch, patch_scaled in zip(batches, by_patch, strict=True):
         for i, chip in enumerate(batch["id"]):
             ex = records[chip.decode()]
             s1, s2 = where(batch["s1"][i], ex["s1"], "s1"), where(batch["s2"][i], ex["s2"], "s2")
             assert len(s1) == 1 and len(s2) == 1  # found once: one season's crop, no mixture
             assert s1[0][1:] == s2[0][1:]  # one window for both sensors
             seasons.append((s1[0][0], s2[0][0]))
+            t, top, left = s2[0]  # per_patch_max: divided by the maxima stored for that season
+            window = np.clip(ex["s2"][t, top:top + CROP, left:left + CROP].astype(np.float64), 0, 10000)
+            np.testing.assert_allclose(patch_scaled["s2"][i], window / np.minimum(ex["s2_max"][t], 10000), rtol=1e-6)
     assert len({s for s, _ in seasons}) > 1  # the season changes from epoch to epoch
     same = [a == b for a, b in seasons]
     assert all(same) if pairs == "same" else not all(same)

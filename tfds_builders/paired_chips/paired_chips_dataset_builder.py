@@ -1,5 +1,7 @@
 """Your own co-registered Sentinel-1/2 chips as a TFDS dataset (sslrs_tf.data.chips reads them)."""
 
+import json
+
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -65,6 +67,12 @@ class PairedChipsConfig(tfds.core.BuilderConfig):
         except ValueError as err:
             raise UserError(f"config s2_bands: {err}") from None
         self.codes, self.class_names = chips.class_codes(classes) if classes is not None else ({}, ())
+        #: the arguments that shape the records, as stored in the dataset's metadata (JSON types): a later
+        #: build under the same name with others is refused (sslrs_tf.datasets.build)
+        self.arguments = json.loads(json.dumps(dict(
+            classes=classes, patch_size=patch_size, s2_bands=list(self.bands), s1_units=s1_units, s2_scale=s2_scale,
+            on_misaligned=on_misaligned, max_nodata=max_nodata, test_fraction=test_fraction, manifest=manifest,
+            on_error=on_error)))
 
     def settings(self, task):
         """The :class:`~sslrs_tf.data.chips.ChipSettings` of this config for `task`."""
@@ -138,7 +146,7 @@ class Builder(SentinelBuilder):
             by_split = {"train": [c for c in listed if c is not first], "test": [first]}
         self._settings = config.settings(task)
         self.info.metadata.update({"classes": list(config.class_names), "task": task, "s2_bands": list(config.bands),
-                                   "s1_units_on_disk": config.s1_units})
+                                   "s1_units_on_disk": config.s1_units, "config": config.arguments})
         return {split: self._generate_examples(found, split) for split, found in sorted(by_split.items())}
 
     def _generate_examples(self, found, split):

@@ -37,12 +37,16 @@ class Ssl4eoS12Config(tfds.core.BuilderConfig):
             raise UserError(f"config on_error must be one of {list(ON_ERROR)}. Received: on_error={on_error!r}")
         if not isinstance(seasons, int) or not 1 <= seasons <= ssl4eo.SEASONS:
             raise UserError(f"config seasons must be an integer in 1..{ssl4eo.SEASONS}. Received: seasons={seasons!r}")
-        if not isinstance(patch_size, int) or patch_size < 1:
-            raise UserError(f"config patch_size must be a positive integer. Received: patch_size={patch_size!r}")
+        if not isinstance(patch_size, int) or patch_size < 6 or patch_size % 6:
+            raise UserError(f"config patch_size must be a positive multiple of 6 (the 60 m bands are patch_size / 6 "
+                            f"px). Received: patch_size={patch_size!r}")
         if isinstance(holdout_fraction, bool) or not isinstance(holdout_fraction, (int, float)) \
                 or not 0 <= holdout_fraction < 1:
             raise UserError(f"config holdout_fraction must be a number in [0, 1). Received: "
                             f"holdout_fraction={holdout_fraction!r}")
+        #: the arguments that shape the records, as stored in the dataset's metadata (sslrs_tf.datasets.build)
+        self.arguments = dict(level=level, seasons=seasons, patch_size=patch_size, holdout_fraction=holdout_fraction,
+                              on_error=on_error)
 
 
 class Builder(SentinelBuilder):
@@ -108,7 +112,7 @@ class Builder(SentinelBuilder):
             n = 0
         holdout = set(ranked[:n])
         self.info.metadata.update({"s2_bands": list(ssl4eo.LEVELS[config.level][1]), "level": config.level,
-                                   "seasons": config.seasons})
+                                   "seasons": config.seasons, "config": config.arguments})
         splits = {"train": [loc for loc in locations if loc not in holdout]}
         if holdout:
             splits["holdout"] = sorted(holdout)

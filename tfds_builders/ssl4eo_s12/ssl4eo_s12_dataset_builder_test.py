@@ -48,7 +48,8 @@ def test_a_location_holds_its_seasons_in_date_order_with_coarse_bands_repeated(t
     assert sorted(examples) == ["0000000", "0000002"]
     ex = examples["0000000"]
     assert [d.decode() for d in ex["s2_dates"]] == ["20200312", "20200607", "20200903", "20201204"]
-    assert [d.decode() for d in ex["s1_dates"]] == ["20200312", "20200607", "20200903", "20201204"]
+    # S1's folders (S1B_..., S1A_...) do not sort by name in date order: paired by their dates.
+    assert [d.decode() for d in ex["s1_dates"]] == ["20200311", "20200606", "20200902", "20201203"]
     assert ex["s1"].shape == (4, SIZE, SIZE, 2) and ex["s2"].shape == (4, SIZE, SIZE, 13)
     season = sorted((DUMMY / "s2c" / "0000000").iterdir())[2]  # 20200903
     for i, band in enumerate(builder.info.metadata["s2_bands"]):
@@ -58,7 +59,7 @@ def test_a_location_holds_its_seasons_in_date_order_with_coarse_bands_repeated(t
         assert factor == {"B01": 6, "B09": 6, "B10": 6, "B05": 2, "B06": 2, "B07": 2, "B8A": 2, "B11": 2,
                           "B12": 2}.get(band, 1)
         np.testing.assert_array_equal(ex["s2"][2, ..., i], np.kron(raw, np.ones((factor, factor), raw.dtype)))
-    s1_season = sorted((DUMMY / "s1" / "0000000").iterdir(), key=lambda p: ssl4eo.season_date(p.name))[2]
+    s1_season = next((DUMMY / "s1" / "0000000").glob("S1B_IW_GRDH_1SDV_20200902T*"))
     with rasterio.open(s1_season / "VH.tif") as src:
         np.testing.assert_array_equal(ex["s1"][2, ..., 1], src.read(1))
     np.testing.assert_array_equal(ex["s2_max"], ex["s2"].max(axis=(1, 2)))
@@ -77,6 +78,19 @@ def test_l2a_has_twelve_bands_and_seasons_can_be_fewer(tmp_path):
     assert len(ids["holdout"]) == 1 and ids["train"] | ids["holdout"] == {f"{i:07d}" for i in range(4)}
 
 
+def test_a_patch_size_off_the_band_grids_and_a_rebuild_with_other_arguments_are_refused(tmp_path):
+    with pytest.raises(UserError, match=r"config patch_size must be a positive multiple of 6"):
+        Ssl4eoS12Config(name="x", patch_size=100)
+    from sslrs_tf.datasets import build as build_by_name
+
+    config = {"name": "t", "patch_size": SIZE, "holdout_fraction": 0.0}
+    build_by_name("ssl4eo_s12", DUMMY, tmp_path, config)
+    assert build_by_name("ssl4eo_s12", DUMMY, tmp_path, config).info.splits["train"].num_examples == 2
+    with pytest.raises(UserError, match=r"ssl4eo_s12/t/1.0.0 in .* was built with seasons=4, not 2; give the config "
+                                        r"another name, or delete that folder to rebuild"):
+        build_by_name("ssl4eo_s12", DUMMY, tmp_path, {**config, "seasons": 2})
+
+
 def test_missing_folders_and_broken_files_are_named(tmp_path):
     with pytest.raises(UserError, match=r"has no folder s2a \(level l2a\)"):
         build(DUMMY, tmp_path / "a", level="l2a")
@@ -84,10 +98,10 @@ def test_missing_folders_and_broken_files_are_named(tmp_path):
     victim = next((manual / "s2c" / "0000002").iterdir()) / "B5.tif"
     with rasterio.open(victim) as src:
         profile = src.profile
-    profile.update(width=5, height=5)
+    profile.update(width=9, height=9)
     with rasterio.open(victim, "w", **profile) as dst:
-        dst.write(np.zeros((1, 5, 5), np.uint16))
-    with pytest.raises(DataError, match=r"B5.tif: is 5 x 5 px, expected 12 x 12 or a square that divides it"):
+        dst.write(np.zeros((1, 9, 9), np.uint16))
+    with pytest.raises(DataError, match=r"B5.tif: is 9 x 9 px, expected 12 x 12 or 6 or 2 px square"):
         build(manual, tmp_path / "b")
     builder = build(manual, tmp_path / "c", on_error="skip", holdout_fraction=0.0)
     assert builder.info.metadata["skipped"] == {"train": {"bad_file": 1, "missing_season": 1}}
@@ -99,6 +113,21 @@ def test_missing_folders_and_broken_files_are_named(tmp_path):
     shutil.rmtree(manual / "s1")
     with pytest.raises(UserError, match=r"has no folder s1"):
         build(manual, tmp_path / "d")
+
+
+def test_a_band_a_pixel_off_its_grid_is_resampled_onto_it(tmp_path):
+    manual = copy_tree(DUMMY, tmp_path / "manual")
+    victim = sorted((manual / "s2c" / "0000002").iterdir())[1] / "B2.tif"  # a 10 m band, the second season
+    with rasterio.open(victim) as src:
+        profile = dict(src.profile, width=SIZE - 1, height=SIZE - 1)
+    values = np.arange((SIZE - 1) ** 2, dtype=np.uint16).reshape(1, SIZE - 1, SIZE - 1)
+    with rasterio.open(victim, "w", **profile) as dst:
+        dst.write(values)
+    builder = build(manual, tmp_path / "out", holdout_fraction=0.0)
+    ex = next(e for e in tfds.as_numpy(builder.as_dataset(split="train")) if e["id"] == b"0000002")
+    band = ex["s2"][1, ..., 1]
+    assert band.shape == (SIZE, SIZE) and set(np.unique(band)) <= set(values.ravel())
+    assert band[0, 0] == 0 and band[-1, -1] == values.max()  # nearest neighbour: the corners stay the corners
 
 
 def test_the_real_sen1floods11_chip_written_in_the_ssl4eo_layout(tmp_path):
