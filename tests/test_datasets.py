@@ -34,7 +34,7 @@ def test_builds_a_subset_from_one_json_flag_and_reuses_it(tmp_path):
     built = tfds.builder_from_directory(str(tmp_path / "sen12ms" / "spring32" / "1.0.0"))
     assert built.info.splits["train"].num_examples == 2  # spring: 3 triplets, one without s2
     again = run("sen12ms", "--manual_dir", tmp_path / "nowhere", "--data_dir", tmp_path, "--config", config)
-    assert again.returncode == 0 and "ready" in again.stdout  # already built: the manual folder is not needed
+    assert again.returncode == 0 and "sen12ms/spring32/1.0.0 already built, reused" in again.stdout  # no manual folder needed
 
 
 def test_user_errors_are_one_line(tmp_path):

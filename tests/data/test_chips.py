@@ -117,6 +117,16 @@ def test_linear_s1_is_stored_in_db_and_int16_and_float_s2_as_uint16(tmp_path):
     np.testing.assert_array_equal(out["s2"], np.moveaxis(np.rint(reflectance.astype(np.float64) * 10000), 0, -1))
 
 
+def test_one_grid_allows_origins_within_a_hundredth_of_a_pixel():
+    class Raster:
+        def __init__(self, x):
+            self.crs, self.height, self.width = UTM["crs"], SIZE, SIZE
+            self.transform = from_origin(500_000.0 + x, 5_000_000.0, 10.0, 10.0)
+
+    assert chips.same_grid(Raster(0.0), Raster(0.09))  # 0.9 % of a 10 m pixel
+    assert not chips.same_grid(Raster(0.0), Raster(0.11))
+
+
 def test_a_pair_off_the_grid_is_refused_naming_both_files(tmp_path):
     shifted = dict(crs=UTM["crs"], transform=from_origin(500_030.0, 5_000_000.0, 10.0, 10.0))
     chip, _ = pair(tmp_path, s1_geo=shifted)

@@ -63,6 +63,12 @@ def test_segmentation_crops_and_their_masks_are_those_of_the_stored_chips(built)
         crop = records[chip.decode()]["mask"][top:top + CROP, top:top + CROP]
         counts = np.bincount(crop[crop != 255], minlength=3)[:3]  # a class on >= 10 % of the crop's pixels
         np.testing.assert_array_equal(hot[i], (counts >= 0.1 * CROP * CROP).astype(np.float32))
+    single = make_dataset(source, "train", crop_size=CROP, batch_size=7, training=False, label="single",
+                          with_ids=True)
+    for inputs, labels in single.as_numpy_iterator():  # the crop's most frequent class (lowest on ties)
+        for i, chip in enumerate(inputs["id"]):
+            crop = records[chip.decode()]["mask"][top:top + CROP, top:top + CROP]
+            assert labels[i] == np.bincount(crop[crop != 255], minlength=3).argmax()
 
 
 def test_a_classification_chip_s_single_label_is_its_class(built):
@@ -71,6 +77,9 @@ def test_a_classification_chip_s_single_label_is_its_class(built):
     records = stored(built["cls"], "train")
     inputs, labels = next(ds.as_numpy_iterator())
     assert [int(y) for y in labels] == [int(records[i.decode()]["label"]) for i in inputs["id"]]
+    hot = next(make_dataset(built["cls"], "train", bands=RGB, crop_size=CROP, batch_size=8, training=False,
+                            label="multi", with_ids=True).as_numpy_iterator())[1]
+    np.testing.assert_array_equal(hot, np.eye(3, dtype=np.float32)[labels])  # the chip's class alone
     with pytest.raises(UserError, match=r"has a class per chip \(classification\), no mask to segment"):
         make_dataset(built["cls"], "train", bands=RGB, crop_size=CROP, label="segmentation")
 

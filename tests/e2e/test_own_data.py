@@ -31,7 +31,8 @@ def test_a_manifest_of_chips_is_pre_trained_on_fine_tuned_on_evaluated_and_compa
           "train.epochs=1")
     train("finetune_tiny.yaml", tmp_path / "ft", *data, "data.split=train", "train.epochs=1",
           f"model.pretrained={tmp_path / 'pre'}")
-    evaluate("--run", tmp_path / "ft")
+    printed = evaluate("--run", tmp_path / "ft")
+    assert all(f"| {name} |" in printed for name in CLASSES)  # the per-class table, by the dataset's names
     metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
     assert list(metrics["per_class"]) == CLASSES and metrics["split"] == "test"
 

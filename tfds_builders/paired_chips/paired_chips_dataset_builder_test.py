@@ -94,6 +94,20 @@ def test_bad_configs_are_answered_in_one_line(tmp_path, config, error):
         build(CHIPS_DUMMY, tmp_path, **config)
 
 
+def test_masks_of_the_folder_pattern_need_classes_and_a_rebuild_needs_the_same_arguments(tmp_path):
+    from sslrs_tf.datasets import build as build_by_name
+
+    manual = copy_tree(CHIPS_DUMMY, tmp_path / "chips")
+    (manual / "manifest.csv").unlink()  # the folder pattern: {id}_s1.tif, {id}_s2.tif, {id}_mask.tif
+    with pytest.raises(UserError, match=r"chip000_mask.tif: the chips have masks but the config lists no classes"):
+        build(manual, tmp_path / "a", classes=None)
+    config = {"name": "mine", "patch_size": SIZE, "classes": ["land", "urban", "water"]}
+    build_by_name("paired_chips", manual, tmp_path / "b", config)
+    with pytest.raises(UserError, match=r"paired_chips/mine/1.0.0 in .* was built with classes=\['land', 'urban', "
+                                        r"'water'\], not \['dry', 'wet', 'urban'\]; give the config another name"):
+        build_by_name("paired_chips", manual, tmp_path / "b", {**config, "classes": ["dry", "wet", "urban"]})
+
+
 def test_a_label_outside_the_classes_names_its_manifest_line(tmp_path):
     manual = tmp_path / "chips"
     synthetic.generate_chips(manual, 3, SIZE, task="classification")
