@@ -101,8 +101,11 @@ def test_masks_of_the_folder_pattern_need_classes_and_a_rebuild_needs_the_same_a
     (manual / "manifest.csv").unlink()  # the folder pattern: {id}_s1.tif, {id}_s2.tif, {id}_mask.tif
     with pytest.raises(UserError, match=r"chip000_mask.tif: the chips have masks but the config lists no classes"):
         build(manual, tmp_path / "a", classes=None)
+    (manual / "chip005_mask.tif").unlink()  # kept, every pixel ignored
     config = {"name": "mine", "patch_size": SIZE, "classes": ["land", "urban", "water"]}
-    build_by_name("paired_chips", manual, tmp_path / "b", config)
+    built = build_by_name("paired_chips", manual, tmp_path / "b", config)
+    examples = {e["id"]: e for s in ("train", "test") for e in tfds.as_numpy(built.as_dataset(split=s))}
+    assert (examples[b"chip005"]["mask"] == 255).all() and (examples[b"chip006"]["mask"] != 255).any()
     with pytest.raises(UserError, match=r"paired_chips/mine/1.0.0 in .* was built with classes=\['land', 'urban', "
                                         r"'water'\], not \['dry', 'wet', 'urban'\]; give the config another name"):
         build_by_name("paired_chips", manual, tmp_path / "b", {**config, "classes": ["dry", "wet", "urban"]})
