@@ -36,6 +36,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[torch]'
 	$(PY) bench/input_pipeline.py
+	$(PY) bench/input_seasons.py
 	$(PY) bench/input_steps.py
 	$(PY) bench/train_step.py
 	$(PY) bench/end_to_end.py
