@@ -51,6 +51,7 @@ from sslrs_tf.data.sources import (  # noqa: F401
     Reader,
     Source,
     SplitError,
+    check_stored_bands,
     checked_crop,
     fill_missing,
     kept_count,
@@ -58,8 +59,6 @@ from sslrs_tf.data.sources import (  # noqa: F401
     subsets,
 )
 from sslrs_tf.errors import UserError
-
-MISSING_BANDS = ("error", "zeros")
 
 #: BigEarthNet's 19-class nomenclature: each class and the CORINE labels (of the 43) it is made of
 BIGEARTHNET19 = {
@@ -201,10 +200,6 @@ class CatalogSource(Source):
             raise UserError(f"{self.full_name}: the size of split {split!r} is unknown")
         return n
 
-    def missing(self, bands):
-        """The bands of `bands` this dataset does not have."""
-        return [b for b in bands if b not in self.spec.bands]
-
     def epoch_size(self, split, settings):
         refuse_class_balance(self, settings)
         return super().epoch_size(split, settings)
@@ -222,7 +217,7 @@ class CatalogSource(Source):
         if settings.eval_crop != "center":
             raise UserError(f"{spec.name} is evaluated on centre crops. Received: eval_crop={settings.eval_crop!r}")
         wanted = list(settings.bands["s2"])
-        check_bands(self, wanted, settings.missing_bands)
+        check_stored_bands(spec.name, {"s2": spec.bands}, settings)
         present = [b for b in wanted if b in spec.bands]
         size, classes, normalization = spec.size, len(self.class_names), settings.normalization
         scheme = CATALOG_SCHEMES.get(self.dataset, {}).get(settings.label_scheme)
@@ -259,14 +254,3 @@ def refuse_class_balance(source, settings):
     """Raises a UserError: catalog datasets are not class-balanced."""
     if settings.class_balance:
         raise UserError(f"{source.spec.name}: class_balance is supported for SEN12MS and DFC2020 only; turn it off")
-
-
-def check_bands(source, bands, missing_bands):
-    """Raises a UserError when `source` lacks a band of `bands` and ``missing_bands`` is ``"error"``."""
-    if missing_bands not in MISSING_BANDS:
-        raise UserError(f"missing_bands must be one of {list(MISSING_BANDS)}. Received: missing_bands={missing_bands!r}")
-    lacking = source.missing(bands)
-    if lacking and missing_bands == "error":
-        raise UserError(
-            f"{source.spec.name} has no S2 band {', '.join(lacking)} (it has {', '.join(source.spec.bands)}); "
-            "use an encoder trained without it (e.g. data.s2_bands: s2_10) or set data.missing_bands: zeros")

@@ -26,11 +26,11 @@ import io
 import re
 
 import numpy as np
-import rasterio
 from rasterio.errors import RasterioError
 from rasterio.warp import Resampling, reproject
 
 from sslrs_tf.data.bands import S1_BANDS, S2_BANDS
+from sslrs_tf.data.geotiff import open_raster, read_bands
 from sslrs_tf.data.tfds_common import unit_hash
 from sslrs_tf.errors import DataError, UserError
 
@@ -227,22 +227,6 @@ class Misaligned(DataError):
     """S1 or the mask is not on the S2 file's grid (and the config does not resample)."""
 
 
-def _open(path):
-    try:
-        return rasterio.open(path.open("rb") if hasattr(path, "open") else open(path, "rb"))  # noqa: SIM115
-    except (RasterioError, OSError, ValueError) as err:
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(path, f"cannot be read as a GeoTIFF ({detail})") from None
-
-
-def _read(src, path, indexes=None):
-    try:
-        return src.read(indexes)
-    except (RasterioError, OSError, ValueError) as err:
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(path, f"cannot be read as a GeoTIFF ({detail})") from None
-
-
 def same_grid(a, b):
     """Whether two open rasters share CRS, size and transform (origins within 1 % of a pixel, pixel sizes within
     1e-6 of theirs: exports of one grid differ in the last digits)."""
@@ -333,15 +317,15 @@ def load_chip(chip, settings):
         if path is not None and not path.exists():
             raise Skip(f"missing_{kind}", path)
     size = settings.patch_size
-    with _open(chip.s2) as s2src:
+    with open_raster(chip.s2) as s2src:
         if (s2src.height, s2src.width) != (size, size):
             raise DataError(chip.s2, f"is {s2src.height} x {s2src.width} px, expected {size} x {size} (patch_size)")
-        s2raw = _read(s2src, chip.s2, _s2_indexes(s2src, chip.s2, settings))
+        s2raw = read_bands(s2src, chip.s2, _s2_indexes(s2src, chip.s2, settings))
         s2_invalid = _invalid(s2raw, s2src.nodata).any(axis=0)
         s2 = _s2_values(s2raw, chip.s2, settings)
         s2[:, s2_invalid] = 0
-        with _open(chip.s1) as s1src:
-            s1 = _read(s1src, chip.s1, _s1_indexes(s1src, chip.s1)).astype(np.float32)
+        with open_raster(chip.s1) as s1src:
+            s1 = read_bands(s1src, chip.s1, _s1_indexes(s1src, chip.s1)).astype(np.float32)
             s1[_invalid(s1, s1src.nodata)] = np.nan
             if same_grid(s1src, s2src):
                 s1 = _to_db(s1) if settings.s1_units == "linear" else s1
@@ -356,10 +340,10 @@ def load_chip(chip, settings):
         invalid = s1_invalid | s2_invalid
         mask = None
         if chip.mask is not None:
-            with _open(chip.mask) as msrc:
+            with open_raster(chip.mask) as msrc:
                 if msrc.count != 1:
                     raise DataError(chip.mask, f"has {msrc.count} bands, expected 1 (class codes) for a mask")
-                codes = _read(msrc, chip.mask, 1)
+                codes = read_bands(msrc, chip.mask, 1)
                 if msrc.nodata is not None and not np.isnan(msrc.nodata):
                     codes = np.where(codes == msrc.nodata, -1, codes)
                 if codes.dtype.kind == "f":

@@ -5,6 +5,7 @@ band count, dtype or size fails the same way everywhere: with a
 :class:`~sslrs_tf.errors.DataError` naming the file and what was expected.
 """
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -53,6 +54,31 @@ def _open(path):
     return path.open("rb") if hasattr(path, "open") else open(path, "rb")  # noqa: SIM115
 
 
+def _unreadable(path, err):
+    detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return DataError(path, f"cannot be read as a GeoTIFF ({detail})")
+
+
+@contextlib.contextmanager
+def open_raster(path):
+    """The open rasterio dataset of `path` (a path-like or ``epath.Path``), closed with its file after the
+    ``with`` block; a file that cannot be opened as a GeoTIFF raises a :class:`DataError` naming it."""
+    with contextlib.ExitStack() as stack:
+        try:
+            src = stack.enter_context(rasterio.open(stack.enter_context(_open(path))))
+        except (RasterioError, OSError, ValueError) as err:
+            raise _unreadable(path, err) from None
+        yield src
+
+
+def read_bands(src, path, *args, **kwargs):
+    """``src.read(*args, **kwargs)``; a truncated or damaged file raises a :class:`DataError` naming `path`."""
+    try:
+        return src.read(*args, **kwargs)
+    except (RasterioError, OSError, ValueError) as err:
+        raise _unreadable(path, err) from None
+
+
 def read_raster(path, kind, size=None):
     """Reads one GeoTIFF as an ``[H, W, C]`` array of the kind's stored dtype.
 
@@ -66,21 +92,15 @@ def read_raster(path, kind, size=None):
             count, dtype, size or value range.
     """
     spec = KINDS[kind]
-    try:
-        with _open(path) as f, rasterio.open(f) as src:
-            count, dtype, shape = src.count, src.dtypes[0], (src.height, src.width)
-            if count != len(spec.bands):
-                raise DataError(path, f"has {count} band(s), expected {len(spec.bands)} ({', '.join(spec.bands)}) for a {kind} file")
-            if dtype not in spec.dtypes:
-                raise DataError(path, f"has dtype {dtype}, expected {' or '.join(spec.dtypes)} for a {kind} file")
-            if size is not None and shape != (size, size):
-                raise DataError(path, f"is {shape[0]} x {shape[1]} px, expected {size} x {size} (patch_size)")
-            data = src.read()
-    except DataError:
-        raise
-    except (RasterioError, OSError, ValueError) as err:
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(path, f"cannot be read as a GeoTIFF ({detail})") from None
+    with open_raster(path) as src:
+        count, dtype, shape = src.count, src.dtypes[0], (src.height, src.width)
+        if count != len(spec.bands):
+            raise DataError(path, f"has {count} band(s), expected {len(spec.bands)} ({', '.join(spec.bands)}) for a {kind} file")
+        if dtype not in spec.dtypes:
+            raise DataError(path, f"has dtype {dtype}, expected {' or '.join(spec.dtypes)} for a {kind} file")
+        if size is not None and shape != (size, size):
+            raise DataError(path, f"is {shape[0]} x {shape[1]} px, expected {size} x {size} (patch_size)")
+        data = read_bands(src, path)
     data = np.moveaxis(data, 0, -1)
     if kind in LABEL_CODES:
         scheme, top = LABEL_CODES[kind]

@@ -32,6 +32,7 @@ from sslrs_tf.errors import UserError
 LABEL_KINDS = ("single", "multi", "segmentation")
 EVAL_CROPS = ("center", "tiles")
 SEASON_PAIRS = ("same", "any")
+MISSING_BANDS = ("error", "zeros")
 
 
 def as_source(dataset):
@@ -222,7 +223,7 @@ def _seeded_shuffle(dataset, buffer_size, seeds):
 
 
 def read_settings(*, modalities, bands, normalization, label, label_fraction, eval_crop, class_balance=False,
-                  label_count=None, **rest):
+                  label_count=None, season_pairs="same", **rest):
     """:class:`~sslrs_tf.data.sources.ReadSettings` from :func:`make_dataset`'s arguments, each checked."""
     modalities = tuple(modalities)
     for m in modalities:
@@ -236,15 +237,17 @@ def read_settings(*, modalities, bands, normalization, label, label_fraction, ev
         raise UserError(str(err)) from None
     if not isinstance(normalization, Normalization):
         normalization = Normalization.from_config(normalization)
-    if rest.get("season_pairs", "same") not in SEASON_PAIRS:
-        raise UserError(f"season_pairs must be one of {list(SEASON_PAIRS)}. Received: "
-                        f"season_pairs={rest['season_pairs']!r}")
+    if rest.get("missing_bands", "error") not in MISSING_BANDS:
+        raise UserError(f"missing_bands must be one of {list(MISSING_BANDS)}. Received: "
+                        f"missing_bands={rest['missing_bands']!r}")
+    if season_pairs not in SEASON_PAIRS:
+        raise UserError(f"season_pairs must be one of {list(SEASON_PAIRS)}. Received: season_pairs={season_pairs!r}")
     if eval_crop not in EVAL_CROPS:
         raise UserError(f"eval_crop must be one of {list(EVAL_CROPS)}. Received: eval_crop={eval_crop!r}")
     _check_labels(label, label_fraction, class_balance, label_count)
     return ReadSettings(modalities=modalities, bands=bands, normalization=normalization, label=label,
                         label_fraction=label_fraction, label_count=label_count, eval_crop=eval_crop,
-                        class_balance=bool(class_balance), **rest)
+                        class_balance=bool(class_balance), season_pairs=season_pairs, **rest)
 
 
 def _check_labels(label, label_fraction, class_balance, label_count=None):

@@ -235,15 +235,15 @@ def fill_missing(x, bands, present):
     return tf.gather(tf.concat([x, tf.zeros_like(x[..., :1])], axis=-1), order, axis=-1)
 
 
-def check_stored_bands(source, settings):
-    """Raises a UserError when `source` (its ``stored_bands``) lacks a band `settings` ask for and
-    ``missing_bands`` is ``"error"``."""
+def check_stored_bands(name, stored, settings):
+    """Raises a UserError when dataset `name`, storing the bands ``stored`` (``{modality: names}``), lacks a band
+    `settings` ask for and ``missing_bands`` is ``"error"``."""
     for m in settings.modalities:
-        lacking = [b for b in settings.bands[m] if b not in source.stored_bands[m]]
-        if lacking and settings.missing_bands != "zeros":
-            raise UserError(f"{source.full_name} has no {m.upper()} band {', '.join(lacking)} (it has "
-                            f"{', '.join(source.stored_bands[m])}); use an encoder trained without it (data.s2_bands) "
-                            "or set data.missing_bands: zeros")
+        lacking = [b for b in settings.bands[m] if b not in stored[m]]
+        if lacking and settings.missing_bands == "error":
+            raise UserError(f"{name} has no {m.upper()} band {', '.join(lacking)} (it has {', '.join(stored[m])}); "
+                            "use an encoder trained without it (e.g. data.s2_bands: s2_10) or set "
+                            "data.missing_bands: zeros")
 
 
 class SentinelSource(Source):
@@ -282,8 +282,7 @@ class SentinelSource(Source):
         self.rasters = {k: (v[0], features[k].shape[-1] if k in ("s1", "s2") else v[1])
                         for k, v in _RASTERS.items() if k in features}
         #: ``{modality: band names}`` of the stored channels, in order
-        self.stored_bands = {"s1": S1_BANDS, "s2": tuple(builder.info.metadata.get("s2_bands", S2_BANDS))
-                             if builder.info.metadata else S2_BANDS}
+        self.stored_bands = {"s1": S1_BANDS, "s2": tuple((builder.info.metadata or {}).get("s2_bands", S2_BANDS))}
         self._labels = {}  # (split, label source, scheme) -> split_labels(), read once
         self._checked = set()  # splits whose shards matched dataset_info.json
 
@@ -428,7 +427,7 @@ class SentinelSource(Source):
                 tf.lookup.KeyValueTensorInitializer(tf.constant(list(kept), tf.string),
                                                     tf.constant(list(kept.values()), tf.int64)),
                 tf.constant(0, tf.int64))
-        check_stored_bands(self, settings)
+        check_stored_bands(self.full_name, self.stored_bands, settings)
         parser = _Parser(self, patch_size, crop, label_source, settings)
 
         def records(epoch_seed):

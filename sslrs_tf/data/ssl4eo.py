@@ -17,11 +17,10 @@ dataset authors' own loader interpolates bilinearly).
 import re
 
 import numpy as np
-import rasterio
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
 
 from sslrs_tf.data.bands import S1_BANDS, S2_BANDS
+from sslrs_tf.data.geotiff import open_raster, read_bands
 from sslrs_tf.errors import DataError
 
 #: the S2 product folders and their bands (file names ``B1.tif`` ... in this library's spelling)
@@ -57,21 +56,15 @@ def read_band(path, size):
     A band a pixel off its grid (an export's rounding: 263 instead of 264 px) is resampled onto it by
     nearest neighbour, as torchgeo's reader reads every band; any other size is refused, naming the file.
     """
-    try:
-        with (path.open("rb") if hasattr(path, "open") else open(path, "rb")) as f, rasterio.open(f) as src:
-            if src.count != 1:
-                raise DataError(path, f"has {src.count} bands, expected 1 (one band per file)")
-            h, w = src.height, src.width
-            if h == w and size % h == 0:
-                data = src.read(1)
-                return np.repeat(np.repeat(data, size // h, 0), size // h, 1) if h < size else data
-            if any(abs(h - size // f) <= 1 and abs(w - size // f) <= 1 for f in COARSER):
-                return src.read(1, out_shape=(size, size), resampling=Resampling.nearest)
-    except DataError:
-        raise
-    except (RasterioError, OSError, ValueError) as err:
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(path, f"cannot be read as a GeoTIFF ({detail})") from None
+    with open_raster(path) as src:
+        if src.count != 1:
+            raise DataError(path, f"has {src.count} bands, expected 1 (one band per file)")
+        h, w = src.height, src.width
+        if h == w and size % h == 0:
+            data = read_bands(src, path, 1)
+            return np.repeat(np.repeat(data, size // h, 0), size // h, 1) if h < size else data
+        if any(abs(h - size // f) <= 1 and abs(w - size // f) <= 1 for f in COARSER):
+            return read_bands(src, path, 1, out_shape=(size, size), resampling=Resampling.nearest)
     raise DataError(path, f"is {h} x {w} px, expected {size} x {size} or {size // 2} or {size // 6} px square "
                           "(a 20 m or 60 m band)")
 

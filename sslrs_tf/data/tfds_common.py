@@ -65,6 +65,19 @@ def unit_hash(*parts):
     return int(digest[:12], 16) / 16**12
 
 
+def held_out(keys, fraction, salt="holdout"):
+    """The keys put in a held-out split: those ranked first by a stable hash of ``(salt, *key)``, as many as
+    hash below `fraction`, but at least one and never all when `fraction` > 0 and there are several keys
+    (a small archive still gets both splits). A key's split does not depend on which other keys exist,
+    except through that minimum and maximum."""
+    parts = lambda key: key if isinstance(key, tuple) else (key,)  # noqa: E731
+    ranked = sorted(keys, key=lambda k: unit_hash(salt, *parts(k)))
+    if fraction <= 0 or len(ranked) < 2:
+        return []
+    n = sum(unit_hash(salt, *parts(k)) < fraction for k in ranked)
+    return ranked[:min(max(n, 1), len(ranked) - 1)]
+
+
 def check_config(config):
     """Validates the fields shared by the builder configs; raises :class:`UserError`."""
     if config.on_error not in ON_ERROR:

@@ -79,3 +79,5 @@ def test_evaluation_reads_the_first_season_s_centre_and_a_bad_choice_is_refused(
         np.testing.assert_allclose(batch["s2"][i], window / np.minimum(ex["s2_max"][0], 10000), rtol=1e-6)
     with pytest.raises(UserError, match=r"season_pairs must be one of \['same', 'any'\]. Received: season_pairs='all'"):
         make_dataset(builder, "train", season_pairs="all")
+    with pytest.raises(UserError, match=r"missing_bands must be one of \['error', 'zeros'\]. Received: missing_bands='drop'"):
+        make_dataset(builder, "train", missing_bands="drop")

@@ -8,7 +8,7 @@ import rasterio
 import tensorflow_datasets as tfds
 
 from sslrs_tf.data import layout
-from sslrs_tf.data.tfds_common import SentinelBuilder, raster_features, unit_hash
+from sslrs_tf.data.tfds_common import SentinelBuilder, held_out, raster_features, unit_hash
 from sslrs_tf.errors import UserError
 
 _LAYOUT = "ROIs1158_spring/s1_<scene>/ROIs1158_spring_s1_<scene>_p<patch>.tif (and s2_, lc_; one folder per season)"
@@ -170,15 +170,10 @@ class Builder(SentinelBuilder):
         # With few scenes, the hold-out still gets one and train keeps one with a complete triplet.
         ranked = sorted(scenes, key=lambda s: unit_hash("holdout", *s))
         complete = [s for s in ranked if set.intersection(*self._patches(root, *s).values())]
-        n_holdout = sum(unit_hash("holdout", *s) < config.holdout_fraction for s in complete)
-        if config.holdout_fraction > 0 and len(complete) > 1:
-            n_holdout = min(max(n_holdout, 1), len(complete) - 1)
-        else:
-            n_holdout = 0
-            if config.holdout_fraction > 0:
-                print(f"{self.info.full_name}: no holdout split: {len(complete)} of the {len(scenes)} scenes have a "
-                      "complete s1/s2/lc triplet, and train needs one", flush=True)
-        holdout = complete[:n_holdout]
+        holdout = held_out(complete, config.holdout_fraction)
+        if config.holdout_fraction > 0 and not holdout:
+            print(f"{self.info.full_name}: no holdout split: {len(complete)} of the {len(scenes)} scenes have a "
+                  "complete s1/s2/lc triplet, and train needs one", flush=True)
         train = [s for s in ranked if s not in holdout]
         self._kept = self._non_overlapping(root, scenes) if config.non_overlapping else None
         splits = {"train": self._generate_examples(root, train, "train")}

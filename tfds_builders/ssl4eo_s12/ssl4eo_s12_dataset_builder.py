@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from sslrs_tf.data import ssl4eo
-from sslrs_tf.data.tfds_common import ON_ERROR, SentinelBuilder, unit_hash
+from sslrs_tf.data.tfds_common import ON_ERROR, SentinelBuilder, held_out
 from sslrs_tf.errors import UserError
 
 _LAYOUT = "s1/<location>/<season>/VV.tif, VH.tif and s2c/ (or s2a/)<location>/<season>/B1.tif ... B12.tif"
@@ -104,13 +104,7 @@ class Builder(SentinelBuilder):
         locations = sorted({p.name for folder in ("s1", s2_folder) for p in (root / folder).iterdir() if p.is_dir()})
         if not locations:
             raise UserError(f"{root / s2_folder} has no location folder; expected {_LAYOUT}")
-        ranked = sorted(locations, key=lambda loc: unit_hash("holdout", loc))
-        n = sum(unit_hash("holdout", loc) < config.holdout_fraction for loc in locations)
-        if config.holdout_fraction > 0 and len(locations) > 1:
-            n = min(max(n, 1), len(locations) - 1)
-        else:
-            n = 0
-        holdout = set(ranked[:n])
+        holdout = set(held_out(locations, config.holdout_fraction))
         self.info.metadata.update({"s2_bands": list(ssl4eo.LEVELS[config.level][1]), "level": config.level,
                                    "seasons": config.seasons, "config": config.arguments})
         splits = {"train": [loc for loc in locations if loc not in holdout]}
