@@ -88,6 +88,43 @@ def raw_channel_max(x):
     return tf.reduce_max(x, axis=[-3, -2])
 
 
+#: pixels per row of :class:`_PixelRows`, the most that divide the pixel count being taken
+_ROW_PIXELS = (64, 32, 16, 8, 4, 2, 1)
+
+
+class _PixelRows:
+    """A raster ``[..., H, W, C]`` viewed as ``[N, H * W / k, k * C]``: N samples, rows of k pixels.
+
+    Why: the per-channel passes (maxima, scaling) over rasters with few channels (13 S2 bands,
+    2 S1 bands) have an innermost dimension too short to vectorise, and XLA's code for them ran
+    at a third of the speed it reaches with rows of k pixels: per-sample-max normalising a batch
+    of 32 S2 crops of 128 px took 0.49 ms per sample on one core as ``[B, H, W, 13]``, 0.15 ms as
+    rows of 64 pixels (``[B, 256, 832]``), with the same values (every element sees the same
+    operations; only the layout of the loops changes).
+    """
+
+    def __init__(self, x):
+        self.shape = tf.shape(x)
+        self.channels = x.shape[-1]
+        height, width = x.shape[-3], x.shape[-2]
+        pixels = height * width if height is not None and width is not None else None
+        if pixels is None:  # known only when it runs: one pixel a row
+            self.k, rows = 1, tf.stack([-1, self.shape[-3] * self.shape[-2], self.channels])
+        else:
+            self.k = next(k for k in _ROW_PIXELS if pixels % k == 0)
+            rows = [-1, pixels // self.k, self.k * self.channels]
+        self.rows = tf.reshape(x, rows)
+
+    def channel_max(self, rows=None):
+        """``[N, C]``: each sample's per-channel maximum (of `rows`, default its own)."""
+        rows = self.rows if rows is None else rows
+        return tf.reduce_max(tf.reshape(tf.reduce_max(rows, axis=1), [-1, self.k, self.channels]), axis=1)
+
+    def times(self, rows, scale):
+        """`rows` with each sample's channels multiplied by `scale` ``[N, C]``, back in the raster's shape."""
+        return tf.reshape(rows * tf.tile(scale, [1, self.k])[:, None, :], self.shape)
+
+
 def per_sample_max(x, modality, fill_nan=True):
     """The papers' normalisation: clip, shift to start at 0, divide each channel by its maximum + 1e-5.
 
@@ -108,19 +145,19 @@ def per_sample_max(x, modality, fill_nan=True):
     if x.dtype.is_integer:
         # The maximum is taken in the integer dtype: half the bytes of float32 to reduce over for uint16, and the
         # same value (the cast to float32 is exact and keeps the order).
-        x = _clip_integers(x, low, high)
-        peak = tf.cast(tf.reduce_max(x, axis=[-3, -2]), tf.float32)
-        x = tf.cast(x, tf.float32)
+        pixels = _PixelRows(_clip_integers(x, low, high))
+        peak = tf.cast(pixels.channel_max(), tf.float32)
+        rows = tf.cast(pixels.rows, tf.float32)
     else:
-        x = clip(x, modality, fill_nan)
-        peak = raw_channel_max(x)
+        pixels = _PixelRows(clip(x, modality, fill_nan))
+        rows = pixels.rows
+        peak = pixels.channel_max(tf.where(tf.math.is_nan(rows), -np.inf, rows))
     if low:
         # max(x) - low is max(x - low): a float subtraction keeps the order.
-        x, peak = x - low, peak - low
+        rows, peak = rows - low, peak - low
     peak = tf.maximum(peak, 0.0)  # -inf (all NaN) -> 0
     # One multiply per pixel; a NaN pixel (fill_nan=False) stays NaN whatever it is multiplied by.
-    scale = 1.0 / (peak + MAX_EPSILON)
-    return x * tf.expand_dims(tf.expand_dims(scale, -2), -2)
+    return pixels.times(rows, 1.0 / (peak + MAX_EPSILON))
 
 
 def per_patch_max(x, modality, fill_nan=True, raw_max=None):
@@ -136,18 +173,16 @@ def per_patch_max(x, modality, fill_nan=True, raw_max=None):
             ``s1_max`` / ``s2_max``). Default: the maxima of `x` itself.
     """
     low, high = CLIP_RANGES[modality]
-    x = clip(x, modality, fill_nan)
-    if low:
-        x = x - low
+    pixels = _PixelRows(clip(x, modality, fill_nan))
+    rows = pixels.rows - low if low else pixels.rows
     if raw_max is None:
-        peak = tf.maximum(raw_channel_max(x), 0.0)  # -inf (all NaN) -> 0
+        peak = tf.maximum(pixels.channel_max(tf.where(tf.math.is_nan(rows), -np.inf, rows)), 0.0)  # all NaN -> 0
     else:
         # Clipping is monotone: the maximum of the clipped values is the clipped maximum.
-        peak = tf.clip_by_value(tf.cast(raw_max, tf.float32), low, high) - low
+        peak = tf.clip_by_value(tf.reshape(tf.cast(raw_max, tf.float32), [-1, pixels.channels]), low, high) - low
     # One multiply per pixel: a zero peak gives a zero scale (0, not NaN), and a
     # NaN pixel (fill_nan=False) stays NaN whatever it is multiplied by.
-    scale = tf.math.divide_no_nan(1.0, peak)
-    return x * tf.expand_dims(tf.expand_dims(scale, -2), -2)
+    return pixels.times(rows, tf.math.divide_no_nan(1.0, peak))
 
 
 def zscore_table(modality, bands, stats=None):

@@ -22,8 +22,10 @@ import os
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from sslrs_tf.data import labels as label_ops
+from sslrs_tf.data import records
 from sslrs_tf.data.bands import S1_BANDS, S2_BANDS
 from sslrs_tf.errors import UserError
 
@@ -494,10 +496,14 @@ class _Parser:
     """Parses, crops, normalises and labels a batch of serialized examples.
 
     In the stored HWC raster, each row of a crop is one contiguous byte range, so
-    only those ranges are cut out (``tf.strings.substr``, one per crop row, all from
-    the sample's one string) and decoded: a 128 px crop of a 256 px patch decodes a
-    quarter of the patch's bytes and needs no gather afterwards (measured 1.15x the
-    samples/s of decoding the crop's whole rows and gathering the columns).
+    only those ranges are cut out (``tf.strings.substr``, one per crop row) and
+    decoded: a 128 px crop of a 256 px patch decodes a quarter of the patch's bytes
+    and needs no gather afterwards (measured 1.15x the samples/s of decoding the
+    crop's whole rows and gathering the columns). The rows are cut from the records
+    themselves, where :func:`~sslrs_tf.data.records.locate_bytes` finds the rasters:
+    ``parse_example`` reads only the small features, and would have copied every
+    raster whole. A batch whose records it does not find laid out as expected is
+    parsed the ordinary way.
     """
 
     def __init__(self, source, patch_size, crop, label_source, settings):
@@ -507,9 +513,18 @@ class _Parser:
         n = 1 if settings.eval_crop == "center" else math.ceil(patch_size / crop)
         starts = _crop_starts(patch_size, crop, n)
         self.tiles = [(top, left) for top in starts for left in starts]
+        #: the rasters cut from each record
+        self.kinds = list(self.modalities) + ([self.label_source] if self.label else [])
+        self.features = len(tfds.core.utils.flatten_nest_dict(source.builder.info.features.get_serialized_info()))
 
-    def spec(self):
-        keys = list(self.modalities) + ([self.label_source] if self.label else []) + ["id"]
+    def raster_bytes(self, kind):
+        """Bytes of the stored raster `kind` (all its seasons) in a record."""
+        dtype, channels = self.source.rasters[kind]
+        return (self.source.seasons or 1) * self.patch_size ** 2 * channels * dtype.size
+
+    def spec(self, rasters=True):
+        """What ``parse_example`` reads: the rasters (unless not `rasters`), the id and the maxima it needs."""
+        keys = (self.kinds if rasters else []) + ["id"]
         spec = {k: tf.io.FixedLenFeature([], tf.string) for k in keys}
         if self.settings.normalization.method == "per_patch_max":
             # Only per_patch_max divides by the whole patch's maxima, which the builders store.
@@ -519,35 +534,55 @@ class _Parser:
                 spec[f"{m}_max"] = tf.io.FixedLenFeature([*seasons, self.source.rasters[m][1]], dtype)
         return spec
 
-    def decode_crop(self, raw, kind, top, left, season=None):
-        """Decodes the crops at ``top``, ``left`` (``[B]`` each) of a batch of raw rasters: ``[B, crop, crop, C]``;
-        of the season ``season`` (``[B]``) of each where the dataset stores several."""
+    def decode_crop(self, raw, offset, kind, top, left, season=None):
+        """Decodes the crops at ``top``, ``left`` (``[B]`` each) of a batch of rasters, each stored from byte
+        ``offset`` (``[B]``) of its string in `raw`: ``[B, crop, crop, C]``; of the season ``season`` (``[B]``)
+        of each where the dataset stores several."""
         dtype, channels = self.source.rasters[kind]
         p, c = self.patch_size, self.crop
-        if c < p or season is not None:
-            pixel = channels * dtype.size
-            starts = ((top[:, None] + tf.range(c)[None, :]) * p + left[:, None]) * pixel  # [B, crop]: one per row
-            if season is not None:
-                starts += season[:, None] * (p * p * pixel)
-            raw = tf.strings.substr(raw[:, None], starts, tf.fill(tf.shape(starts), c * pixel))
+        pixel = channels * dtype.size
+        if c < p:
+            rows = tf.range(c, dtype=tf.int64)[None, :]  # one range per row
+            starts = ((tf.cast(top, tf.int64)[:, None] + rows) * p + tf.cast(left, tf.int64)[:, None]) * pixel
+        else:
+            starts = tf.zeros([tf.shape(raw)[0], 1], tf.int64)  # the whole raster: one range
+        starts += offset[:, None]
+        if season is not None:
+            starts += tf.cast(season, tf.int64)[:, None] * (p * p * pixel)
+        length = tf.constant(c * pixel if c < p else p * p * pixel, tf.int64)
+        raw = tf.strings.substr(raw[:, None], starts, tf.fill(tf.shape(starts), length))
         return tf.reshape(tf.io.decode_raw(raw, dtype), [-1, c, c, channels])
 
+    def rasters(self, serialized):
+        """``({kind: strings [B]}, {kind: offsets [B]})``: where each raster of a batch of records lies."""
+        sizes = {k: self.raster_bytes(k) for k in self.kinds}
+        offsets, ok = records.locate_bytes(serialized, sizes, self.features)
+
+        def parsed():
+            rasters = tf.io.parse_example(serialized, {k: tf.io.FixedLenFeature([], tf.string) for k in sizes})
+            return [rasters[k] for k in sizes], [tf.zeros_like(offsets[k]) for k in sizes]
+
+        strings, starts = tf.cond(ok, lambda: ([serialized] * len(sizes), [offsets[k] for k in sizes]), parsed)
+        return dict(zip(sizes, strings, strict=True)), dict(zip(sizes, starts, strict=True))
+
     def __call__(self, epoch, batch_index, serialized):
-        parsed = tf.io.parse_example(serialized, self.spec())
+        parsed = tf.io.parse_example(serialized, self.spec(rasters=False))
+        raw, offsets = self.rasters(serialized)
         n = tf.shape(serialized)[0]
         if self.settings.training:
             views = [random_crop_offsets(self.settings.seed, epoch, batch_index, n, self.patch_size, self.crop)]
         else:
             views = [(tf.fill([n], top), tf.fill([n], left)) for top, left in self.tiles]
-        kinds = list(self.modalities) + ([self.label_source] if self.label else [])
         seasons = self.seasons(epoch, batch_index, n)
         maxima = {m: parsed[f"{m}_max"] for m in self.modalities if f"{m}_max" in parsed}
         maxima = {m: tf.gather(v, seasons[m], batch_dims=1) if seasons else v for m, v in maxima.items()}
-        outs = [self._finish({k: self.decode_crop(parsed[k], k, top, left, seasons.get(k)) for k in kinds}, maxima)
+        outs = [self._finish({k: self.decode_crop(raw[k], offsets[k], k, top, left, seasons.get(k))
+                              for k in self.kinds}, maxima)
                 for top, left in views]
-        # Tiles of one sample stay together: [B, T, ...] -> [B * T, ...].
-        out = {k: tf.reshape(tf.stack([o[k] for o in outs], 1), tf.concat([[-1], tf.shape(outs[0][k])[1:]], 0))
-               for k in outs[0]}
+        # Tiles of one sample stay together: [B, T, ...] -> [B * T, ...] (one view: as it is, not copied by a stack).
+        out = outs[0] if len(outs) == 1 else {
+            k: tf.reshape(tf.stack([o[k] for o in outs], 1), tf.concat([[-1], tf.shape(outs[0][k])[1:]], 0))
+            for k in outs[0]}
         if self.settings.with_ids:
             out["id"] = tf.repeat(parsed["id"], len(views))
         return out

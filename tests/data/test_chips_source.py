@@ -11,7 +11,7 @@ from sslrs_tf.data.sources import ChipsSource
 from sslrs_tf.datasets import open_source
 from sslrs_tf.errors import UserError
 from tests.data.test_normalization import numpy_reference
-from tests.helpers import CHIPS_DUMMY
+from tests.helpers import CHIPS_DUMMY, assert_cut_from_records
 from tfds_builders.paired_chips import Builder, PairedChipsConfig
 
 SIZE, CROP = 32, 16
@@ -44,6 +44,7 @@ def stored(builder, split):
 def test_segmentation_crops_and_their_masks_are_those_of_the_stored_chips(built):
     source = open_source("paired_chips", built["seg"].data_dir.split("/paired_chips/")[0], "seg")
     assert isinstance(source, ChipsSource) and source.class_names == tuple(CLASSES)
+    assert_cut_from_records(built["seg"], "train", label="segmentation")
     ds = make_dataset(source, "train", crop_size=CROP, batch_size=4, training=False, label="segmentation",
                       with_ids=True)
     records, top = stored(built["seg"], "train"), (SIZE - CROP) // 2

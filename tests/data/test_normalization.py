@@ -54,6 +54,26 @@ def test_matches_numpy_reference(method, modality, bands, batched):
 
 
 @pytest.mark.parametrize("method", ["per_sample_max", "per_patch_max"])
+@pytest.mark.parametrize("shape", [(15, 15), (6, 10), (3, 24, 24), (2, 1, 7), (2, 2, 128, 128)])
+def test_the_max_normalisations_match_numpy_at_any_size_and_with_unknown_shapes(method, shape):
+    """They run over rows of as many pixels as divide the pixel count (64 of a 128 px crop, 4 of 6 x 10, 1 of
+    15 x 15; one per row when the spatial shape is unknown while tracing): the same values every way."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    for modality, channels in (("s1", 2), ("s2", 13)):
+        raw = random_raw(rng, modality, (*shape, channels))
+        norm = Normalization(method)
+        expected = numpy_reference(raw, modality, method, None)
+        eager, graph = eager_and_in_tf_data(lambda x: norm(x, modality), raw)  # noqa: B023
+        unknown = tf.function(lambda x: norm(x, modality),  # noqa: B023
+                              input_signature=[tf.TensorSpec([None] * len(shape) + [channels], raw.dtype)])
+        for out in (eager, graph, unknown(raw).numpy()):
+            assert out.shape == raw.shape
+            np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["per_sample_max", "per_patch_max"])
 def test_max_scaling_of_a_flat_channel_is_zero_not_nan(method):
     flat = np.full((8, 8, 2), -30.0, np.float32)  # everything below the clip floor
     out = Normalization(method)(flat, "s1").numpy()

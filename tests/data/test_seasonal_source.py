@@ -8,7 +8,7 @@ import tensorflow_datasets as tfds
 from sslrs_tf.data.pipeline import make_dataset
 from sslrs_tf.errors import UserError
 from tests.data.test_normalization import numpy_reference
-from tests.helpers import ROOT
+from tests.helpers import ROOT, assert_cut_from_records
 from tfds_builders.ssl4eo_s12 import Builder, Ssl4eoS12Config
 
 SIZE, CROP = 12, 8
@@ -77,6 +77,7 @@ def test_evaluation_reads_the_first_season_s_centre_and_a_bad_choice_is_refused(
         ex = records[chip.decode()]
         window = np.clip(ex["s2"][0, top:top + CROP, top:top + CROP].astype(np.float64), 0, 10000)
         np.testing.assert_allclose(batch["s2"][i], window / np.minimum(ex["s2_max"][0], 10000), rtol=1e-6)
+    assert_cut_from_records(builder, "train", normalization="per_patch_max")  # all four seasons' bytes, located
     with pytest.raises(UserError, match=r"season_pairs must be one of \['same', 'any'\]. Received: season_pairs='all'"):
         make_dataset(builder, "train", season_pairs="all")
     with pytest.raises(UserError, match=r"missing_bands must be one of \['error', 'zeros'\]. Received: missing_bands='drop'"):
