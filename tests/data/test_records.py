@@ -55,14 +55,18 @@ def _serialize(example, value_first=(), overlong=(), extra_values=(), twice=()):
     return _field(1, entries)
 
 
-def _locate(records, sizes, features):
+def _locate(records, sizes, features, in_tf_data=True):
+    """``({key: offsets}, ok)``, eagerly and (`in_tf_data`) checked to be the same inside tf.data."""
     def fn(r):
         offsets, ok = locate_bytes(r, sizes, features)
-        return tf.concat([tf.stack([offsets[k] for k in sizes], 1), tf.fill([tf.shape(r)[0], 1], tf.cast(ok, tf.int64))],
-                         1)
+        ok = tf.fill([tf.shape(r)[0], 1], tf.cast(ok, tf.int64))
+        return tf.concat([tf.stack([offsets[k] for k in sizes], 1), ok], 1)
 
-    eager, graph = eager_and_in_tf_data(fn, tf.constant(records))
-    np.testing.assert_array_equal(eager, graph)
+    if in_tf_data:
+        eager, graph = eager_and_in_tf_data(fn, tf.constant(records))
+        np.testing.assert_array_equal(eager, graph)
+    else:
+        eager = fn(tf.constant(records)).numpy()
     return {k: eager[:, i] for i, k in enumerate(sizes)}, bool(eager[0, -1])
 
 
@@ -117,14 +121,15 @@ def test_records_laid_out_otherwise_are_reported_not_misread(built):
     twice = _serialize(example, twice=("s2",))
     for odd in (value_first, overlong, twice):
         assert tf.train.Example.FromString(odd) == example  # the same example, otherwise laid out
-        assert not _locate([odd], sizes, features)[1]
-        assert not _locate([record, odd], sizes, features)[1]  # one odd record makes the batch's answer
-    assert not _locate([two_values], sizes, features)[1]
-    assert not _locate([without_lc.SerializeToString()], sizes, features)[1]  # a raster missing
-    assert not _locate([twice], sizes, features + 1)[1]  # a raster twice, even when both are walked
-    assert not _locate([record], dict(sizes, s2=sizes["s2"] - 2), features)[1]  # another size
-    assert not _locate([record], sizes, 2)[1]  # fewer entries walked than the rasters need
-    assert not _locate([record[:-5], b"", b"\x0a"], sizes, features)[1]  # cut short, empty, garbage
+        assert not _locate([odd], sizes, features, in_tf_data=False)[1]
+        # one odd record makes the batch's answer
+        assert not _locate([record, odd], sizes, features, in_tf_data=False)[1]
+    assert not _locate([two_values], sizes, features, in_tf_data=False)[1]
+    assert not _locate([without_lc.SerializeToString()], sizes, features, in_tf_data=False)[1]  # a raster missing
+    assert not _locate([twice], sizes, features + 1, in_tf_data=False)[1]  # a raster twice, even when both are walked
+    assert not _locate([record], dict(sizes, s2=sizes["s2"] - 2), features, in_tf_data=False)[1]  # another size
+    assert not _locate([record], sizes, 2, in_tf_data=False)[1]  # fewer entries walked than the rasters need
+    assert not _locate([record[:-5], b"", b"\x0a"], sizes, features, in_tf_data=False)[1]  # cut short, empty, garbage
 
 
 def test_the_parser_cuts_sen12ms_and_dfc2020_crops_from_the_records(built):
