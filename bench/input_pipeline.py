@@ -2,7 +2,8 @@
 
 Both read the same synthetic 256 x 256 px SEN12MS patches, in one run, and
 produce the same thing: batches of S1 + S2, per-sample-max normalised, with a
-random crop aligned across the two. The research code's loader opens the s1,
+random crop aligned across the two. Ours reads them from the SEN12MS build made
+for pre-training (config ``labels: false``: S1 and S2 without the lc labels). The research code's loader opens the s1,
 s2 and lc GeoTIFFs of every sample at every step (lc even for pre-training),
 reads only the crop's window of each, normalises in NumPy and collates; here its
 reading is rewritten step for step (``research_style_sample``) and runs on 2
@@ -105,14 +106,19 @@ def run_tfds(data_dir, crop, samples):
     return done / (time.perf_counter() - start)
 
 
-def synthetic_sen12ms(work, patches, prefix):
+def synthetic_sen12ms(work, patches, prefix, labels=True):
     """SEN12MS of `patches` synthetic 256 px patches under `work` (a temp folder if None), written and
-    built once: its TFDS builder, and the paths of its S2 GeoTIFFs (the research-style reader's input)."""
-    from sslrs_tf.datasets import prepare_world
+    built once: its TFDS builder, and the paths of its S2 GeoTIFFs (the research-style reader's input).
+    `labels` False: the builder of its ``labels: false`` build (S1 and S2 only, as pre-training reads)."""
+    from sslrs_tf.datasets import build, prepare_world, synthetic_config
 
     work = pathlib.Path(work or tempfile.mkdtemp(prefix=prefix))
     params = {"patches": patches, "size": 256, "seed": 0, "dfc_validation": 1, "dfc_test": 1}
     builder = prepare_world(work / "world", work / "tfds", params)["sen12ms"]
+    if not labels:
+        config = synthetic_config(256)
+        config = {**config, "name": config["name"] + "_unlabelled", "labels": False}
+        builder = build("sen12ms", work / "world" / "sen12ms", work / "tfds", config)
     return builder, sorted(str(p) for p in (work / "world" / "sen12ms").rglob("*_s2_*.tif"))
 
 
@@ -124,7 +130,9 @@ def main():
     parser.add_argument("--work", default=None, help="folder for the synthetic files (default: a temp folder)")
     args = parser.parse_args()
 
-    builder, files = synthetic_sen12ms(args.work, args.patches, "bench_input_")
+    # Ours reads the build without the lc labels, as pre-training does (data.config: unlabelled); the
+    # research code's reader opens the lc file too.
+    builder, files = synthetic_sen12ms(args.work, args.patches, "bench_input_", labels=False)
 
     results = {}
     # Two ways to run the research-style reader on 2 cores; the faster one is the

@@ -6,11 +6,15 @@ work: reading the records, parsing and decoding them, casting S2 to float32, and
 normalising both modalities the way the first version of the pipeline did
 (unfused, maxima from the whole patch). Then it times the ``per_patch_max``
 normalisation (whole-patch maxima passed in, as the pipeline reads them from the
-builders' stored ``s1_max``/``s2_max``) of one decoded batch with and without XLA.
+builders' stored ``s1_max``/``s2_max``) of one decoded batch with and without XLA,
+and, with XLA, the ``per_sample_max`` normalisation of a batch of 128 px S2 crops as the
+library writes it (the per-channel passes over rows of 64 pixels) against the same ops on
+pixels of 13 channels (``pixels_layout``, written out below).
 
     python bench/input_steps.py [--patches 256]
 
-Prints one JSON line; ``ratio`` is the per-batch speed-up of XLA fusion.
+Prints one JSON line; ``ratio`` is the per-batch speed-up of XLA fusion, ``rows_ratio`` that of
+the rows of pixels.
 """
 
 import argparse
@@ -100,6 +104,23 @@ def main():
             out[1].numpy()
             runs.append(time.perf_counter() - start)
         times[jit] = statistics.median(runs)
+    # per_sample_max of S2 crops, XLA: the library's rows of 64 pixels against the per-pixel layout.
+    def pixels_layout(x):
+        x = tf.minimum(x, tf.constant(10000, x.dtype))
+        peak = tf.cast(tf.reduce_max(x, axis=[-3, -2]), tf.float32)
+        return tf.cast(x, tf.float32) * (1.0 / (peak + 1e-5))[:, None, None, :]
+
+    crops = s2[:, :128, :128]
+    layouts = {"rows": tf.function(lambda x: Normalization("per_sample_max")(x, "s2"), jit_compile=True),
+               "pixels": tf.function(pixels_layout, jit_compile=True)}
+    assert (layouts["rows"](crops).numpy() == layouts["pixels"](crops).numpy()).all()  # the same values
+    crop_times = {name: [] for name in layouts}
+    for _ in range(5 * args.repeats):
+        for name, fn in layouts.items():  # alternating
+            start = time.perf_counter()
+            fn(crops).numpy()
+            crop_times[name].append(time.perf_counter() - start)
+    crop_times = {name: statistics.median(runs) for name, runs in crop_times.items()}
     line = {
         "bench": "input_steps",
         "what": "samples/s of 256 px S1+S2 batches of 32 after each step; ms per batch to normalise with and without XLA",
@@ -107,6 +128,9 @@ def main():
         "normalise_ms": round(times[False] * 1000, 1),
         "normalise_xla_ms": round(times[True] * 1000, 1),
         "ratio": round(times[False] / times[True], 2),
+        "s2_crops_pixels_ms": round(crop_times["pixels"] * 1000, 2),
+        "s2_crops_rows_ms": round(crop_times["rows"] * 1000, 2),
+        "rows_ratio": round(crop_times["pixels"] / crop_times["rows"], 2),
         "machine": describe(),
     }
     print(json.dumps(line))

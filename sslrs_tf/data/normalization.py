@@ -96,11 +96,11 @@ class _PixelRows:
     """A raster ``[..., H, W, C]`` viewed as ``[N, H * W / k, k * C]``: N samples, rows of k pixels.
 
     Why: the per-channel passes (maxima, scaling) over rasters with few channels (13 S2 bands,
-    2 S1 bands) have an innermost dimension too short to vectorise, and XLA's code for them ran
-    at a third of the speed it reaches with rows of k pixels: per-sample-max normalising a batch
-    of 32 S2 crops of 128 px took 0.49 ms per sample on one core as ``[B, H, W, 13]``, 0.15 ms as
-    rows of 64 pixels (``[B, 256, 832]``), with the same values (every element sees the same
-    operations; only the layout of the loops changes).
+    2 S1 bands) have an innermost dimension too short to vectorise well; rows of k pixels make it
+    k * C long. ``bench/input_steps.py`` times XLA's per-sample-max of a batch of 32 S2 crops of
+    128 px both ways (1.46x faster as rows of 64 pixels, ``[B, 256, 832]``, in its run in
+    bench/README.md), with the same values: every element sees the same operations; only the
+    layout of the loops changes.
     """
 
     def __init__(self, x):

@@ -387,7 +387,10 @@ class SentinelSource(Source):
         allowed = label_ops.SCHEME_SOURCES[scheme]
         chosen = label_source or ("dfc" if "dfc" in features and "dfc" in allowed else "lc")
         if chosen not in features:
-            raise UserError(f"{self.full_name} has no {chosen!r} labels")
+            unlabelled = not any(k in features for k in ("lc", "dfc"))
+            raise UserError(f"{self.full_name} has no {chosen!r} labels" + (
+                ": it was built without labels (config labels: false, for pre-training); build a config with "
+                "labels (e.g. all) to train or evaluate with them" if unlabelled else ""))
         if chosen not in allowed:
             raise UserError(f"{self.full_name}: label scheme {scheme} is derived from {' or '.join(allowed)} labels, "
                             f"not {chosen!r}")
@@ -432,7 +435,7 @@ class SentinelSource(Source):
         check_stored_bands(self.full_name, self.stored_bands, settings)
         parser = _Parser(self, patch_size, crop, label_source, settings)
         # Local shards are read straight into each record, without TFRecordDataset's 256 KB buffer (one copy of
-        # every record less: 5 % less CPU per sample at 128 px crops, bench/input_pipeline.py). Remote ones
+        # every record less: measured here, 5 % less CPU per sample at 128 px crops). Remote ones
         # (gs://, s3://) keep it: unbuffered, every 12-byte record header would be a request of its own.
         buffer_size = 0 if not any("://" in f for f in files) else None
 

@@ -37,13 +37,13 @@ def _field(number, payload, overlong=False):
     return bytes([number << 3 | 2]) + length + payload
 
 
-def _serialize(example, value_first=(), overlong=(), extra_values=(), twice=()):
-    """`example` serialized by hand: map entries in sorted key order; for the keys in `value_first` the
+def _serialize(example, value_first=(), overlong=(), extra_values=(), twice=(), reverse=False):
+    """`example` serialized by hand: map entries in sorted key order (or `reverse`d); for the keys in `value_first` the
     entry's value field before its key field, for those in `overlong` the Feature's length in a varint
     one byte too long, for those in `twice` a second entry at the end (all valid protobuf, read back as an
     equal message); for those in `extra_values` a second, empty BytesList value (another message)."""
     entries = b""
-    for key in sorted(example.features.feature) + sorted(twice):
+    for key in sorted(example.features.feature, reverse=reverse) + sorted(twice):
         feature = example.features.feature[key]
         if key in extra_values:
             values = list(feature.bytes_list.value) + [b""]
@@ -101,10 +101,10 @@ def test_varints_of_every_length_and_features_in_any_order():
         assert varint_size(size) == len(_varint(size))
     # Keys in another order (as Beam's workers write them): each record is walked on its own.
     example = tf.train.Example.FromString(records[3])
-    reordered = _serialize(example)
-    assert tf.train.Example.FromString(reordered) == example and reordered != records[3]
-    offsets, ok = _locate([records[3], reordered], {"x": 300}, 3)
-    assert ok and [r[o:o + 300] for r, o in zip([records[3], reordered], offsets["x"], strict=True)] == [values[3]] * 2
+    layouts = [records[3], _serialize(example), _serialize(example, reverse=True)]
+    assert all(tf.train.Example.FromString(r) == example for r in layouts) and layouts[1] != layouts[2]
+    offsets, ok = _locate(layouts, {"x": 300}, 3)
+    assert ok and [r[o:o + 300] for r, o in zip(layouts, offsets["x"], strict=True)] == [values[3]] * 3
 
 
 def test_records_laid_out_otherwise_are_reported_not_misread(built):

@@ -100,6 +100,34 @@ def test_stored_values_are_the_raw_file_values(tmp_path):
     assert ex["s1"].dtype == np.float32 and ex["s2"].dtype == np.uint16 and ex["lc"].dtype == np.uint8
 
 
+def test_an_unlabelled_build_stores_the_same_s1_and_s2_without_lc_and_needs_no_lc_file(tmp_path):
+    from sslrs_tf.data.pipeline import make_dataset
+
+    labelled = build(SEN12MS_DUMMY, tmp_path / "a")
+    manual = copy_tree(SEN12MS_DUMMY, tmp_path / "no_lc")
+    for folder in manual.glob("*/lc_*"):
+        shutil.rmtree(folder)
+    unlabelled = build(manual, tmp_path / "b", labels=False)
+    assert "lc" not in unlabelled.info.features and unlabelled.info.metadata["skipped"] == \
+        labelled.info.metadata["skipped"]
+    for split in ("train", "holdout"):
+        want = {ex.features.feature["id"].bytes_list.value[0]: ex for ex in tfds_records(labelled, split)}
+        got = tfds_records(unlabelled, split)
+        assert len(got) == len(want)
+        for ex in got:
+            other = want[ex.features.feature["id"].bytes_list.value[0]]
+            assert set(ex.features.feature) == set(other.features.feature) - {"lc"}
+            for key in ex.features.feature:
+                assert ex.features.feature[key] == other.features.feature[key]
+    # The pipeline reads it as it reads the labelled build, and says why it has no labels.
+    args = dict(crop_size=24, batch_size=4, training=False, with_ids=True)
+    batch, same = (next(make_dataset(b, "train", **args).as_numpy_iterator()) for b in (unlabelled, labelled))
+    for key in ("id", "s1", "s2"):
+        np.testing.assert_array_equal(batch[key], same[key])
+    with pytest.raises(UserError, match="has no 'lc' labels: it was built without labels"):
+        make_dataset(unlabelled, "train", label="single")
+
+
 def test_holdout_is_grouped_by_scene_and_keys_are_deterministic(tmp_path):
     a = build(SEN12MS_DUMMY, tmp_path / "a")
     b = build(SEN12MS_DUMMY, tmp_path / "b")
@@ -257,6 +285,8 @@ def test_bad_config_values_are_named():
         Sen12msConfig(name="x", scene_fraction=0)
     with pytest.raises(UserError, match="non_overlapping must be true or false. Received: non_overlapping='false'"):
         Sen12msConfig(name="x", non_overlapping="false")
+    with pytest.raises(UserError, match="labels must be true or false. Received: labels=0"):
+        Sen12msConfig(name="x", labels=0)
 
 
 def test_real_sen12ms_patch_with_missing_s2(tmp_path):
