@@ -213,14 +213,16 @@ def data_source(config, dataset=None):
         params = {"patches": syn.patches, "size": syn.size, "seed": syn.seed,
                   "dfc_validation": syn.dfc_validation, "dfc_test": syn.dfc_test}
         builders = prepare_world(syn.dir, data.data_dir, params)
-        if name == "sen12ms" and dataset is None and data.config not in ("all", "nonoverlapping"):
-            raise UserError(f"config: data.config {data.config}: the synthetic world's sen12ms is built as all or "
-                            "nonoverlapping")
-        if name == "sen12ms" and dataset is None and data.config == "nonoverlapping":
-            # The world's SEN12MS patches overlap as the real ones do: its non-overlapping subset, built once.
-            config = {**synthetic_config(syn.size), "non_overlapping": True}
+        # The world's SEN12MS as the real one's configs build it, each built once: all, its non-overlapping
+        # subset (its patches overlap as the real ones do), or without labels.
+        variants = {"all": None, "nonoverlapping": {"non_overlapping": True}, "unlabelled": {"labels": False}}
+        if name == "sen12ms" and dataset is None and data.config not in variants:
+            raise UserError(f"config: data.config {data.config}: the synthetic world's sen12ms is built as "
+                            f"{', '.join(variants)}")
+        if name == "sen12ms" and dataset is None and variants[data.config]:
+            config = {**synthetic_config(syn.size), **variants[data.config]}
             return open_source(build(name, pathlib.Path(syn.dir) / name, data.data_dir,
-                                     {**config, "name": f"{config['name']}_nonoverlapping"}))
+                                     {**config, "name": f"{config['name']}_{data.config}"}))
         return open_source(builders[name])
     return open_source(name, data.data_dir, data.config if dataset is None else None)
 

@@ -247,7 +247,11 @@ def test_the_synthetic_world_has_sen12ms_s_non_overlapping_subset(small_world):
         return {i.decode() for x in batches for i in x["id"].numpy()}
 
     everything, subset = ids("all"), ids("nonoverlapping")
-    with pytest.raises(UserError, match="data.config spring: the synthetic world's sen12ms is built as all or "):
+    assert ids("unlabelled") == everything  # the same patches, without lc
+    unlabelled = Experiment(load_config(TINY, [*small_world, "data.config=unlabelled"]))
+    assert "lc" not in unlabelled.source.builder.info.features
+    with pytest.raises(UserError, match="data.config spring: the synthetic world's sen12ms is built as all, "
+                                        "nonoverlapping, unlabelled"):
         ids("spring")
     assert subset < everything and len(subset) < 0.8 * len(everything)
     # No two kept patches overlap (their footprints from the world's own files, compared pairwise).

@@ -46,7 +46,7 @@ def test_the_pipeline_reuses_its_memory_with_the_settings_and_faults_it_in_witho
         runs[setting] = json.loads(child.stdout.strip().splitlines()[-1])
     assert runs["on"]["applied"] is True
     record_pages = 2.49e6 / 4096
-    # Measured here: 240-660 faults per sample by default (up to a whole record's pages), under 20 with them.
+    # Measured here: 240-660 faults per sample by default (about a whole record's 608 pages), under 20 with them.
     assert runs["on"]["faults_per_sample"] < 0.2 * record_pages, runs
     assert runs["off"]["faults_per_sample"] > 3 * runs["on"]["faults_per_sample"], runs
 

@@ -9,10 +9,12 @@ per sample for the training pipeline at 128 px crops of 256 px SEN12MS records).
 
 Written by hand because no TensorFlow op says where a field lies without copying it
 (``parse_example`` and ``decode_proto`` both copy). The walk relies on what every protobuf serializer
-writes for an ``Example`` (a map entry's key before its value; a ``Feature`` holding one
-``BytesList`` of one value) and checks it, tag by tag and length by length, for every raster of every
-record: a record that is laid out otherwise is reported (``ok`` false), and its caller parses it the
-ordinary way, so no record is ever misread.
+writes for an ``Example`` (each map entry's key first, then its value; a ``Feature`` holding one
+``BytesList`` of one value, lengths in shortest varints) and checks it: every entry must start with
+its key, each raster's entry must be exactly the expected bytes up to its value, no key may come
+twice, and the walk must end at the record's end. A record laid out otherwise is reported (``ok``
+false), and its caller parses it the ordinary way (tested with the layouts protobuf accepts that
+break these: value before key, overlong varints, a key twice).
 
 Wire format walked (``tag`` is one byte: field number << 3 | 2, length-delimited)::
 
@@ -86,33 +88,36 @@ def locate_bytes(serialized, sizes, features):
     ok &= tf.equal(1 + n + total, end)
     pos = 1 + n
     offsets = {k: zeros for k in sizes}
-    hits = {k: zeros for k in sizes}
+    hits = {k: zeros for k in sizes}  # entries of the key laid out as expected
+    named = {k: zeros for k in sizes}  # entries of the key, however laid out
+    # Each raster's whole entry up to its value is fixed by its key and size: expected byte for byte.
+    heads = {}
+    for k, size in sizes.items():
+        list_length = 1 + varint_size(size) + size
+        feature_length = 1 + varint_size(list_length) + list_length
+        key = [0x0A, *_encode(len(k)), *k.encode()]
+        entry = [*key, 0x12, *_encode(feature_length), 0x0A, *_encode(list_length), 0x0A, *_encode(size)]
+        heads[k] = bytes([0x0A, *_encode(len(entry) + size), *entry])  # the map entry's tag and length first
     for _ in range(features):
         pos = _inside(pos, end)  # a record with fewer entries is walked to its end and stays there
         entry, n = _varint(serialized, pos + 1, end)
         body = _inside(pos + 1 + n, end)
         key_length, n = _varint(serialized, body + 1, end)
         key = tf.strings.substr(serialized, _inside(body + 1 + n, end), _inside(key_length, end))
-        entry_tag = _byte(serialized, pos, end)
-        for k, size in sizes.items():
-            # Everything after the key is fixed by the value's size: check it byte for byte.
-            list_length = 1 + varint_size(size) + size
-            feature_length = 1 + varint_size(list_length) + list_length
-            entry_length = 1 + varint_size(len(k)) + len(k) + 1 + varint_size(feature_length) + feature_length
-            value = body + entry - size
-            head = body + 1 + varint_size(len(k)) + len(k)  # the Feature's tag
-            expected = [0x12, *_encode(feature_length), 0x0A, *_encode(list_length), 0x0A, *_encode(size)]
-            length = tf.fill(tf.shape(head), tf.constant(len(expected), tf.int64))
-            window = tf.strings.substr(serialized, _inside(head, end), length)
-            hit = tf.equal(key, k) & tf.equal(entry_tag, 0x0A) & tf.equal(entry, entry_length)
-            hit &= tf.equal(window, bytes(expected))
-            offsets[k] = tf.where(hit, value, offsets[k])
+        # Every entry starts with its key (as every serializer writes them), so that `key` names it.
+        tags = tf.equal(_byte(serialized, pos, end), 0x0A) & tf.equal(_byte(serialized, body, end), 0x0A)
+        ok &= (pos >= end) | tags
+        for k, head in heads.items():
+            length = tf.fill(tf.shape(pos), tf.constant(len(head), tf.int64))
+            hit = tf.equal(tf.strings.substr(serialized, pos, length), head)
+            offsets[k] = tf.where(hit, pos + len(head), offsets[k])
             hits[k] += tf.cast(hit, tf.int64)
+            named[k] += tf.cast(tf.equal(key, k) & (pos < end), tf.int64)
         pos = body + entry
     # Walked to the end: protobuf keeps the last of a repeated key, so no entry may be left unread.
     ok &= tf.equal(pos, end)
     for k in sizes:
-        ok &= tf.equal(hits[k], 1)
+        ok &= tf.equal(hits[k], 1) & tf.equal(named[k], 1)
     return offsets, tf.reduce_all(ok)
 
 

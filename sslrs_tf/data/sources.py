@@ -567,7 +567,12 @@ class _Parser:
 
         def parsed():
             rasters = tf.io.parse_example(serialized, {k: tf.io.FixedLenFeature([], tf.string) for k in sizes})
-            return [rasters[k] for k in sizes], [tf.zeros_like(offsets[k]) for k in sizes]
+            # A raster of another size is an error, never a crop of part of it.
+            checks = [tf.debugging.assert_equal(tf.strings.length(rasters[k]), size,
+                                                message=f"{self.source.full_name}: a record's {k} raster is not "
+                                                        f"{size} bytes") for k, size in sizes.items()]
+            with tf.control_dependencies(checks):
+                return [tf.identity(rasters[k]) for k in sizes], [tf.zeros_like(offsets[k]) for k in sizes]
 
         strings, starts = tf.cond(ok, lambda: ([serialized] * len(sizes), [offsets[k] for k in sizes]), parsed)
         return dict(zip(sizes, strings, strict=True)), dict(zip(sizes, starts, strict=True))

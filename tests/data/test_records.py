@@ -119,14 +119,20 @@ def test_records_laid_out_otherwise_are_reported_not_misread(built):
     without_lc = tf.train.Example.FromString(record)
     del without_lc.features.feature["lc"]
     twice = _serialize(example, twice=("s2",))
-    for odd in (value_first, overlong, twice):
+    # the record as written, then s2 again in another layout (protobuf keeps the last one)
+    entries = record[1 + len(_varint(len(record) - 1 - len(_varint(len(record))))):]
+    assert _field(1, entries) == record
+    s2 = example.features.feature["s2"].SerializeToString()
+    twice_otherwise = _field(1, entries + _field(1, _field(1, b"s2") + _field(2, s2, overlong=True)))
+    for odd in (value_first, overlong, twice, twice_otherwise):
         assert tf.train.Example.FromString(odd) == example  # the same example, otherwise laid out
         assert not _locate([odd], sizes, features, in_tf_data=False)[1]
         # one odd record makes the batch's answer
         assert not _locate([record, odd], sizes, features, in_tf_data=False)[1]
     assert not _locate([two_values], sizes, features, in_tf_data=False)[1]
     assert not _locate([without_lc.SerializeToString()], sizes, features, in_tf_data=False)[1]  # a raster missing
-    assert not _locate([twice], sizes, features + 1, in_tf_data=False)[1]  # a raster twice, even when both are walked
+    for odd in (twice, twice_otherwise):  # a raster twice, even when both are walked
+        assert not _locate([odd], sizes, features + 1, in_tf_data=False)[1]
     assert not _locate([record], dict(sizes, s2=sizes["s2"] - 2), features, in_tf_data=False)[1]  # another size
     assert not _locate([record], sizes, 2, in_tf_data=False)[1]  # fewer entries walked than the rasters need
     assert not _locate([record[:-5], b"", b"\x0a"], sizes, features, in_tf_data=False)[1]  # cut short, empty, garbage

@@ -21,6 +21,7 @@ from tests.helpers import (
     BEAM_TWO_PROCESSES,
     ROOT,
     SEN12MS_DUMMY,
+    assert_cut_from_records,
     beam_options,
     copy_tree,
     realdata,
@@ -126,6 +127,7 @@ def test_an_unlabelled_build_stores_the_same_s1_and_s2_without_lc_and_needs_no_l
         np.testing.assert_array_equal(batch[key], same[key])
     with pytest.raises(UserError, match="has no 'lc' labels: it was built without labels"):
         make_dataset(unlabelled, "train", label="single")
+    assert_cut_from_records(unlabelled, "train")
 
 
 def test_holdout_is_grouped_by_scene_and_keys_are_deterministic(tmp_path):
