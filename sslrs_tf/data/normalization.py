@@ -116,8 +116,11 @@ class _PixelRows:
         self.rows = tf.reshape(x, rows)
 
     def channel_max(self, rows=None):
-        """``[N, C]``: each sample's per-channel maximum (of `rows`, default its own)."""
+        """``[N, C]``: each sample's per-channel maximum (of `rows`, default its own), ignoring NaN (``-inf`` if
+        all NaN), as :func:`raw_channel_max`."""
         rows = self.rows if rows is None else rows
+        if rows.dtype.is_floating:
+            rows = tf.where(tf.math.is_nan(rows), tf.cast(-np.inf, rows.dtype), rows)
         return tf.reduce_max(tf.reshape(tf.reduce_max(rows, axis=1), [-1, self.k, self.channels]), axis=1)
 
     def times(self, rows, scale):
@@ -151,7 +154,7 @@ def per_sample_max(x, modality, fill_nan=True):
     else:
         pixels = _PixelRows(clip(x, modality, fill_nan))
         rows = pixels.rows
-        peak = pixels.channel_max(tf.where(tf.math.is_nan(rows), -np.inf, rows))
+        peak = pixels.channel_max()
     if low:
         # max(x) - low is max(x - low): a float subtraction keeps the order.
         rows, peak = rows - low, peak - low
@@ -176,7 +179,7 @@ def per_patch_max(x, modality, fill_nan=True, raw_max=None):
     pixels = _PixelRows(clip(x, modality, fill_nan))
     rows = pixels.rows - low if low else pixels.rows
     if raw_max is None:
-        peak = tf.maximum(pixels.channel_max(tf.where(tf.math.is_nan(rows), -np.inf, rows)), 0.0)  # all NaN -> 0
+        peak = tf.maximum(pixels.channel_max(rows), 0.0)  # -inf (all NaN) -> 0
     else:
         # Clipping is monotone: the maximum of the clipped values is the clipped maximum.
         peak = tf.clip_by_value(tf.reshape(tf.cast(raw_max, tf.float32), [-1, pixels.channels]), low, high) - low

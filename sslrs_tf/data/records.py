@@ -56,11 +56,6 @@ def _byte(serialized, pos, end):
                     tf.cast(tf.io.decode_raw(one, tf.uint8, fixed_length=1)[:, 0], tf.int64), -1)
 
 
-def varint_size(value):
-    """Bytes of the varint encoding of `value` (a non-negative Python int)."""
-    return max(1, (int(value).bit_length() + 6) // 7)
-
-
 def locate_bytes(serialized, sizes, features):
     """Offsets of bytes features in serialized ``tf.train.Example`` records.
 
@@ -93,8 +88,8 @@ def locate_bytes(serialized, sizes, features):
     # Each raster's whole entry up to its value is fixed by its key and size: expected byte for byte.
     heads = {}
     for k, size in sizes.items():
-        list_length = 1 + varint_size(size) + size
-        feature_length = 1 + varint_size(list_length) + list_length
+        list_length = 1 + len(_encode(size)) + size
+        feature_length = 1 + len(_encode(list_length)) + list_length
         key = [0x0A, *_encode(len(k)), *k.encode()]
         entry = [*key, 0x12, *_encode(feature_length), 0x0A, *_encode(list_length), 0x0A, *_encode(size)]
         heads[k] = bytes([0x0A, *_encode(len(entry) + size), *entry])  # the map entry's tag and length first

@@ -529,10 +529,9 @@ class _Parser:
         dtype, channels = self.source.rasters[kind]
         return (self.source.seasons or 1) * self.patch_size ** 2 * channels * dtype.size
 
-    def spec(self, rasters=True):
-        """What ``parse_example`` reads: the rasters (unless not `rasters`), the id and the maxima it needs."""
-        keys = (self.kinds if rasters else []) + ["id"]
-        spec = {k: tf.io.FixedLenFeature([], tf.string) for k in keys}
+    def spec(self):
+        """What ``parse_example`` reads: the id and the maxima it needs (the rasters: :meth:`rasters`)."""
+        spec = {"id": tf.io.FixedLenFeature([], tf.string)}
         if self.settings.normalization.method == "per_patch_max":
             # Only per_patch_max divides by the whole patch's maxima, which the builders store.
             seasons = [self.source.seasons] if self.source.seasons else []
@@ -578,7 +577,7 @@ class _Parser:
         return dict(zip(sizes, strings, strict=True)), dict(zip(sizes, starts, strict=True))
 
     def __call__(self, epoch, batch_index, serialized):
-        parsed = tf.io.parse_example(serialized, self.spec(rasters=False))
+        parsed = tf.io.parse_example(serialized, self.spec())
         raw, offsets = self.rasters(serialized)
         n = tf.shape(serialized)[0]
         if self.settings.training:
